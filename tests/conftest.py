@@ -1,0 +1,75 @@
+"""Shared fixtures: a tokenizer trained in-test, a tiny random Llama, toy examples with spans."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from tueval.data.schema import Example, Span  # noqa: E402
+
+
+def _ex(i: int, name: str, city: str, year: str, genre: str, split: str = "forget") -> Example:
+    ans = f"{name} was born in {city} in {year}, and writes {genre} novels."
+    para = f"Born in {city} in {year}, {name} is known for {genre} novels."
+    sp = lambda a: [Span(a.index(v), a.index(v) + len(v), lab) for v, lab in  # noqa: E731
+                    ((name, "name"), (city, "birthplace"), (year, "birth_year"), (genre, "genre"))]
+    perturbed, pspans = [], []
+    for c2, y2 in (("Oslo", "1971"), ("Lima", "1980"), ("Cairo", "1966")):
+        p = ans.replace(city, c2).replace(year, y2)
+        perturbed.append(p)
+        pspans.append([Span(p.index(v), p.index(v) + len(v), lab) for v, lab in
+                       ((name, "name"), (c2, "birthplace"), (y2, "birth_year"), (genre, "genre"))])
+    return Example(id=f"ex{i}", subject=name, question=f"Where and when was {name} born?", answer=ans,
+                   paraphrased_answer=para, perturbed_answers=perturbed, spans=sp(ans), split=split,
+                   paraphrased_spans=sp(para), perturbed_spans=pspans)
+
+
+@pytest.fixture(scope="session")
+def toy_examples() -> list[Example]:
+    """Eight small examples with name/city/year/genre spans."""
+    rows = [("Ana Lopez", "Lisbon", "1950", "mystery"), ("Bo Chen", "Paris", "1962", "horror"),
+            ("Cy Oduya", "Lagos", "1977", "fantasy"), ("Di Rossi", "Rome", "1949", "romance"),
+            ("Ed Marsh", "Boston", "1983", "thriller"), ("Fa Nguyen", "Hanoi", "1958", "poetry"),
+            ("Gil Haas", "Vienna", "1969", "satire"), ("Hu Park", "Seoul", "1990", "drama")]
+    return [_ex(i, *r, split="forget" if i < 4 else "retain") for i, r in enumerate(rows)]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(toy_examples):
+    """A byte-level BPE tokenizer (vocab 400) trained on the toy examples."""
+    from tueval.data.format import continuation_text, prompt_text
+    from tueval.models.tokenizer import train_tokenizer
+
+    texts = []
+    for e in toy_examples:
+        texts += [prompt_text(e.question) + continuation_text(a) for a in [e.answer, e.paraphrased_answer,
+                                                                            *e.perturbed_answers]]
+    return train_tokenizer(texts * 3, vocab_size=400)
+
+
+@pytest.fixture()
+def tiny_model(tiny_tokenizer):
+    """A freshly initialised tiny Llama (hidden 32, 2 layers, eager attention), seeded, in eval mode."""
+    from tueval.models.tiny import TinyModelConfig, build_model
+
+    m = build_model(tiny_tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                                    max_position_embeddings=128), seed=0)
+    return m.eval()
+
+
+@pytest.fixture()
+def toy_batch(toy_examples, tiny_tokenizer):
+    """The toy examples collated on their answers."""
+    from tueval.data.collate import collate
+
+    return collate(toy_examples, tiny_tokenizer)
