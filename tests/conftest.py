@@ -13,7 +13,8 @@ SHARED = ROOT.parent / "shared"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread: tiny models run faster single-threaded, and results do not depend on the core count
+torch.set_num_threads(1)
 
 from tueval.data.schema import Example, Span  # noqa: E402
 

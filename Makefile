@@ -1,0 +1,32 @@
+# The two commands a newcomer runs:  make demo  and  make test
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+WORKDIR ?= work
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-slow setup clean bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
+	$(VENV)/bin/pip install -q "torch==2.13.0"
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)  ## set up, prepare the embedded default, run every analysis, write reports/
+	$(VENV)/bin/tueval demo --workdir $(WORKDIR)
+
+test: $(STAMP)  ## set up and run the test suite (fast tests + the small end-to-end profile)
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider
+
+test-slow: $(STAMP)  ## the slow end-to-end tests (default profile)
+	$(PY) -m pytest -m slow -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(WORKDIR)

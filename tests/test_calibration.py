@@ -1,0 +1,55 @@
+"""Monte-Carlo calibration of the verdict rule: FPR within alpha + 3 MC-SE at no effect, high power at a big one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tueval.stats import beats_all, compare, decide, simulate_arms, simulate_fpr, verdict_table
+
+ALPHA = 0.05
+
+
+@pytest.mark.parametrize("n_seeds", [6, 8, 12])
+def test_false_positive_rate_is_controlled(n_seeds):
+    r = simulate_fpr(n_sims=1000, n_seeds=n_seeds, n_controls=3, effect=0.0, alpha=ALPHA, seed=n_seeds)
+    assert r["n_sims"] == 1000
+    assert r["per_comparison_rate"] <= ALPHA + 3 * r["per_comparison_mc_se"]
+    assert r["rate"] <= ALPHA + 3 * max(r["mc_se"], np.sqrt(ALPHA * (1 - ALPHA) / 1000))
+    assert r["rate"] <= r["per_comparison_rate"] + 1e-12  # beating all k is rarer than beating one
+
+
+def test_single_control_fpr_and_power():
+    null = simulate_fpr(n_sims=2000, n_seeds=8, n_controls=1, effect=0.0, seed=1)
+    assert null["rate"] == null["per_comparison_rate"]  # a family of one
+    assert null["rate"] <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 2000)
+    assert null["rate"] > 0  # the rule can fire at all with 8 seeds
+
+
+def test_power_for_a_big_planted_effect():
+    r = simulate_fpr(n_sims=1000, n_seeds=8, n_controls=3, effect=2.0, seed=2)
+    assert r["rate"] > 0.8 and r["per_comparison_rate"] > 0.9
+    weak = simulate_fpr(n_sims=1000, n_seeds=8, n_controls=3, effect=0.5, seed=2)
+    assert weak["rate"] < r["rate"]  # power grows with the effect
+
+
+def test_simulation_model_moments():
+    m, c = simulate_arms(20000, 6, 2, effect=1.0, noise_sd=2.0, correlation=0.5, seed=0)
+    assert m.shape == (20000, 6) and c.shape == (20000, 2, 6)
+    assert m.mean() == pytest.approx(2.0, abs=0.05) and c.std() == pytest.approx(2.0, rel=0.02)
+    r = np.corrcoef(c[:, 0, 0], c[:, 1, 0])[0, 1]
+    assert r == pytest.approx(0.5, abs=0.03)
+    d = m[:, None, :] - c
+    assert (d.mean() / d.std()) == pytest.approx(1.0, rel=0.03)  # at rho = .5 the effect equals d_z
+
+
+@pytest.mark.parametrize("n_seeds,n_sims", [(6, 40), (10, 8)])
+def test_vectorised_rule_equals_verdict_table(n_seeds, n_sims):
+    m, c = simulate_arms(n_sims, n_seeds, 3, effect=1.2, seed=5)
+    per, beats = decide(m, c, alpha=ALPHA)
+    for s in range(n_sims):
+        comps = [compare(m[s], c[s, j], metric="f", method="m", control=f"c{j}", alpha=ALPHA) for j in range(3)]
+        assert beats[s] == beats_all(verdict_table(comps, alpha=ALPHA, correction="holm"))
+        for j in range(3):
+            assert per[s, j] == (verdict_table([comps[j]], alpha=ALPHA)[0].decision == "better")
+    if n_seeds == 6:
+        assert 0 < beats.sum() < n_sims  # the check saw both outcomes

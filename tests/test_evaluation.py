@@ -1,0 +1,172 @@
+"""TOFU-style per-example evaluation of the tiny random model on the toy examples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tueval.data.format import continuation_text, prompt_text
+from tueval.data.schema import Example
+from tueval.errors import DataError
+from tueval.evaluation.eval_log import read_eval_log, write_eval_log
+from tueval.evaluation.generation import cut_at_eos, generate_answers, left_pad, rouge_recall
+from tueval.evaluation.likelihood import batch_answer_stats
+from tueval.evaluation.metrics import truth_ratios
+from tueval.evaluation.summary import SUMMARY_KEYS, summarise
+from tueval.evaluation.tofu import evaluate_examples
+
+FIELDS = ["example_id", "avg_gt_loss", "gt_loss", "num_token_gt", "generated_text", "rouge1_recall",
+          "rougeL_recall", "avg_paraphrased_loss", "paraphrased_loss", "num_token_paraphrased",
+          "average_perturb_loss", "perturb_loss", "num_token_perturb", "truth_ratio", "prob", "acc", "fact_acc"]
+
+
+def direct_answer_nll(model, tok, question: str, answer: str) -> tuple[float, int]:
+    """Summed NLL of ' answer' + EOS after the prompt, one example, no padding (independent of collate)."""
+    p = tok(prompt_text(question))["input_ids"]
+    a = tok(continuation_text(answer), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([p + a])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    nll = F.cross_entropy(logits[len(p) - 1:-1], ids[0, len(p):], reduction="sum")
+    return float(nll), len(a)
+
+
+@pytest.fixture()
+def forget_df(tiny_model, tiny_tokenizer, toy_examples):
+    return evaluate_examples(tiny_model, tiny_tokenizer, toy_examples[:4], "forget", batch_size=3, max_new_tokens=6)
+
+
+def test_fields_and_shapes(forget_df, toy_examples):
+    df = forget_df
+    assert df.columns.tolist() == FIELDS and len(df) == 4
+    assert df["example_id"].tolist() == [e.id for e in toy_examples[:4]]
+    assert all(len(x) == 3 for x in df["average_perturb_loss"]) and all(len(x) == 3 for x in df["num_token_perturb"])
+    assert np.isfinite(df["truth_ratio"]).all() and (df["truth_ratio"] > 0).all()
+    np.testing.assert_allclose(df["truth_ratio"], truth_ratios(df), rtol=1e-12)
+    np.testing.assert_allclose(df["avg_gt_loss"], df["gt_loss"] / df["num_token_gt"], rtol=1e-12)
+    np.testing.assert_allclose(df["prob"], np.exp(-df["avg_gt_loss"]), rtol=1e-12)
+    assert df["acc"].between(0, 1).all() and df["fact_acc"].between(0, 1).all()
+    assert df["rougeL_recall"].between(0, 1).all()
+    g = df["generated_text"].iloc[0]
+    assert g[0] == prompt_text(toy_examples[0].question) and g[2] == toy_examples[0].answer
+
+
+def test_losses_match_direct_per_example(forget_df, tiny_model, tiny_tokenizer, toy_examples):
+    for i, e in enumerate(toy_examples[:4]):
+        nll, n = direct_answer_nll(tiny_model, tiny_tokenizer, e.question, e.answer)
+        assert forget_df["num_token_gt"].iloc[i] == n
+        assert forget_df["avg_gt_loss"].iloc[i] == pytest.approx(nll / n, abs=1e-5)
+        nll_p, n_p = direct_answer_nll(tiny_model, tiny_tokenizer, e.question, e.paraphrased_answer)
+        assert forget_df["avg_paraphrased_loss"].iloc[i] == pytest.approx(nll_p / n_p, abs=1e-5)
+        nll_k, n_k = direct_answer_nll(tiny_model, tiny_tokenizer, e.question, e.perturbed_answers[2])
+        assert forget_df["perturb_loss"].iloc[i][2] == pytest.approx(nll_k, abs=1e-4)
+        assert forget_df["num_token_perturb"].iloc[i][2] == n_k
+
+
+def test_batch_size_invariance(tiny_model, tiny_tokenizer, toy_examples):
+    a = evaluate_examples(tiny_model, tiny_tokenizer, toy_examples[:5], "retain", batch_size=1, generate=False)
+    b = evaluate_examples(tiny_model, tiny_tokenizer, toy_examples[:5], "retain", batch_size=5, generate=False)
+    np.testing.assert_allclose(a["avg_gt_loss"], b["avg_gt_loss"], atol=1e-5)
+    np.testing.assert_allclose(np.stack(a["average_perturb_loss"]), np.stack(b["average_perturb_loss"]), atol=1e-5)
+    assert a["rougeL_recall"].isna().all() and a["generated_text"].isna().all()
+
+
+def test_real_authors_use_answer_as_correct(tiny_model, tiny_tokenizer, toy_examples):
+    exs = [Example(e.id, e.subject, e.question, e.answer, "", e.perturbed_answers, e.spans) for e in toy_examples[4:]]
+    df = evaluate_examples(tiny_model, tiny_tokenizer, exs, "real_authors", generate=False)
+    np.testing.assert_array_equal(df["avg_paraphrased_loss"], df["avg_gt_loss"])
+    np.testing.assert_array_equal(df["num_token_paraphrased"], df["num_token_gt"])
+    p = np.exp(-df["avg_gt_loss"].to_numpy())
+    all_p = p + np.exp(-np.stack(df["average_perturb_loss"])).sum(1)
+    np.testing.assert_allclose(df["normalized_gt_loss"], -np.log(p / all_p), rtol=1e-10)
+    with pytest.raises(DataError, match="paraphrased_answer"):
+        evaluate_examples(tiny_model, tiny_tokenizer, exs, "forget", generate=False)
+
+
+def test_bad_examples(tiny_model, tiny_tokenizer, toy_examples):
+    e = toy_examples[0]
+    bad = Example(e.id, e.subject, e.question, e.answer, e.paraphrased_answer, [])
+    with pytest.raises(DataError, match="row 1.*perturbed_answer"):
+        evaluate_examples(tiny_model, tiny_tokenizer, [e, bad], "forget")
+    with pytest.raises(ValueError, match="unknown evaluation kind"):
+        evaluate_examples(tiny_model, tiny_tokenizer, [e], "holdout")
+
+
+def test_accuracy_on_hand_batch(toy_batch):
+    # logits that put all mass on the true next token everywhere: acc = fact_acc = 1, NLL ~ 0
+    B, T = toy_batch.input_ids.shape
+    logits = torch.full((B, T, 400), -30.0)
+    logits[:, :-1].scatter_(-1, toy_batch.input_ids[:, 1:, None], 30.0)
+    s = batch_answer_stats(logits, toy_batch)
+    assert torch.all(s["acc"] == 1) and torch.all(s["fact_acc"] == 1)
+    assert torch.all(s["sum_nll"] < 1e-6) and torch.equal(s["n_tokens"], toy_batch.answer_mask.sum(1))
+    # shift the predictions by one token: every answer token wrong
+    s2 = batch_answer_stats(torch.roll(logits, 1, dims=2), toy_batch)
+    assert torch.all(s2["acc"] == 0)
+
+
+def test_rouge_recall():
+    ans = "Ana Lopez was born in Lisbon in 1950, and writes mystery novels."
+    r1, rl = rouge_recall([ans, "Ana Lopez was born in Paris.", ""], [ans, ans, ans])
+    assert r1[0] == 1.0 and rl[0] == 1.0
+    assert 0 < rl[1] < 1 and r1[1] == pytest.approx(5 / 12)
+    assert r1[2] == 0.0
+
+
+def test_left_pad_and_cut_at_eos():
+    ids, attn = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and attn.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert cut_at_eos(torch.tensor([[4, 2, 9], [2, 5, 5], [7, 8, 9]]), eos_id=2) == [[4], [], [7, 8, 9]]
+
+
+def test_batched_generation_matches_single(tiny_model, tiny_tokenizer, toy_examples):
+    torch.manual_seed(1)
+    with torch.no_grad():  # sharpen the random model so that generations differ between prompts
+        for p in tiny_model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    qs = [e.question for e in toy_examples] + ["Who?", "Where and when was the mystery novelist Ana Lopez born?"]
+    assert len({len(tiny_tokenizer(prompt_text(q))["input_ids"]) for q in qs}) > 1  # padding really happens
+    batched = generate_answers(tiny_model, tiny_tokenizer, qs, batch_size=8, max_new_tokens=8)
+    single = [generate_answers(tiny_model, tiny_tokenizer, [q], batch_size=1, max_new_tokens=8)[0] for q in qs]
+    assert batched == single and len(set(batched)) > 1
+
+
+def test_training_flag_restored(tiny_model, tiny_tokenizer, toy_examples):
+    tiny_model.train()
+    evaluate_examples(tiny_model, tiny_tokenizer, toy_examples[:2], "forget", max_new_tokens=2)
+    assert tiny_model.training
+    tiny_model.eval()
+
+
+def test_round_trip_and_summary(tmp_path, tiny_model, tiny_tokenizer, toy_examples):
+    tables = {k: evaluate_examples(tiny_model, tiny_tokenizer, toy_examples, k, max_new_tokens=2)
+              for k in ("forget", "retain", "real_authors", "world_facts")}
+    path = write_eval_log(tmp_path / "eval_log_aggregated.json", tables)
+    back = read_eval_log(path)
+    for k, df in tables.items():
+        assert back[k].columns.tolist() == df.columns.tolist()
+        for col in df.columns:
+            a, b = df[col].tolist(), back[k][col].tolist()
+            if col in ("example_id", "generated_text", "num_token_perturb"):
+                assert a == b
+            else:
+                np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-12)
+    s = summarise(back, tables["forget"])
+    assert set(SUMMARY_KEYS) <= set(s) and s["forget_quality"] == 1.0
+    assert len(s["components"]) == 9 and all(0 <= v <= 1 for v in s["components"].values())
+    assert s["model_utility"] is not None and 0 <= s["model_utility"] <= 1
+    assert math.isfinite(s["forget_truth_ratio"])
+
+
+def test_nan_round_trips_as_null(tmp_path):
+    df = pd.DataFrame({"example_id": ["a"], "avg_gt_loss": [1.0], "avg_paraphrased_loss": [1.0],
+                       "average_perturb_loss": [[2.0]], "rougeL_recall": [float("nan")], "fact_acc": [np.nan]})
+    path = write_eval_log(tmp_path / "log.json", {"retain": df})
+    assert '"rougeL_recall": {\n      "a": null' in path.read_text()
+    back = read_eval_log(path)["retain"]
+    assert math.isnan(back["rougeL_recall"].iloc[0]) and back["avg_gt_loss"].iloc[0] == 1.0

@@ -1,0 +1,397 @@
+"""tueval.stats against reference implementations (scipy, statsmodels, rliable) and hand-computed examples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
+
+from tueval.errors import DataError, SpecError
+from tueval.stats import (Comparison, PairedResult, adjust, adjust_batch, aggregate_mean, align_arms, bca_interval,
+                          beats_all, compare, effect_size_dz, equivalence_test, hierarchical_bootstrap, iqm,
+                          min_seeds_for_exact, optimality_gap, paired_difference, paired_hierarchical_bootstrap,
+                          paired_t, power_paired, probability_of_improvement, probability_of_improvement_ci,
+                          seeds_needed, sign_flip_pvalue, stratified_bootstrap_ci, t_interval, verdict_table,
+                          verdicts_to_frame)
+from tueval.stats import aggregate as agg
+
+rng = np.random.default_rng(1234)
+
+
+@pytest.fixture
+def fast_statsmodels_holm(monkeypatch):
+    """statsmodels' Holm branch calls gc.collect() on every call (about 1 s with torch loaded); stub it in tests."""
+    import gc
+
+    monkeypatch.setattr(gc, "collect", lambda *a: 0)
+
+
+def _scipy_signflip(d, alternative, n_resamples=np.inf, seed=0):
+    return scipy.stats.permutation_test((d,), np.mean, permutation_type="samples", alternative=alternative,
+                                        n_resamples=n_resamples, vectorized=True,
+                                        rng=np.random.default_rng(seed)).pvalue
+
+
+# ---------------------------------------------------------------- paired: sign-flip p ---------------------------
+
+def test_signflip_hand_values():
+    assert sign_flip_pvalue([1, 2, 3], "greater") == pytest.approx(1 / 8)
+    assert sign_flip_pvalue(np.ones(6) * [1, 2, 3, 4, 5, 6], "two-sided") == pytest.approx(2 / 64)
+    assert sign_flip_pvalue([1, 2, 3, 4, 5, 6], "greater") == pytest.approx(1 / 64)
+    assert sign_flip_pvalue([1, 2, 3, 4, 5, 6], "less") == pytest.approx(1.0)
+    # [1, -2, 3]: observed sum 2; brute force over the 8 sign flips
+    flips = [a * 1 + b * -2 + c * 3 for a in (1, -1) for b in (1, -1) for c in (1, -1)]
+    assert sign_flip_pvalue([1, -2, 3], "greater") == pytest.approx(np.mean(np.array(flips) >= 2))
+
+
+@pytest.mark.parametrize("n", [3, 7, 12])
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_signflip_matches_scipy_permutation_test(n, alternative):
+    d = rng.normal(0.3, 1.0, size=n)
+    ours = sign_flip_pvalue(d, alternative)
+    assert ours == pytest.approx(_scipy_signflip(d, alternative), rel=1e-12)
+    # two-sample paired form of scipy (swap method/control within a pair) gives the same null
+    x, y = d + 5.0, np.full(n, 5.0)
+    ref2 = scipy.stats.permutation_test((x, y), lambda a, b, axis: np.mean(a - b, axis=axis), vectorized=True,
+                                        permutation_type="samples", alternative=alternative, n_resamples=np.inf).pvalue
+    assert ours == pytest.approx(ref2, rel=1e-9)
+
+
+def test_signflip_with_ties_matches_scipy():
+    d = np.array([1.0, 1.0, -1.0, 2.0, 0.0, 1.0, -2.0])
+    for alt in ("greater", "less", "two-sided"):
+        assert sign_flip_pvalue(d, alt) == pytest.approx(_scipy_signflip(d, alt), rel=1e-12)
+
+
+def test_signflip_batch_equals_rows_and_monte_carlo_is_seeded():
+    d = rng.normal(0.2, 1.0, size=(5, 4, 8))
+    batch = sign_flip_pvalue(d, "greater")
+    rows = np.array([[sign_flip_pvalue(r, "greater") for r in m] for m in d])
+    np.testing.assert_allclose(batch, rows)
+    big = rng.normal(0.4, 1.0, size=20)  # above 16 seeds: Monte-Carlo
+    p1 = sign_flip_pvalue(big, "greater", n_resamples=20000, seed=3)
+    assert p1 == sign_flip_pvalue(big, "greater", n_resamples=20000, seed=3)
+    ref = _scipy_signflip(big, "greater", n_resamples=20000, seed=5)
+    assert abs(p1 - ref) < 0.01
+    assert p1 >= 1 / 20001
+
+
+# ---------------------------------------------------------------- paired: CIs, t, d_z -----------------------------
+
+def test_small_n_t_interval_and_ttest_rel():
+    m, c = rng.normal(1, 1, 7), rng.normal(0, 1, 7)
+    r = paired_difference(m, c, alpha=0.05, alternative="greater")
+    ref = scipy.stats.ttest_rel(m, c)
+    lo, hi = ref.confidence_interval(0.95)
+    assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), rel=1e-10)
+    assert r.ci_method == "t" and "exact" in r.test_name and r.n == 7
+    assert r.estimate == pytest.approx(np.mean(m - c))
+    assert r.p_value == pytest.approx(_scipy_signflip(m - c, "greater"))
+    t, p = paired_t(m, c, "greater")
+    ref1 = scipy.stats.ttest_rel(m, c, alternative="greater")
+    assert (t, p) == pytest.approx((ref1.statistic, ref1.pvalue))
+    d = m - c
+    assert r.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+    assert r.diffs == pytest.approx(tuple(d))
+
+
+def test_large_n_bca_matches_scipy_bootstrap():
+    m, c = rng.normal(0.5, 1, 12), rng.normal(0, 1, 12)
+    r = paired_difference(m, c, seed=7)
+    ref = scipy.stats.bootstrap((m - c,), np.mean, method="BCa", n_resamples=9999, rng=np.random.default_rng(7))
+    assert r.ci_method == "BCa bootstrap"
+    assert (r.ci_low, r.ci_high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert r.p_value == pytest.approx(_scipy_signflip(m - c, "greater"))
+    assert r.ci_low < r.estimate < r.ci_high
+
+
+def test_degenerate_differences_never_nan():
+    zero = paired_difference([1, 2, 3, 4], [1, 2, 3, 4])
+    assert (zero.p_value, zero.ci_low, zero.ci_high, zero.effect_size) == (1.0, 0.0, 0.0, 0.0)
+    for n in (6, 12):
+        const = paired_difference(np.arange(n) + 1.0, np.arange(n) + 0.5)
+        assert const.ci_low == pytest.approx(0.5) and const.ci_high == pytest.approx(0.5)
+        assert const.p_value == pytest.approx(1 / 2 ** n)
+        assert const.effect_size == math.inf
+        assert not any(np.isnan(v) for v in (const.estimate, const.ci_low, const.ci_high, const.p_value))
+    assert bca_interval(np.zeros(11)) == (0.0, 0.0)
+    assert effect_size_dz([-1.0, -1.0]) == -math.inf
+    assert paired_t([1, 1], [0, 0], "greater") == (math.inf, 0.0)
+
+
+def test_paired_input_errors_name_row_and_field():
+    with pytest.raises(DataError) as e:
+        paired_difference([1.0, np.nan, 2.0], [0.0, 0.0, 0.0])
+    assert e.value.row == 1 and e.value.field == "method"
+    with pytest.raises(DataError):
+        paired_difference([1.0, 2.0], [0.0, 0.0, 0.0])
+    with pytest.raises(DataError):
+        paired_difference([1.0], [0.0])
+    with pytest.raises(ValueError):
+        paired_difference([1.0, 2.0], [0.0, 0.0], alternative="bigger")
+
+
+def test_t_interval_batch_matches_rows():
+    d = rng.normal(size=(4, 6))
+    lo, hi = t_interval(d, 0.9)
+    for i in range(4):
+        assert (lo[i], hi[i]) == pytest.approx(t_interval(d[i], 0.9))
+
+
+# ---------------------------------------------------------------- hierarchical bootstrap --------------------------
+
+def _nested(n_seeds, n_ex, seed_sd, ex_sd, mu, g):
+    seed_eff = g.normal(0, seed_sd, n_seeds)
+    vals = mu + seed_eff[:, None] + g.normal(0, ex_sd, (n_seeds, n_ex))
+    return vals.ravel(), np.repeat(np.arange(n_seeds), n_ex)
+
+
+def test_hierarchical_bootstrap_covers_true_mean():
+    g = np.random.default_rng(0)
+    hits = 0
+    for _ in range(60):
+        v, s = _nested(10, 15, 1.0, 1.0, 2.0, g)
+        r = hierarchical_bootstrap(v, s, n_resamples=999, seed=int(g.integers(1 << 30)))
+        hits += r.ci_low <= 2.0 <= r.ci_high
+    assert hits / 60 >= 0.85  # nominal 0.95; percentile intervals with 10 seeds run a little short
+
+
+def test_hierarchical_bootstrap_widens_with_seed_variance_and_beats_naive_width():
+    g = np.random.default_rng(1)
+    widths = []
+    for sd in (0.0, 1.0, 3.0):
+        v, s = _nested(8, 20, sd, 1.0, 0.0, np.random.default_rng(5))
+        v = v + np.repeat(np.random.default_rng(9).normal(0, 1, 8), 20) * sd  # extra seed-level variance
+        r = hierarchical_bootstrap(v, s, n_resamples=1999, seed=0)
+        widths.append(r.ci_high - r.ci_low)
+    assert widths[0] < widths[1] < widths[2]
+    v, s = _nested(8, 20, 2.0, 1.0, 0.0, g)
+    hier = hierarchical_bootstrap(v, s, n_resamples=1999)
+    naive = scipy.stats.bootstrap((v,), np.mean, method="percentile", n_resamples=1999, rng=np.random.default_rng(0))
+    assert hier.ci_high - hier.ci_low > 2 * (naive.confidence_interval.high - naive.confidence_interval.low)
+
+
+def test_hierarchical_statistics_unequal_seeds_and_frame_input():
+    v = np.array([1.0, 3.0, 10.0, 0.0, 0.0, 0.0])
+    s = np.array(["a", "a", "b", "c", "c", "c"])
+    assert hierarchical_bootstrap(v, s, n_resamples=50).estimate == pytest.approx((2 + 10 + 0) / 3)
+    assert hierarchical_bootstrap(v, s, statistic="pooled_mean", n_resamples=50).estimate == pytest.approx(14 / 6)
+    df = pd.DataFrame({"value": v, "seed": s})
+    a = hierarchical_bootstrap(df, n_resamples=200, seed=4)
+    b = hierarchical_bootstrap(v, s, n_resamples=200, seed=4)
+    assert a == b
+    one_seed = hierarchical_bootstrap(v[3:], s[3:], n_resamples=100)
+    assert one_seed.ci_low == one_seed.ci_high == 0.0
+    with pytest.raises(DataError) as e:
+        hierarchical_bootstrap(np.array([1.0, np.inf]), np.array([0, 1]))
+    assert e.value.row == 1
+
+
+def test_paired_hierarchical_equals_bootstrap_of_differences_for_the_mean():
+    g = np.random.default_rng(2)
+    c, s = _nested(6, 12, 1.0, 1.0, 0.0, g)
+    m = c + 0.3 + g.normal(0, 0.2, c.size)
+    p = paired_hierarchical_bootstrap(m, c, s, n_resamples=999, seed=11)
+    d = hierarchical_bootstrap(m - c, s, n_resamples=999, seed=11)
+    assert p.estimate == pytest.approx(d.estimate)
+    assert (p.ci_low, p.ci_high) == pytest.approx((d.ci_low, d.ci_high))
+    # pairing removes the shared seed effect: far narrower than the unpaired difference of the two CIs
+    wm = hierarchical_bootstrap(m, s, n_resamples=999, seed=11)
+    assert p.ci_high - p.ci_low < 0.5 * (wm.ci_high - wm.ci_low)
+    assert p.ci_low > 0
+
+
+def test_align_arms_joins_and_rejects_missing_pairs():
+    a = pd.DataFrame({"seed": [0, 0, 1], "example_id": ["x", "y", "x"], "value": [1.0, 2.0, 3.0]})
+    b = pd.DataFrame({"seed": [1, 0, 0], "example_id": ["x", "y", "x"], "value": [0.5, 1.0, 0.0]})
+    j = align_arms(a, b).sort_values(["seed", "example_id"])
+    assert list(j["method"] - j["control"]) == [1.0, 1.0, 2.5]
+    r = paired_hierarchical_bootstrap(j, n_resamples=100)
+    assert r.estimate == pytest.approx((1.0 + 2.5) / 2)
+    with pytest.raises(DataError, match="missing in the control arm"):
+        align_arms(a, b.iloc[:2])
+
+
+# ---------------------------------------------------------------- multiple comparisons ----------------------------
+
+def test_holm_and_bh_hand_example(fast_statsmodels_holm):
+    p = [0.01, 0.04, 0.03]
+    np.testing.assert_allclose(adjust(p, "holm"), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(adjust(p, "fdr_bh"), [0.03, 0.04, 0.04])
+    np.testing.assert_allclose(adjust(p, "holm", engine="statsmodels"), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(adjust(p, "fdr_bh", engine="statsmodels"), [0.03, 0.04, 0.04])
+    # statsmodels' default is Holm-Sidak, which differs: we never rely on it
+    assert not np.allclose(multipletests(p)[1], adjust(p, "holm"))
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh", "bonferroni"])
+def test_numpy_engine_matches_statsmodels(method, fast_statsmodels_holm):
+    g = np.random.default_rng(3)
+    fams = np.concatenate([g.uniform(0, 0.2, (30, 5)), g.choice([0.01, 0.02, 0.5], (10, 5))])  # with ties
+    batch = adjust_batch(fams, method)
+    for row, adj in zip(fams, batch):
+        np.testing.assert_allclose(adj, multipletests(row, method=method)[1], rtol=1e-12)
+    with pytest.raises(DataError):
+        adjust([0.1, 1.5])
+    with pytest.raises(ValueError):
+        adjust([0.1], "hs")
+
+
+# ---------------------------------------------------------------- equivalence -------------------------------------
+
+def test_tost_matches_statsmodels_and_ci_rule():
+    g = np.random.default_rng(4)
+    for _ in range(20):
+        m, c = g.normal(0, 1, 8), g.normal(0, 1, 8) * 0.3
+        m = c + g.normal(0.05, 0.3, 8)
+        r = equivalence_test(m, c, 0.4)
+        assert r.p_value == pytest.approx(ttost_paired(m, c, -0.4, 0.4)[0])
+        lo, hi = scipy.stats.ttest_rel(m, c).confidence_interval(0.90)
+        assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi))
+        assert r.equivalent == (-0.4 < lo and hi < 0.4)  # TOST p < alpha <=> 90% CI inside the bounds
+    assert equivalence_test([1, 2, 3], [1, 2, 3], 0.1).equivalent
+    assert not equivalence_test([1, 2, 3], [0, 1, 2], 0.5).equivalent
+    assert equivalence_test([1.0, 2.0], [0.9, 1.9], (-0.2, 0.3)).equivalent
+
+
+# ---------------------------------------------------------------- power -------------------------------------------
+
+def test_power_and_seeds_needed():
+    assert seeds_needed(0.8) == 15
+    for dz, n in ((0.5, 34), (1.0, 10), (1.5, 6), (2.0, 5)):
+        assert seeds_needed(dz) == n
+    assert power_paired(0.8, 15) >= 0.8 > power_paired(0.8, 14)
+    assert power_paired(0.8, 15) == pytest.approx(TTestPower().power(0.8, 15, 0.05))
+    assert seeds_needed(2.0, exact_test=True) == 6
+    assert seeds_needed(0.8, alternative="greater") < 15
+
+
+@pytest.mark.parametrize("alternative,k", [("two-sided", 1), ("greater", 1), ("greater", 3), ("two-sided", 3)])
+def test_min_seeds_for_exact_is_the_sign_flip_floor(alternative, k):
+    n = min_seeds_for_exact(0.05, alternative, k)
+    assert sign_flip_pvalue(np.arange(1.0, n + 1), alternative) * k < 0.05
+    assert sign_flip_pvalue(np.arange(1.0, n), alternative) * k >= 0.05
+    assert min_seeds_for_exact(0.05, "two-sided") == 6 and min_seeds_for_exact(0.05, "greater") == 5
+
+
+# ---------------------------------------------------------------- aggregates (rliable) ----------------------------
+
+def test_iqm_hand_value_and_rliable():
+    s = np.array([[1, 2], [3, 4], [0, 1], [2, 2]], dtype=float)
+    # pooled sorted: 0 1 1 2 2 2 3 4 -> drop 2 each side -> mean(1, 2, 2, 2) = 1.75
+    assert iqm(s) == pytest.approx(1.75)
+    assert float(agg._iqm_np(s)) == pytest.approx(1.75)
+    from rliable import metrics as rm
+    big = rng.normal(size=(10, 4))
+    assert iqm(big) == pytest.approx(rm.aggregate_iqm(big))
+    assert float(agg._iqm_np(big)) == pytest.approx(rm.aggregate_iqm(big))
+    assert aggregate_mean(big) == pytest.approx(rm.aggregate_mean(big))
+    assert optimality_gap(big, 0.5) == pytest.approx(rm.aggregate_optimality_gap(big, 0.5))
+    assert float(agg._optimality_gap_np(big, 0.5)) == pytest.approx(rm.aggregate_optimality_gap(big, 0.5))
+    assert float(agg._median_np(big)) == pytest.approx(rm.aggregate_median(big))
+
+
+def test_probability_of_improvement_hand_and_rliable():
+    x, y = np.array([[2.0]]), np.array([[1.0], [3.0], [4.0]])
+    assert probability_of_improvement(x, y) == pytest.approx(1 / 3)
+    assert float(agg._poi_np(x, y)) == pytest.approx(1 / 3)
+    # two tasks: 1/3 and all ties (1/2) -> 5/12
+    x2, y2 = np.array([[2.0, 1.0]]), np.array([[1.0, 1.0], [3.0, 1.0], [4.0, 1.0]])
+    assert probability_of_improvement(x2, y2) == pytest.approx(5 / 12)
+    assert float(agg._poi_np(x2, y2)) == pytest.approx(5 / 12)
+    from rliable import metrics as rm
+    a, b = rng.integers(0, 4, (6, 3)).astype(float), rng.integers(0, 4, (5, 3)).astype(float)
+    assert probability_of_improvement(a, b) == pytest.approx(rm.probability_of_improvement(a, b))
+    assert float(agg._poi_np(a, b)) == pytest.approx(rm.probability_of_improvement(a, b))
+    assert probability_of_improvement(a, a) == pytest.approx(0.5)
+
+
+def test_stratified_bootstrap():
+    s = rng.normal(size=(8, 3))
+    r = stratified_bootstrap_ci(s, "iqm", reps=500, seed=2)
+    assert r.ci_low <= r.estimate <= r.ci_high and r.estimate == pytest.approx(iqm(s))
+    # the vectorised path and a callable on each resample see the same resamples
+    r2 = stratified_bootstrap_ci(s, lambda m: scipy.stats.trim_mean(m, 0.25, axis=None), reps=500, seed=2)
+    assert (r2.ci_low, r2.ci_high) == pytest.approx((r.ci_low, r.ci_high))
+    const = np.tile([1.0, 2.0, 3.0], (5, 1))  # runs agree within each task: no run-level uncertainty
+    c = stratified_bootstrap_ci(const, "mean", reps=200)
+    assert c.ci_low == c.ci_high == pytest.approx(2.0)
+    assert stratified_bootstrap_ci(const, "mean", reps=200, task_bootstrap=True).ci_high > 2.0
+    p = probability_of_improvement_ci(s + 1.0, s, reps=300)
+    assert 0 <= p.ci_low <= p.estimate <= p.ci_high <= 1 and p.estimate > 0.5
+
+
+def test_stratified_bootstrap_close_to_rliable_if_available():
+    try:
+        from rliable import library as rly
+    except Exception as exc:  # rliable.library imports `arch`, which breaks on some pandas versions
+        pytest.skip(f"rliable.library does not import here: {exc}")
+    s = rng.normal(size=(10, 3))
+    _, cis = rly.get_interval_estimates({"a": s}, lambda x: np.array([iqm(x)]), reps=4000)
+    ours = stratified_bootstrap_ci(s, "iqm", reps=4000)
+    assert ours.ci_low == pytest.approx(cis["a"][0, 0], abs=0.1)
+    assert ours.ci_high == pytest.approx(cis["a"][1, 0], abs=0.1)
+
+
+# ---------------------------------------------------------------- verdicts ----------------------------------------
+
+def _family():
+    g = np.random.default_rng(8)
+    base = g.normal(0, 1, 8)
+    return [
+        compare(base + 2.0 + g.normal(0, .3, 8), base, metric="forget", method="m", control="random_k"),
+        compare(base + g.normal(0, .3, 8), base, metric="forget", method="m", control="magnitude"),
+        compare(base - 2.0 + g.normal(0, .3, 8), base, metric="forget", method="m", control="oracle"),
+        compare(base - 1.5 + g.normal(0, .3, 8), base, metric="loss", method="m", control="random_k",
+                higher_is_better=False),
+    ]
+
+
+def test_verdict_table_decisions_and_holm():
+    fam = _family()
+    vs = verdict_table(fam, alpha=0.05, higher_is_better={"forget": True, "loss": False})
+    assert [v.decision for v in vs] == ["better", "not better", "worse", "better"]
+    assert all(v.family_size == 4 and v.correction == "holm" for v in vs)
+    np.testing.assert_allclose([v.p_adjusted for v in vs], adjust([v.p_value for v in vs], "holm"))
+    assert vs[3].estimate < 0 and vs[3].ci_high < 0 and not vs[3].higher_is_better
+    assert not beats_all(vs) and beats_all([vs[0], vs[3]]) and not beats_all([])
+    df = verdicts_to_frame(vs)
+    assert list(df.columns[:4]) == ["metric", "method", "control", "estimate"] and len(df) == 4
+    assert vs[0].to_dict()["decision"] == "better"
+
+
+def test_verdict_needs_ci_and_p_and_recomputes_direction():
+    # tiny p but a CI that includes 0 -> not better
+    fake = {"metric": "f", "method": "m", "control": "c", "estimate": 1.0, "ci_low": -0.1, "ci_high": 2.0,
+            "p_value": 0.001, "alternative": "greater", "n": 8, "effect_size": 1.0, "test_name": "x"}
+    assert verdict_table([fake])[0].decision == "not better"
+    assert verdict_table([{**fake, "ci_low": 0.1}])[0].decision == "better"
+    # a two-sided result is re-tested one-sided from its diffs
+    r = paired_difference(np.arange(6) + 1.0, np.zeros(6), alternative="two-sided")
+    v = verdict_table([Comparison("f", "m", "c", r)])[0]
+    assert v.p_value == pytest.approx(1 / 64) and v.decision == "better"
+    with pytest.raises(SpecError):
+        verdict_table([{**fake, "alternative": "two-sided"}])
+    # Holm over a family of 3 with 6 seeds: 3 * 1/64 < 0.05 only when every seed favours the method
+    rs = [Comparison("f", "m", f"c{i}", paired_difference(np.arange(6) + 1.0, np.zeros(6))) for i in range(3)]
+    assert beats_all(verdict_table(rs))
+
+
+def test_verdict_equivalence_margin():
+    g = np.random.default_rng(9)
+    c = g.normal(0, 1, 10)
+    m = c + g.normal(0, 0.05, 10)
+    v = verdict_table([compare(m, c, metric="utility", method="m", control="c")], equivalence_margin={"utility": 0.2})
+    assert v[0].decision == "equivalent"
+    assert verdict_table([compare(m, c, metric="utility", method="m", control="c")])[0].decision == "not better"
+
+
+def test_paired_result_to_dict_roundtrip():
+    r = paired_difference([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
+    d = r.to_dict()
+    assert d["diffs"] == [1.0, 1.5, 2.0] and PairedResult(**{**d, "diffs": tuple(d["diffs"])}) == r

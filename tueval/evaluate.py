@@ -1,0 +1,115 @@
+"""Evaluate a model on a prepared workdir: TOFU tables and summary, MIA, a TOFU eval log; cached per model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .io import write_json, write_parquet
+from .workdir import Workdir
+
+SETS = ("forget", "retain", "real_authors", "world_facts")
+
+
+def eval_sets(wd: Workdir) -> dict[str, list]:
+    """The evaluation sets of the workdir: its forget split, a fixed retain subset and the utility sets."""
+    b = wd.benchmark
+    return {"forget": b.split(wd.forget_split), "retain": b.retain_eval(retain_split=wd.retain_split),
+            "real_authors": b.split("real_authors"), "world_facts": b.split("world_facts")}
+
+
+def holdout_split(wd: Workdir) -> str:
+    """The holdout split matching the forget split's size (for MIA)."""
+    return "holdout" + wd.forget_split.replace("forget", "")
+
+
+@torch.no_grad()
+def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFrame | None,
+                       retain_aucs: dict | None, generate: bool = True, batch_size: int = 64,
+                       sets: tuple[str, ...] = SETS) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Per-example tables and the summary dict of ``model`` (no files written)."""
+    from .evaluation.mia import mia_summary, mia_table
+    from .evaluation.summary import summarise
+    from .evaluation.tofu import evaluate_examples
+
+    model.eval()
+    ev = eval_sets(wd)
+    tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
+              for k in sets}
+    mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)), batch_size=batch_size)
+    tables["mia"] = mia_t
+    summary = summarise({k: tables[k] for k in sets}, retain_forget, mia_summary(mia_t, retain_aucs))
+    return tables, summary
+
+
+def _reference(wd: Workdir) -> tuple[pd.DataFrame | None, dict | None]:
+    """The retain model's forget table and MIA AUCs (evaluating the retain model first if needed)."""
+    d = wd.eval_dir("retain")
+    if not (d / "summary.json").exists():
+        evaluate_model(wd, "retain", name="retain", progress=False)
+    summ = json.loads((d / "summary.json").read_text())
+    return pd.read_parquet(d / "forget.parquet"), {k: v for k, v in (summ.get("mia") or {}).items()
+                                                   if k.startswith("mia_")}
+
+
+def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,
+                   force: bool = False) -> dict[str, Any]:
+    """Evaluate ``model`` (target, retain or a folder) against the retain model; cached in WORKDIR/eval/NAME."""
+    from .evaluation.eval_log import write_eval_log
+
+    name = name or (model if model in ("target", "retain") else Path(model).name)
+    out = wd.eval_dir(name)
+    if (out / "summary.json").exists() and not force:
+        return json.loads((out / "summary.json").read_text())
+    if model == "retain":
+        retain_forget, retain_aucs = None, None
+    else:
+        retain_forget, retain_aucs = _reference(wd)
+    m, tok = wd.load_model(model)
+    tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs)
+    if model == "retain":  # forget quality of the retain model against itself: 1.0 by construction
+        from .evaluation.summary import summarise
+        from .evaluation.mia import mia_summary
+
+        mia = mia_summary(tables["mia"])
+        summary = summarise({k: tables[k] for k in SETS}, tables["forget"],
+                            mia_summary(tables["mia"], {k: v for k, v in mia.items() if k.startswith("mia_")}))
+    for k, t in tables.items():
+        write_parquet(out / f"{k}.parquet", _parquet_safe(t))
+    write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS})
+    summary = {**summary, "model": str(model), "forget_split": wd.forget_split}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists of floats stay lists; everything else as is (Parquet stores list columns natively)."""
+    return df.reset_index(drop=True)
+
+
+def evaluate_pair(wd: Workdir, progress: bool = True, quiet: bool = False) -> dict[str, dict]:
+    """Evaluate the retain model, then the target model against it."""
+    out = {"retain": evaluate_model(wd, "retain", progress=progress)}
+    out["target"] = evaluate_model(wd, "target", progress=progress)
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """A human-readable table of a summary."""
+    def f(x):
+        return "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x))
+
+    lines = [f"model: {s.get('model', '?')}   forget split: {s.get('forget_split', '?')}",
+             f"forget quality      {f(s.get('forget_quality'))}",
+             f"model utility       {f(s.get('model_utility'))}",
+             f"forget truth ratio  {f(s.get('forget_truth_ratio'))}",
+             f"forget probability  {f(s.get('forget_prob'))}",
+             f"forget ROUGE-L      {f(s.get('forget_rougeL'))}"]
+    for k, v in (s.get("components") or {}).items():
+        lines.append(f"  {k:24s}{f(v)}")
+    for k, v in (s.get("mia") or {}).items():
+        lines.append(f"{k:20s}{f(v)}")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""Shared pieces of every unlearning objective: one forward -> per-token quantities, weighted reductions,
+retain terms, the ``Objective`` base class and the ``OBJECTIVES`` registry.
+
+Sign convention: ``LossOutput.forget`` is the forget term that is *minimised* (for GA it is the negative
+weighted NLL), ``LossOutput.total = gamma * forget + alpha * retain``.
+Weights are [B, T], aligned with input positions, zero outside ``answer_mask``; ``None`` means uniform.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SpecError
+from ..registry import Registry
+from ..tokens import token_logprobs
+
+OBJECTIVES: Registry = Registry("objective", "tueval.objectives")
+RETAIN_LOSSES = ("nll", "kl", "none")
+NORMALISERS = ("weight_sum", "tokens")
+
+
+@dataclass
+class ForwardOut:
+    """One forward of a causal LM on a Batch: raw logits [B,T,V] (HF convention: position t-1 predicts t),
+    per-token log-probs ``logp`` [B,T] aligned with input positions (position 0 = 0), and optionally the
+    last-layer hidden states ``hidden`` [B,T,H] aligned the same way (``hidden[:, t]`` is the state that
+    predicts token t; position 0 is zeros)."""
+
+    logits: torch.Tensor
+    logp: torch.Tensor
+    hidden: torch.Tensor | None = None
+
+    def detach(self) -> "ForwardOut":
+        """A copy without autograd history."""
+        return ForwardOut(self.logits.detach(), self.logp.detach(),
+                          None if self.hidden is None else self.hidden.detach())
+
+
+def position_ids_for(input_ids: torch.Tensor) -> torch.Tensor:
+    """Plain positions 0..T-1 for every row (right padding; masking tokens never shifts positions)."""
+    return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
+
+
+def model_forward(model, batch, hidden: bool = False, attention_mask: torch.Tensor | None = None) -> ForwardOut:
+    """Run ``model`` once on ``batch`` (grad as the caller's context) and derive log-probs (and hidden states)."""
+    am = batch.attention_mask if attention_mask is None else attention_mask
+    out = model(input_ids=batch.input_ids, attention_mask=am, position_ids=position_ids_for(batch.input_ids),
+                output_hidden_states=hidden)
+    h = None
+    if hidden:
+        last = out.hidden_states[-1]
+        h = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)
+    return ForwardOut(out.logits, token_logprobs(out.logits, batch.input_ids), h)
+
+
+def gt_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Raw (pre-softmax) logit of the ground-truth token t at every position t ([B,T]; position 0 = 0)."""
+    z = logits[:, :-1].float().gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return F.pad(z, (1, 0))
+
+
+def uniform_weights(answer_mask: torch.Tensor) -> torch.Tensor:
+    """Weight 1 on every answer token, 0 elsewhere."""
+    return answer_mask.float()
+
+
+def check_weights(weights: torch.Tensor | None, batch) -> torch.Tensor:
+    """Validate [B,T] weights (None -> uniform) and zero them outside the answer mask."""
+    mask = batch.answer_mask
+    if weights is None:
+        return uniform_weights(mask)
+    if not torch.is_tensor(weights) or tuple(weights.shape) != tuple(mask.shape):
+        got = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
+        raise SpecError(f"weights must be a tensor of shape {tuple(mask.shape)} (= forget batch [B, T]); got {got}")
+    w = weights.detach().to(mask.device, torch.float32)
+    return torch.where(mask, w, torch.zeros_like(w))
+
+
+def masked_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-sequence sum of ``weights * x`` ([B]); positions with weight 0 contribute exactly 0 (also to grads)."""
+    return torch.where(weights != 0, weights * x, torch.zeros_like(x)).sum(-1)
+
+
+def weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor, normaliser: str) -> torch.Tensor:
+    """Batch reduction ``sum(w * x) / Z`` with Z = sum(w) (``weight_sum``) or the number of answer tokens
+    (``tokens``); 0 when Z is 0."""
+    num = masked_sum(x, weights).sum()
+    if normaliser == "weight_sum":
+        z = weights.sum()
+    elif normaliser == "tokens":
+        z = answer_mask.sum().to(x.dtype)
+    else:
+        raise SpecError(f"unknown normaliser '{normaliser}'. Valid names: {', '.join(NORMALISERS)}")
+    return num / z.clamp_min(1e-12) if float(z) > 0 else num * 0.0
+
+
+def nll_token_mean(out: ForwardOut, batch) -> torch.Tensor:
+    """Token-mean NLL over answer tokens (what HF ``outputs.loss`` returns)."""
+    m = batch.answer_mask
+    return -(out.logp * m).sum() / m.sum().clamp_min(1)
+
+
+def kl_ref_to_model(out: ForwardOut, ref_out: ForwardOut, batch) -> torch.Tensor:
+    """KL(pi_ref || pi_theta) summed over the vocabulary, averaged over answer tokens of ``batch``."""
+    lp = torch.log_softmax(out.logits[:, :-1].float(), -1)
+    lq = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
+    kl = (lq.exp() * (lq - lp)).sum(-1)
+    m = batch.answer_mask[:, 1:]
+    return (kl * m).sum() / m.sum().clamp_min(1)
+
+
+@dataclass
+class LossOutput:
+    """An objective's value: ``total`` (to minimise), its ``forget`` and ``retain`` terms, and detached
+    diagnostics in ``extras`` (e.g. ``mean_weight``, ``forget_nll``)."""
+
+    total: torch.Tensor
+    forget: torch.Tensor
+    retain: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective:
+    """Base class: ``__init__`` only stores settings; ``__call__`` computes a LossOutput from one policy forward
+    on the forget batch (plus a no-grad reference forward when ``needs_ref`` and a retain forward when used).
+
+    Settings shared by all: ``gamma`` (forget coefficient), ``alpha`` (retain coefficient), ``retain_loss``
+    (``nll`` token-mean NLL | ``kl`` KL(pi_ref||pi_theta) over answer tokens | ``none``), ``normaliser``
+    (Z of weighted token means: ``weight_sum`` | ``tokens``; ignored by sequence-sum objectives)."""
+
+    name: ClassVar[str] = ""
+    needs_ref: ClassVar[bool] = False
+    needs_hidden: ClassVar[bool] = False
+
+    def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
+                 normaliser: str = "weight_sum"):
+        self.gamma, self.alpha, self.retain_loss, self.normaliser = gamma, alpha, retain_loss, normaliser
+        self._validate()
+
+    # ---- settings -------------------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" in klass.__dict__:
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                        names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """Every setting of this objective (the run spec records it)."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def _validate(self) -> None:
+        if self.retain_loss not in RETAIN_LOSSES:
+            raise SpecError(f"objective '{self.name}': retain_loss '{self.retain_loss}' is not one of "
+                            f"{', '.join(RETAIN_LOSSES)}")
+        if self.normaliser not in NORMALISERS:
+            raise SpecError(f"objective '{self.name}': normaliser '{self.normaliser}' is not one of "
+                            f"{', '.join(NORMALISERS)}")
+
+    @property
+    def needs_retain(self) -> bool:
+        """Whether a retain batch is required."""
+        return self.retain_loss != "none" and self.alpha != 0
+
+    @property
+    def needs_ref_model(self) -> bool:
+        """Whether a frozen reference model is required (forget term or KL retain term)."""
+        return self.needs_ref or (self.needs_retain and self.retain_loss == "kl")
+
+    # ---- computation ----------------------------------------------------------------------------------
+    def forget_term(self, out: ForwardOut, batch, weights: torch.Tensor, ref_out: ForwardOut | None,
+                    model=None, ref_model=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The forget term (minimised) and diagnostics; subclasses implement."""
+        raise NotImplementedError
+
+    def retain_term(self, model, retain_batch, ref_model=None) -> torch.Tensor:
+        """The retain term on ``retain_batch`` (one policy forward, plus a no-grad ref forward for KL)."""
+        if not self.needs_retain:
+            return torch.zeros((), device=_device(model))
+        if retain_batch is None:
+            raise SpecError(f"objective '{self.name}' with retain_loss='{self.retain_loss}' needs a retain batch")
+        out = model_forward(model, retain_batch)
+        if self.retain_loss == "nll":
+            return nll_token_mean(out, retain_batch)
+        if ref_model is None:
+            raise SpecError(f"objective '{self.name}' with retain_loss='kl' needs ref_model")
+        with torch.no_grad():
+            ref = model_forward(ref_model, retain_batch)
+        return kl_ref_to_model(out, ref, retain_batch)
+
+    def __call__(self, model, forget_batch, retain_batch=None, weights: torch.Tensor | None = None, ref_model=None,
+                 *, forget_out: ForwardOut | None = None, ref_out: ForwardOut | None = None,
+                 compute_retain: bool = True) -> LossOutput:
+        """Compute the loss. ``forget_out``: a policy forward on the forget batch already done by the caller
+        (reused, no second forward); ``ref_out``: a cached no-grad reference forward on the forget batch;
+        ``compute_retain=False``: skip the retain term (retain = 0, total = gamma * forget; no retain batch)."""
+        w = check_weights(weights, forget_batch)
+        if forget_out is None:
+            forget_out = model_forward(model, forget_batch, hidden=self.needs_hidden)
+        if self.needs_ref and ref_out is None:
+            if ref_model is None:
+                raise SpecError(f"objective '{self.name}' needs ref_model (a frozen copy of the model before "
+                                "unlearning)")
+            with torch.no_grad():
+                ref_out = model_forward(ref_model, forget_batch)
+        forget, extras = self.forget_term(forget_out, forget_batch, w, ref_out, model=model, ref_model=ref_model)
+        retain = (self.retain_term(model, retain_batch, ref_model) if compute_retain
+                  else torch.zeros((), device=forget.device))
+        total = self.gamma * forget + self.alpha * retain
+        m = forget_batch.answer_mask
+        base = {"mean_weight": (w.sum() / m.sum().clamp_min(1)).detach(),
+                "weight_sum": w.sum().detach(),
+                "frac_weighted": ((w > 0).sum() / m.sum().clamp_min(1)).float().detach(),
+                "forget_nll": (-(forget_out.logp.detach() * m).sum() / m.sum().clamp_min(1))}
+        base.update({k: v.detach() for k, v in extras.items()})
+        return LossOutput(total=total, forget=forget, retain=retain, extras=base)
+
+
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def make_objective(name: str, params: dict[str, Any] | None = None) -> Objective:
+    """Build the objective ``name`` with ``params``; unknown names or settings raise SpecError."""
+    cls = OBJECTIVES.get(name)
+    params = dict(params or {})
+    if isinstance(cls, type) and issubclass(cls, Objective):
+        valid = cls._param_names()
+        bad = sorted(set(params) - set(valid))
+        if bad:
+            raise SpecError(f"objective '{name}': unknown setting(s) {', '.join(bad)}. Valid: {', '.join(valid)}")
+        return cls(**params)
+    if isinstance(cls, Objective):
+        return cls
+    if callable(cls):
+        obj = cls(**params)
+        if not isinstance(obj, Objective):
+            raise SpecError(f"objective '{name}' did not build an Objective (got {type(obj).__name__})")
+        return obj
+    raise SpecError(f"objective '{name}' is not an Objective class")
+
+
+def compute_loss(objective: str | Objective, model, forget_batch, retain_batch=None,
+                 weights: torch.Tensor | None = None, ref_model=None, params: dict[str, Any] | None = None,
+                 **kw) -> LossOutput:
+    """Functional form: build ``objective`` (a name or instance) with ``params`` and evaluate it once."""
+    obj = objective if isinstance(objective, Objective) else make_objective(objective, params)
+    return obj(model, forget_batch, retain_batch, weights, ref_model, **kw)

@@ -1,0 +1,280 @@
+"""The unlearning engine: RunSpec -> a run folder named by the spec's hash, cached, resumable after a crash.
+
+A run = scorer -> weighting (+ control) -> objective, optimised on the forget split of a prepared workdir,
+then evaluated with the TOFU metrics and MIA against the retain model. ``WORKDIR/runs/<hash>/`` holds
+``spec.json`` (spec, resolved settings, provenance), ``log.parquet`` (one row per step), ``eval/*.parquet``
+(per-example rows), ``summary.json`` and, last, ``done.json``. A folder without ``done.json`` is unfinished:
+it resumes from ``checkpoint.pt`` (written atomically every ``ckpt_every`` steps) or restarts cleanly.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data.collate import Batch, collate
+from .errors import SpecError
+from .hashing import spec_hash
+from .io import atomic_path, write_json, write_parquet
+from .provenance import provenance
+from .workdir import Workdir
+
+ENGINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines an unlearning run (its hash names the run folder).
+
+    ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
+    control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k)."""
+
+    objective: str = "ga"
+    scorer: str = "uniform"
+    mode: str = "none"
+    ratio: float = 0.3
+    control: str | None = None
+    seed: int = 0
+    lr: float = 1e-3
+    epochs: int = 5
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    normaliser: str = "auto"
+    forget_split: str | None = None
+    objective_params: dict = field(default_factory=dict)
+    scorer_params: dict = field(default_factory=dict)
+    generate: bool = True
+    save_model: bool = False
+    ckpt_every: int = 20
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        valid = {f for f in cls.__dataclass_fields__}
+        bad = sorted(set(d) - valid)
+        if bad:
+            raise SpecError(f"unknown run-spec field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
+        return cls(**d)
+
+    def label(self) -> str:
+        """A short human label: objective/scorer-mode-ratio[+control]."""
+        if self.scorer == "uniform" and self.mode == "none" and self.control is None:
+            return f"{self.objective}/sequence"
+        s = f"{self.objective}/{self.scorer}-{self.mode}"
+        if self.mode == "hard":
+            s += f"{self.ratio:g}"
+        return s + (f"+{self.control}" if self.control else "")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its id (hash), folder, spec and summary metrics."""
+
+    run_id: str
+    path: Path
+    spec: RunSpec
+    summary: dict
+    cached: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def resolve(spec: RunSpec, wd: Workdir) -> dict[str, Any]:
+    """Build scorer, weighting and objective from ``spec`` (validating names and settings) and return the
+    resolved settings that, with the workdir identity, define the run hash."""
+    from .objectives import make_objective
+    from .scoring import make_scorer
+    from .weighting import WeightingSpec
+
+    scorer = make_scorer(spec.scorer, dict(spec.scorer_params))
+    wspec = WeightingSpec(mode=spec.mode, ratio=spec.ratio, control=spec.control, normaliser=spec.normaliser)
+    obj_params = dict(spec.objective_params)
+    obj_params.setdefault("normaliser", wspec.loss_normaliser)
+    objective = make_objective(spec.objective, obj_params)
+    if spec.lr <= 0 or spec.epochs <= 0 or spec.batch_size <= 0:
+        raise SpecError("lr, epochs and batch_size must be positive")
+    forget_split = spec.forget_split or wd.forget_split
+    identity = {k: wd.manifest["paths"][k] for k in ("benchmark", "tokenizer", "target", "retain")}
+    return {"engine": ENGINE_VERSION, "spec": {**spec.to_dict(), "forget_split": forget_split},
+            "scorer": scorer.describe(), "weighting": wspec.params(), "objective": {
+                "name": spec.objective, "params": objective.get_params()}, "workdir": identity,
+            "_objects": (scorer, wspec, objective)}
+
+
+def run_id(spec: RunSpec, wd: Workdir) -> str:
+    """The hash that names ``spec``'s run folder in ``wd``."""
+    r = resolve(spec, wd)
+    r.pop("_objects")
+    return spec_hash(r, 16)
+
+
+def _trim(b: Batch) -> Batch:
+    T = int(b.attention_mask.sum(1).max())
+    return Batch(input_ids=b.input_ids[:, :T], attention_mask=b.attention_mask[:, :T], labels=b.labels[:, :T],
+                 answer_mask=b.answer_mask[:, :T], gt_mask=b.gt_mask[:, :T], example_ids=b.example_ids,
+                 prompt_lengths=b.prompt_lengths, overlap_rule=b.overlap_rule,
+                 extras={k: (v[:, :T] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in b.extras.items()})
+
+
+@torch.no_grad()
+def static_scores(scorer, ref_model, data: Batch, ctx, chunk: int = 64) -> torch.Tensor:
+    """Scores of a static scorer on every forget example, computed once on the reference model ([N, T])."""
+    out = torch.zeros(data.input_ids.shape, dtype=torch.float32)
+    for i in range(0, len(data), chunk):
+        b = _trim(data.select(range(i, min(i + chunk, len(data)))))
+        s = scorer.score(ref_model, b, ctx)
+        out[i: i + len(b), : s.shape[1]] = s.float()
+    return out
+
+
+def _load_frozen(wd: Workdir, which: str):
+    m, _ = wd.load_model(which)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()
+
+
+def _rng_state(gens: dict[str, torch.Generator]) -> dict:
+    return {k: g.get_state() for k, g in gens.items()}
+
+
+def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = True, force: bool = False,
+            stop_after: int | None = None) -> RunResult:
+    """Run ``spec`` on ``wd`` (or return the cached result). ``stop_after`` simulates a crash after N steps."""
+    from .evaluate import evaluate_in_memory, _reference
+    from .objectives.base import model_forward
+    from .scoring import ScoringContext
+    from .weighting import apply_weighting, grad_norm_matched_scale
+
+    wd = wd if isinstance(wd, Workdir) else Workdir(wd)
+    resolved = resolve(spec, wd)
+    scorer, wspec, objective = resolved.pop("_objects")
+    rid = spec_hash(resolved, 16)
+    rdir = wd.root / "runs" / rid
+    if (rdir / "done.json").exists() and not force:
+        return RunResult(rid, rdir, spec, json.loads((rdir / "summary.json").read_text()), cached=True)
+    rdir.mkdir(parents=True, exist_ok=True)
+    write_json(rdir / "spec.json", {**resolved, "run_id": rid, "label": spec.label(), "provenance": provenance()})
+
+    torch.manual_seed(spec.seed)
+    forget_split = resolved["spec"]["forget_split"]
+    bench = wd.benchmark
+    model, tok = wd.load_model("target")
+    model.train()
+    needs_ref = objective.needs_ref_model or scorer.static or getattr(scorer, "needs_ref_model", False)
+    ref_model = _load_frozen(wd, "target") if needs_ref else None
+    retain_model = _load_frozen(wd, "retain") if getattr(scorer, "needs_retain_model", False) else None
+
+    forget = bench.split(forget_split)
+    retain_split = "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
+    retain = bench.split(retain_split)
+    F = collate(forget, tok)
+    R = collate(retain, tok)
+    gens = {"data": torch.Generator().manual_seed(spec.seed),
+            "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
+            "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}
+    ctx = ScoringContext(ref_model=ref_model, retain_model=retain_model, tokenizer=tok, generator=gens["weights"])
+    S = static_scores(scorer, ref_model, F, ctx) if scorer.static else None
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
+                            weight_decay=spec.weight_decay)
+    steps_per_epoch = math.ceil(len(F) / spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+    step, log_rows = 0, []
+    ckpt = rdir / "checkpoint.pt"
+    if ckpt.exists():
+        try:
+            state = torch.load(ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            for k, g in gens.items():
+                g.set_state(state["rng"][k])
+            scorer.load_state_dict(state["scorer"])
+            step, log_rows = state["step"], state["log"]
+            torch.set_rng_state(state["torch_rng"])
+        except Exception:  # noqa: BLE001 - a corrupt checkpoint restarts the run cleanly
+            step, log_rows = 0, []
+            model, _ = wd.load_model("target")
+            model.train()
+            opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    perm = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc=spec.label(), disable=not progress, leave=False)
+    while step < total_steps:
+        epoch, pos = divmod(step, steps_per_epoch)
+        if pos == 0 or perm is None:
+            # the permutation of an epoch is a function of the seed and the epoch only (resume-safe)
+            perm = torch.randperm(len(F), generator=torch.Generator().manual_seed(spec.seed * 7919 + epoch))
+        idx = perm[pos * spec.batch_size: (pos + 1) * spec.batch_size]
+        fb = _trim(F.select(idx))
+        rb = _trim(R.select(torch.randint(len(R), (spec.batch_size,), generator=gens["retain"])))
+        ctx.step = step
+        out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))
+        ctx.outputs = out
+        scores = S[idx][:, : fb.input_ids.shape[1]] if S is not None else scorer.score(model, fb, ctx)
+        wr = apply_weighting(wspec, scores, fb.answer_mask, generator=gens["weights"])
+        loss = objective(model, fb, rb, wr.weights, ref_model, forget_out=out)
+        total = loss.total
+        if wr.needs_grad_scale:
+            method = objective(model, fb, None, wr.method_weights, ref_model, forget_out=out,
+                               compute_retain=False)
+            c = grad_norm_matched_scale(model, method.forget, loss.forget)
+            total = objective.gamma * c * loss.forget + objective.alpha * loss.retain
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip))
+        opt.step()
+        if scorer.stateful:
+            scorer.update(model, fb, ctx, outputs=out.detach())
+        log_rows.append({"step": step, "epoch": epoch, "total": float(total), "forget": float(loss.forget),
+                         "retain": float(loss.retain), "grad_norm": gnorm,
+                         **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}})
+        step += 1
+        bar.update(1)
+        if step % spec.ckpt_every == 0 or step == total_steps:
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": _rng_state(gens),
+                            "scorer": scorer.state_dict(), "step": step, "log": log_rows,
+                            "torch_rng": torch.get_rng_state()}, tmp)
+        if stop_after is not None and step >= stop_after and step < total_steps:
+            bar.close()
+            raise KeyboardInterrupt(f"stopped after {step} steps (simulated crash)")
+    bar.close()
+    train_s = time.perf_counter() - t0
+
+    model.eval()
+    retain_forget, retain_aucs = _reference(wd)
+    tables, summary = evaluate_in_memory(model, tok, wd, retain_forget, retain_aucs, generate=spec.generate)
+    for k, t in tables.items():
+        write_parquet(rdir / "eval" / f"{k}.parquet", t.reset_index(drop=True))
+    write_parquet(rdir / "log.parquet", pd.DataFrame(log_rows))
+    if spec.save_model:
+        from .models.load import save_model
+
+        save_model(model, tok, rdir / "model")
+    summary = {**summary, "steps": step, "wall_s": time.perf_counter() - t0, "train_s": train_s,
+               "label": spec.label()}
+    write_json(rdir / "summary.json", summary)
+    write_json(rdir / "done.json", {"run_id": rid, "steps": step})
+    if ckpt.exists():
+        ckpt.unlink()
+    return RunResult(rid, rdir, spec, summary)
+
+
+def load_run(wd: Workdir, rid: str) -> RunResult:
+    """A finished run by id."""
+    rdir = wd.root / "runs" / rid
+    if not (rdir / "done.json").exists():
+        raise SpecError(f"run {rid} is not finished in {wd.root}")
+    spec = RunSpec.from_dict({k: v for k, v in json.loads((rdir / "spec.json").read_text())["spec"].items()})
+    return RunResult(rid, rdir, spec, json.loads((rdir / "summary.json").read_text()), cached=True)

@@ -1,0 +1,107 @@
+"""The prepared workdir: benchmark, tokenizer, target and retain models, ground truths, evaluations."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from .errors import TuevalError
+
+DEFAULT_WORKDIR = Path("work")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything ``prepare`` needs: benchmark size, tokenizer, model recipe, training, ground-truth threshold."""
+
+    name: str = "default"
+    benchmark: dict = field(default_factory=dict)  # BenchmarkConfig fields
+    vocab_size: int = 1024
+    model: dict = field(default_factory=dict)  # TinyModelConfig fields
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    forget_split: str = "forget10"
+    cf_threshold: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "default": Profile(name="default"),
+    "small": Profile(name="small", benchmark={"profile": "small"},
+                     train={"batch_size": 16, "max_epochs": 80, "stop_fact_acc": 0.97, "eval_every": 5}),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """A named profile (``default``: 200 people; ``small``: the test profile)."""
+    if name not in PROFILES:
+        raise TuevalError(f"unknown profile '{name}'; valid: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+class Workdir:
+    """Read access to a prepared workdir (see ``tueval prepare``)."""
+
+    def __init__(self, root: str | Path = DEFAULT_WORKDIR):
+        self.root = Path(root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "prepare.json"
+
+    @cached_property
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            raise TuevalError(f"{self.root} is not a prepared workdir (no prepare.json): run "
+                              f"`tueval prepare --workdir {self.root}` first")
+        return json.loads(self.manifest_path.read_text())
+
+    def path(self, key: str) -> Path:
+        """An absolute path recorded in the manifest (benchmark, tokenizer, target, retain, ground_truth)."""
+        return self.root / self.manifest["paths"][key]
+
+    @cached_property
+    def benchmark(self):
+        from .data.benchmark import load_benchmark
+
+        return load_benchmark(self.path("benchmark"))
+
+    @property
+    def forget_split(self) -> str:
+        return self.manifest["profile"]["forget_split"]
+
+    @property
+    def retain_split(self) -> str:
+        return "retain" + str(100 - int(self.forget_split.replace("forget", "")))
+
+    def load_model(self, which: str, device: str = "cpu"):
+        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path)."""
+        from .models.load import load_model
+
+        p = self.path(which) if which in ("target", "retain") else Path(which)
+        return load_model(p, device=device)
+
+    @cached_property
+    def tokenizer(self):
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(self.path("tokenizer"))
+
+    def ground_truth_table(self):
+        """Per-token table of both ground truths on the forget split (see data/counterfactual.py)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.path("ground_truth"))
+
+    def eval_dir(self, name: str) -> Path:
+        return self.root / "eval" / name
+
+    def with_root(self, root: str | Path) -> "Workdir":
+        return Workdir(root)
+
+
+def profile_with(profile: Profile, **changes) -> Profile:
+    """A copy of ``profile`` with fields replaced."""
+    return replace(profile, **changes)
