@@ -67,6 +67,18 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+def interleaved(fns: dict[str, object], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Median seconds of each function, run in turn within every repeat (so load drift hits all alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    outs: dict[str, object] = {}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, outs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "snr.md"))
@@ -85,14 +97,16 @@ def main() -> None:
     for n in (32, 200):
         batch = random_batch(n, seed=n)
         w = batch.answer_mask.float()
-        t_loop, g_loop = timed(lambda: per_example_grads_loop(model, batch, w), args.repeats)
+        fns = {"loop": lambda: per_example_grads_loop(model, batch, w),
+               8: lambda: per_example_grads(model, batch, w, chunk_size=8),
+               32: lambda: per_example_grads(model, batch, w, chunk_size=32)}
+        t, outs = interleaved(fns, args.repeats)
         for chunk in (8, 32):
-            t_vmap, g_vmap = timed(lambda: per_example_grads(model, batch, w, chunk_size=chunk), args.repeats)
-            diff = float((g_vmap - g_loop).abs().max())
-            rows.append((n, chunk, int(batch.input_ids.shape[1]), t_loop, t_vmap, diff))
-            print(f"n={n} chunk={chunk}: loop {t_loop:.2f} s, vmap {t_vmap:.2f} s, max|diff| {diff:.1e}", flush=True)
-            del g_vmap
-        del g_loop
+            diff = float((outs[chunk] - outs["loop"]).abs().max())
+            rows.append((n, chunk, int(batch.input_ids.shape[1]), t["loop"], t[chunk], diff))
+            print(f"n={n} chunk={chunk}: loop {t['loop']:.2f} s, vmap {t[chunk]:.2f} s, max|diff| {diff:.1e}",
+                  flush=True)
+        del outs
     # the whole report: 4 weightings (signal and noise each) on 200 examples, one forward per example
     ev, ref = random_batch(200, seed=1), random_batch(32, seed=2)
     ans, gt = ev.answer_mask.float(), ev.gt_mask.float()
@@ -110,13 +124,14 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
         f"(CPU, {args.threads} threads), Python {platform.python_version()}. The machine is shared: 1-minute load "
         f"average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run, so absolute times are inflated "
-        "and noisy; compare the two methods within a row.",
+        "and noisy. The methods are timed in turn within each repeat, so load drift hits them alike; compare "
+        "within a row.",
         "",
         f"Model: tiny Llama, TinyModelConfig defaults (hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, "
         f"{cfg.num_attention_heads} heads, intermediate {cfg.intermediate_size}, eager attention), vocabulary "
         f"{VOCAB}, {n_params:,} parameters, all differentiated (one flattened gradient of {n_params:,} floats per "
         "example). Inputs: random ids, 12-token prompt + 20-40-token answer + EOS, right-padded; loss = sum of "
-        f"answer-token NLL. Times are the median of {args.repeats} runs after a warm-up call.",
+        f"answer-token NLL. Times are the median of {args.repeats} interleaved runs after a warm-up call.",
         "",
         "| examples | T (padded) | vmap chunk | loop (s) | torch.func (s) | speed-up | max abs diff |",
         "|---:|---:|---:|---:|---:|---:|---:|",

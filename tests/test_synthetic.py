@@ -134,11 +134,13 @@ def test_facts_are_a_minority_of_answer_characters(bench):
 
 
 def test_perturbed_answers_swap_every_fact_but_the_name(bench):
+    # TOFU: perturbed answers perturb the PARAPHRASED answer (same wording, facts swapped), so the truth ratio
+    # P(perturbed) / P(paraphrased) compares facts, not wording
     for ex in bench.split("full")[:300] + bench.split("holdout")[:50]:
-        truth = _facts(ex.answer, ex.spans)
+        truth = _facts(ex.paraphrased_answer, ex.paraphrased_spans)
         assert len(set(ex.perturbed_answers)) == len(ex.perturbed_answers)
         for text, spans in zip(ex.perturbed_answers, ex.perturbed_spans):
-            assert text != ex.answer
+            assert text != ex.paraphrased_answer
             assert ex.subject in text
             pert = _facts(text, spans)
             assert [lab for lab, _ in pert] == [lab for lab, _ in truth]
@@ -243,3 +245,16 @@ def test_collation_with_a_tokenizer_trained_on_the_benchmark(small):
         decoded = tok.decode(b.input_ids[i][b.gt_mask[i]]).replace(" ", "")
         for s in e.spans:  # a lone space token has no characters after offset trimming: compare without spaces
             assert e.answer[s.start:s.end].replace(" ", "") in decoded
+
+
+def test_answer_distractors_keep_the_answer_wording(bench):
+    from tueval.data.perturb import answer_distractors
+
+    for ex in bench.split("full")[:200]:
+        ds = answer_distractors(ex)
+        assert len(ds) == len(ex.perturbed_answers) and len(set(ds)) == len(ds)
+        for d in ds:
+            assert d != ex.answer and ex.subject in d
+            # outside the fact spans the wording is the answer's own
+            first = min(s.start for s in ex.spans)
+            assert d[:first] == ex.answer[:first]

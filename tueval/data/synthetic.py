@@ -416,7 +416,7 @@ def _example(ex_id: str, subject: str, split: str, tpl: Template, values: dict[s
     para, p_spans = render(tpl.paraphrase, values, pronouns, is_shared)
     perturbed, pert_spans = [], []
     for pv in _perturbations(rng, values, swap, n_perturbed, draw):
-        text, sp = render(tpl.answer, pv, pronouns, is_shared)
+        text, sp = render(tpl.paraphrase, pv, pronouns, is_shared)
         perturbed.append(text)
         pert_spans.append(sp)
     return Example(id=ex_id, subject=subject, question=q, answer=ans, paraphrased_answer=para,
@@ -431,7 +431,7 @@ def _person_examples(people: list[dict], split: str, prefix: str, cfg: Benchmark
         shared = index.for_subject(p, in_group)
         pron = PRONOUNS[p["gender"]]
         for j, tpl in enumerate(PERSON_TEMPLATES[: cfg.questions_per_person]):
-            swap = [f for f in dict.fromkeys(template_fields(tpl.answer)) if f != "name"]
+            swap = [f for f in dict.fromkeys(template_fields(tpl.paraphrase)) if f != "name"]
             out.append(_example(f"{prefix}{i:04d}_q{j:02d}", p["name"], split, tpl, p, pron, shared, swap,
                                 cfg.n_perturbed, rng, _random_value))
     return out

@@ -63,12 +63,15 @@ _TASK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 # ----------------------------------------------------------------------------------------------- rows
 def mc_rows(examples: Sequence[Example], n_choices: int = 4, seed: int = 0) -> list[dict]:
-    """WMDP-style rows ``{id, question, choices, answer}``: gold + perturbed answers, shuffled per row by seed."""
+    """WMDP-style rows ``{id, question, choices, answer}``: the gold answer + same-kind distractors in the answer's
+    own wording (``tueval.data.perturb.answer_distractors``), shuffled per row by seed."""
+    from ..data.perturb import answer_distractors
+
     if n_choices < 2:
         raise SpecError(f"n_choices must be at least 2, got {n_choices}")
     rows = []
     for i, ex in enumerate(examples):
-        options = [ex.answer, *list(ex.perturbed_answers)[: n_choices - 1]]
+        options = [ex.answer, *answer_distractors(ex)[: n_choices - 1]]
         if len(options) < n_choices:
             raise DataError(None, i, "perturbed_answers",
                             f"example '{ex.id}' has {len(options) - 1} perturbed answers; a {n_choices}-choice "
