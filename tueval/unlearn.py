@@ -54,6 +54,7 @@ class RunSpec:
     scorer_params: dict = field(default_factory=dict)
     generate: bool = True
     save_model: bool = False
+    snapshot_steps: tuple = ()
     ckpt_every: int = 20
 
     def to_dict(self) -> dict:
@@ -61,6 +62,9 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
+        d = dict(d)
+        if "snapshot_steps" in d:
+            d["snapshot_steps"] = tuple(d["snapshot_steps"])
         valid = {f for f in cls.__dataclass_fields__}
         bad = sorted(set(d) - valid)
         if bad:
@@ -241,6 +245,9 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
                          **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}})
         step += 1
         bar.update(1)
+        if step in spec.snapshot_steps:
+            with atomic_path(rdir / "snapshots" / f"step-{step:05d}.pt") as tmp:
+                torch.save(model.state_dict(), tmp)
         if step % spec.ckpt_every == 0 or step == total_steps:
             with atomic_path(ckpt) as tmp:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": _rng_state(gens),
@@ -258,6 +265,11 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     for k, t in tables.items():
         write_parquet(rdir / "eval" / f"{k}.parquet", t.reset_index(drop=True))
     write_parquet(rdir / "log.parquet", pd.DataFrame(log_rows))
+    if spec.snapshot_steps and 0 in spec.snapshot_steps:
+        pass  # step 0 is the target model itself
+    if scorer.stateful:
+        with atomic_path(rdir / "scorer_state.pt") as tmp:
+            torch.save(scorer.state_dict(), tmp)
     if spec.save_model:
         from .models.load import save_model
 
@@ -271,10 +283,24 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     return RunResult(rid, rdir, spec, summary)
 
 
+def snapshot_model(wd: Workdir, result: RunResult, step: int):
+    """The model of a finished run at a saved snapshot step (step 0 = the target model)."""
+    model, _ = wd.load_model("target")
+    if step:
+        p = result.path / "snapshots" / f"step-{step:05d}.pt"
+        if not p.exists():
+            raise SpecError(f"run {result.run_id} has no snapshot at step {step} (snapshot_steps="
+                            f"{result.spec.snapshot_steps})")
+        model.load_state_dict(torch.load(p, weights_only=True))
+    return model.eval()
+
+
 def load_run(wd: Workdir, rid: str) -> RunResult:
     """A finished run by id."""
     rdir = wd.root / "runs" / rid
     if not (rdir / "done.json").exists():
         raise SpecError(f"run {rid} is not finished in {wd.root}")
-    spec = RunSpec.from_dict({k: v for k, v in json.loads((rdir / "spec.json").read_text())["spec"].items()})
+    d = json.loads((rdir / "spec.json").read_text())["spec"]
+    d.pop("forget_split", None)
+    spec = RunSpec.from_dict(d)
     return RunResult(rid, rdir, spec, json.loads((rdir / "summary.json").read_text()), cached=True)
