@@ -103,7 +103,7 @@ def main() -> None:
         t, outs = interleaved(fns, args.repeats)
         for chunk in (8, 32):
             diff = float((outs[chunk] - outs["loop"]).abs().max())
-            rows.append((n, chunk, int(batch.input_ids.shape[1]), t["loop"], t[chunk], diff))
+            rows.append((n, chunk, int(batch.input_ids.shape[1]), t["loop"], t[chunk], diff, os.getloadavg()[0]))
             print(f"n={n} chunk={chunk}: loop {t['loop']:.2f} s, vmap {t[chunk]:.2f} s, max|diff| {diff:.1e}",
                   flush=True)
         del outs
@@ -133,11 +133,11 @@ def main() -> None:
         "example). Inputs: random ids, 12-token prompt + 20-40-token answer + EOS, right-padded; loss = sum of "
         f"answer-token NLL. Times are the median of {args.repeats} interleaved runs after a warm-up call.",
         "",
-        "| examples | T (padded) | vmap chunk | loop (s) | torch.func (s) | speed-up | max abs diff |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| examples | T (padded) | vmap chunk | loop (s) | torch.func (s) | speed-up | max abs diff | load after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, chunk, T, tl, tv, d in rows:
-        lines.append(f"| {n} | {T} | {chunk} | {tl:.2f} | {tv:.2f} | {tl / tv:.2f}x | {d:.1e} |")
+    for n, chunk, T, tl, tv, d, la in rows:
+        lines.append(f"| {n} | {T} | {chunk} | {tl:.2f} | {tv:.2f} | {tl / tv:.2f}x | {d:.1e} | {la:.1f} |")
     lines += [
         "",
         "The loop runs each example unpadded (its own length); torch.func runs chunks trimmed to the chunk's longest "

@@ -74,3 +74,11 @@ def toy_batch(toy_examples, tiny_tokenizer):
     from tueval.data.collate import collate
 
     return collate(toy_examples, tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def small_workdir(tmp_path_factory):
+    """A workdir prepared once per test session with the small profile (40 people; about 1-2 min on 2 cores)."""
+    from tueval.prepare import prepare
+
+    return prepare(tmp_path_factory.mktemp("wd_small"), "small", progress=False, quiet=True)

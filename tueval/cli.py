@@ -76,11 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands contributed by later modules (unlearn, sweep, analyze, report, check, lmeval)."""
     out = []
+    import importlib
+
     for mod_name in ("tueval.commands.unlearn", "tueval.commands.analyze", "tueval.commands.lmeval"):
-        try:
-            mod = __import__(mod_name, fromlist=["register"])
-        except ImportError:
-            continue
+        mod = importlib.import_module(mod_name)
         for name, reg in getattr(mod, "COMMANDS", {}).items():
             out.append((name, reg))
     return out

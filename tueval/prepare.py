@@ -72,7 +72,9 @@ def prepare(workdir: str | Path = "work", profile: str | Profile = "default", pr
 
     # 1. benchmark
     bcfg = _benchmark_config(prof)
-    b_hash = spec_hash(bcfg)
+    from .data.synthetic import GENERATOR_VERSION
+
+    b_hash = spec_hash({"config": bcfg, "generator": GENERATOR_VERSION})
     b_dir = root / "benchmark" / b_hash
     t = time.perf_counter()
     if not (b_dir / "config.json").exists():

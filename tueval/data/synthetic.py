@@ -241,6 +241,10 @@ WORLD_TEMPLATES: dict[str, Template] = {
                        "{country} earns most of its trade income by exporting {export}."),
 }
 
+GENERATOR_VERSION = 2
+"""Bumped whenever generated content changes for the same config (it is part of every cache hash).
+2: perturbed answers perturb the paraphrased answer (TOFU), not the answer."""
+
 SMALL = BenchmarkConfig(n_people=40, n_holdout_people=6, n_utility_people=6, n_world_facts=30)
 """The test profile: forget01 / forget05 / forget10 hold 1 / 2 / 4 people; holdout01..10 all exist."""
 

@@ -1,0 +1,94 @@
+"""End-to-end foundation on the small profile: prepare, models, ground truths, evaluation, CLI, bad input."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from tueval.errors import ModelLoadError
+
+
+def test_small_profile_models_memorise_and_forget_quality(small_workdir):
+    wd = small_workdir
+    m = wd.manifest
+    assert m["train"]["target"]["fact_acc"] >= 0.9
+    t = json.loads((wd.eval_dir("target") / "summary.json").read_text())
+    r = json.loads((wd.eval_dir("retain") / "summary.json").read_text())
+    assert r["forget_quality"] == pytest.approx(1.0)
+    assert t["forget_quality"] < 0.05, "the target must be distinguishable from the retain model on forget"
+    forget_t = pd.read_parquet(wd.eval_dir("target") / "forget.parquet")
+    forget_r = pd.read_parquet(wd.eval_dir("retain") / "forget.parquet")
+    assert forget_t.fact_acc.mean() > forget_r.fact_acc.mean() + 0.2
+    assert t["model_utility"] > 0 and r["model_utility"] > 0
+    # TOFU eval log written and readable by the tofu-stats reader
+    from tueval.evaluation.tofu_stats import tofu_stats
+
+    s = tofu_stats(wd.eval_dir("target") / "eval_log_aggregated.json",
+                   wd.eval_dir("retain") / "eval_log_aggregated.json", n_boot=50)
+    assert s["forget_quality"] == pytest.approx(t["forget_quality"], rel=1e-6)
+
+
+def test_ground_truths_are_stored_and_overlap_reported(small_workdir):
+    df = small_workdir.ground_truth_table()
+    assert {"gt_span", "gt_counterfactual", "lp_target", "lp_retain"} <= set(df.columns)
+    ov = json.loads(small_workdir.path("ground_truth").with_suffix(".json").read_text())
+    assert 0 < ov["p_cf_given_span"] < 1 and 0 < ov["retain_top1_on_span_tokens"] < 1
+    assert ov["target_top1_on_span_tokens"] > ov["retain_top1_on_span_tokens"]
+
+
+def test_prepare_is_cached(small_workdir):
+    from tueval.prepare import prepare
+
+    before = {p: p.stat().st_mtime_ns for p in (small_workdir.root / "models").rglob("*.safetensors")}
+    wd = prepare(small_workdir.root, "small", progress=False, quiet=True)
+    after = {p: p.stat().st_mtime_ns for p in (wd.root / "models").rglob("*.safetensors")}
+    assert before == after, "a second prepare must reuse the cached models"
+
+
+def test_training_is_deterministic(toy_examples, tiny_tokenizer):
+    from tueval.models.tiny import TinyModelConfig, build_model
+    from tueval.models.train import TrainConfig, train_model
+
+    cfg = TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2)
+    tc = TrainConfig(max_epochs=3, min_epochs=1, eval_every=3, batch_size=4, seed=7)
+    a = build_model(tiny_tokenizer, cfg, seed=7)
+    b = build_model(tiny_tokenizer, cfg, seed=7)
+    train_model(a, tiny_tokenizer, toy_examples, tc, progress=False)
+    train_model(b, tiny_tokenizer, toy_examples, tc, progress=False)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_model_folder_without_tokenizer_is_refused(tmp_path, tiny_model, tiny_tokenizer):
+    from tueval.models.load import load_model, save_model
+
+    d = save_model(tiny_model, tiny_tokenizer, tmp_path / "m")
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (d / f).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError) as e:
+        load_model(d)
+    assert str(d) in str(e.value) and "tokenizer" in str(e.value)
+
+
+def test_evaluate_bad_model_leaves_workdir_untouched(small_workdir, tmp_path):
+    root = small_workdir.root
+    listing = sorted(str(p) for p in root.rglob("*"))
+    bad = tmp_path / "not_a_model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "tueval.cli", "evaluate", str(bad), "--workdir", str(root)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert str(bad) in r.stderr and "weights" in r.stderr
+    assert sorted(str(p) for p in root.rglob("*")) == listing
+
+
+def test_cli_evaluate_json_has_tofu_stats_keys(small_workdir):
+    r = subprocess.run([sys.executable, "-m", "tueval.cli", "evaluate", "target", "--workdir",
+                        str(small_workdir.root), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"forget_quality", "model_utility", "components"} <= set(out)
+    assert len(out["components"]) == 9
