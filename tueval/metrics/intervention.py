@@ -162,8 +162,9 @@ def answer_logprob(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return torch.cat(out).cpu()
 
 
-def _evaluate(model, batch, removes: torch.Tensor, op: Operator, rid: int, chunk: int) -> torch.Tensor:
-    """f for every removal mask in ``removes`` [M, B, T] -> [M, B]; identical variants are evaluated once."""
+def _evaluate(model, batch, removes: torch.Tensor, op: Operator, rid: int, chunk: int, baseline=None) -> torch.Tensor:
+    """f for every removal mask in ``removes`` [M, B, T] -> [M, B]; identical variants are evaluated once.
+    With ``baseline``, f is the knowledge margin f_model - f_baseline on the same perturbed inputs."""
     M, B, T = removes.shape
     key = torch.cat([torch.arange(B).repeat(M)[:, None], removes.reshape(M * B, T).long()], dim=1)
     uniq, inv = torch.unique(key, dim=0, return_inverse=True)
@@ -172,15 +173,19 @@ def _evaluate(model, batch, removes: torch.Tensor, op: Operator, rid: int, chunk
     ids = batch.input_ids[rows]
     new_ids, new_am = op(ids, batch.attention_mask[rows], uniq[:, 1:].bool().to(dev), rid)
     f = answer_logprob(model, new_ids, new_am, ids, batch.answer_mask[rows], chunk)
+    if baseline is not None:
+        f = f - answer_logprob(baseline, new_ids, new_am, ids, batch.answer_mask[rows], chunk)
     return f[inv].reshape(M, B)
 
 
 def perturbation_curves(model, batch, scores: torch.Tensor, spec: PerturbationSpec = PerturbationSpec(),
-                        gt_mask: torch.Tensor | None = None) -> InterventionResult:
+                        gt_mask: torch.Tensor | None = None, baseline=None) -> InterventionResult:
     """Deletion and insertion curves of f for MoRF, LeRF and random orders, and their summary metrics.
 
     ``scores`` [B, T] rank the answer tokens (``batch.answer_mask``); ``gt_mask`` (default ``batch.gt_mask``) only
-    sets k = |GT| for comprehensiveness and sufficiency. One forward per chunk of ``spec.chunk_size`` variants."""
+    sets k = |GT| for comprehensiveness and sufficiency. One forward per chunk of ``spec.chunk_size`` variants.
+    ``baseline``: a model lacking the knowledge (e.g. the retain model); f becomes the knowledge margin
+    f_model - f_baseline on the same perturbed input, so removing context that both models need cancels out."""
     for name in spec.operators:
         OPERATORS.get(name)
     ans = batch.answer_mask.bool().cpu()
@@ -213,11 +218,19 @@ def perturbation_curves(model, batch, scores: torch.Tensor, spec: PerturbationSp
     try:
         f_full = answer_logprob(model, batch.input_ids, batch.attention_mask, batch.input_ids,
                                 batch.answer_mask, spec.chunk_size)
+        if baseline is not None:
+            f_full = f_full - answer_logprob(baseline, batch.input_ids, batch.attention_mask, batch.input_ids,
+                                             batch.answer_mask, spec.chunk_size)
         per_op = {name: _evaluate(model, batch, removes, OPERATORS.get(name), _replacement_id(model, spec),
-                                  spec.chunk_size) for name in spec.operators}
+                                  spec.chunk_size, baseline) for name in spec.operators}
     finally:
         if was_training:
             model.train()
+    if baseline is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, f_definition="knowledge margin: " + spec.f_definition + ", minus the same under a "
+                       "baseline model lacking the knowledge (the retain model)")
     return _tables(batch.example_ids, per_op, meta, qs, ks, n_gt, f_full, spec)
 
 
