@@ -92,10 +92,10 @@ def load_forget(wd, max_examples: int | None = None) -> ForgetData:
     exs = [exs[i] for i in subset_indices(len(exs), max_examples)]
     target, tok = wd.load_model("target")
     retain, _ = wd.load_model("retain")
-    for m in (target, retain):
-        m.eval()
-        for p in m.parameters():
-            p.requires_grad_(False)
+    target.eval()  # its parameters keep requires_grad: the SNR analysis differentiates them
+    retain.eval()
+    for p in retain.parameters():
+        p.requires_grad_(False)
     batch = collate(exs, tok)
     attach_counterfactual(batch, wd.ground_truth_table())
     return ForgetData(exs, batch, token_labels(exs, tok, batch.overlap_rule), target, retain, tok, n_total)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -43,9 +43,9 @@ class Metric:
 
 #: every metric the analysis tabulates (derived from a run's summary.json by ``run_metrics``)
 METRICS: dict[str, Metric] = {
-    "log10_fq": Metric("forget quality, log10 KS p (higher = closer to retain)", True),
-    "model_utility": Metric("model utility (harmonic mean, 0-1)", True),
-    "forget_prob": Metric("forget answer probability (0-1)", False),
+    "log10_fq": Metric("log10 forget quality (KS p)", True),
+    "model_utility": Metric("model utility (0-1)", True),
+    "forget_prob": Metric("forget probability (0-1)", False),
     "mia_min_k_gap": Metric("|Min-K% MIA AUC - 0.5|", False),
     "privleak_abs": Metric("|privleak| vs retain model (%)", False),
     "forget_truth_ratio": Metric("forget truth ratio (0-1)", True),
@@ -108,10 +108,18 @@ def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Seq
     a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot."""
     fixed = dict(defaults.FIXED if fixed is None else fixed)
     cells = []
+    base_fixed = fixed
     for obj in objectives:
+        fixed = {**base_fixed, **defaults.OBJECTIVE_FIXED.get(obj, {})}
         for m in methods:
+            if "objectives" in m and obj not in m["objectives"]:
+                continue
+            arms = list(m.get("controls", controls))
+            if "controls" in m and BASE in controls and BASE not in arms:
+                arms.append(BASE)
+            m = {k: v for k, v in m.items() if k not in ("controls", "objectives")}
             name = f"{obj}/{method_name(m)}"
-            for arm in [METHOD_ARM, *controls]:
+            for arm in [METHOD_ARM, *arms]:
                 for s in seeds:
                     cells.append(Cell(obj, name, arm, s, arm_spec(obj, m, arm, s, fixed)))
             if m.get("mode") == "hard":
@@ -196,7 +204,41 @@ def paired_diffs(runs: pd.DataFrame, metrics: Sequence[str], method_arm: str = M
     d = d.dropna(subset=["method_value", "control_value"])
     d["diff"] = d["method_value"] - d["control_value"]
     cols = [*group, "control", "metric", "seed", "method_value", "control_value", "diff"]
-    return d[cols].sort_values([*group, "control", "metric", "seed"], kind="stable").reset_index(drop=True)
+    order = _orders(runs, group, metrics)
+    return d[cols].sort_values([*group, "control", "metric", "seed"], key=lambda c: c.map(order[c.name]) if
+                               c.name in order else c, kind="stable").reset_index(drop=True)
+
+
+def _orders(runs: pd.DataFrame, group: Sequence[str], metrics: Sequence[str]) -> dict[str, dict]:
+    """First-appearance order of group values, arms (as controls) and metrics, for stable table order."""
+    order = {c: {v: i for i, v in enumerate(dict.fromkeys(runs[c]))} for c in group}
+    order["control"] = {a: i for i, a in enumerate(dict.fromkeys(runs["arm"]))}
+    order["metric"] = {m: i for i, m in enumerate(metrics)}
+    return order
+
+
+def identical_arms(runs: pd.DataFrame, metrics: Sequence[str] = ("log10_fq", "model_utility", "forget_prob",
+                                                                   "forget_truth_ratio", "mia_min_k"),
+                   rtol: float = 1e-3, atol: float = 1e-6, group: Sequence[str] = ("objective", "method")
+                   ) -> pd.DataFrame:
+    """Pairs of arms of the same method whose per-seed metrics agree within tolerance on every seed (a degenerate
+    control: e.g. magnitude_matched equals uniform under the weight_sum normaliser, random_k equals uniform for
+    soft weights with no zeros)."""
+    group = list(group)
+    conf = runs[runs["role"] == "confirmatory"] if "role" in runs else runs
+    ms = [m for m in metrics if m in conf.columns]
+    out = []
+    for key, g in conf.groupby(group, sort=False):
+        w = {a: ga.sort_values("seed")[["seed", *ms]].to_numpy(float) for a, ga in g.groupby("arm", sort=False)}
+        arms = list(w)
+        for i, a in enumerate(arms):
+            for b in arms[i + 1:]:
+                x, y = w[a], w[b]
+                if x.shape == y.shape and np.array_equal(x[:, 0], y[:, 0]) and np.allclose(
+                        x[:, 1:], y[:, 1:], rtol=rtol, atol=atol, equal_nan=True):
+                    out.append({**dict(zip(group, key if isinstance(key, tuple) else (key,))), "arm": a,
+                                "same_as": b, "n_seeds": len(x)})
+    return pd.DataFrame(out, columns=[*group, "arm", "same_as", "n_seeds"])
 
 
 def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0.05, family: str = "objective",
@@ -216,9 +258,7 @@ def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0
         d = d[d["control"].isin(list(controls))]
     if d.empty:
         return [], verdicts_to_frame([])
-    order = {c: {v: i for i, v in enumerate(dict.fromkeys(runs[c]))} for c in group}
-    order["control"] = {a: i for i, a in enumerate(dict.fromkeys(runs["arm"]))}
-    order["metric"] = {m: i for i, m in enumerate(metrics)}
+    order = _orders(runs, group, metrics)
     keys = [*group, "metric", "control"]
     d = d.sort_values(keys, key=lambda col: col.map(order[col.name]), kind="stable")
     out_v, frames = [], []
@@ -315,7 +355,7 @@ def strip_figure(diffs: pd.DataFrame, vframe: pd.DataFrame, objective: str, metr
 
     d = diffs[(diffs["objective"] == objective) & (diffs["metric"] == metric)]
     v = vframe[(vframe["objective"] == objective) & (vframe["metric"] == metric)]
-    methods = list(dict.fromkeys(d["method"]))
+    methods = list(dict.fromkeys([*v["method"], *d["method"]]))
     fig, axes = plots.facet_axes(len(methods), ncols=3, width=3.4, height=3.0)
     col = plots.palette(dict.fromkeys(diffs["control"]))
     better = "up" if METRICS[metric].higher_is_better else "down"
@@ -385,6 +425,13 @@ def write_report(root: Path, runs: pd.DataFrame, verdicts: pd.DataFrame, seconda
             "better) and |privleak| (lower is better) are exploratory (Benjamini-Hochberg within the same "
             "family grouping, not used for claims). Decision 'better' = Holm-adjusted p < α AND the CI excludes 0 "
             "on the better side; 'worse' mirrors it; otherwise 'not better'.\n\n" + _family_note(verdicts, alpha))
+    same = identical_arms(runs)
+    if not same.empty:
+        rw.text("## Degenerate controls\nThese arms gave the same metrics as another arm of the same method on every "
+                "seed (within 0.1%), so the comparison against them tests nothing new (e.g. `magnitude_matched` "
+                "equals `uniform` when the loss is normalised by the weight sum, and `random_k` equals `uniform` "
+                "when the method's weights have no zeros):\n" + markdown_table(same))
+        rw.table("identical_arms", same)
     rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(_verdict_objs(verdicts)))
     rw.text("## In plain words\n" + plain_summary(verdicts))
     summ = arm_summary(conf, [*PRIMARY, *SECONDARY])
@@ -443,7 +490,7 @@ def _settings(cfg: AnalysisConfig) -> dict:
     full = cfg.profile == "full"
     return {"objectives": list(ex.get("objectives", ["ga"] if quick else defaults.OBJECTIVES)),
             "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
-            "family": ex.get("family", "objective"),
+            "family": ex.get("family", "method"),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
             "lrs": list(ex.get("lrs", SWEEP_LRS if full else ()))}
 

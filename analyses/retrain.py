@@ -8,7 +8,7 @@ positions) and more than the bottom q (``bottom_k``: the same count from the lea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,24 +63,28 @@ def _annotate(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves_figure(runs: pd.DataFrame, metrics: Sequence[str] = ("forget_prob", "log10_fq", "model_utility")):
-    """Rows = metrics, columns = scorers: each arm's mean vs q with a 95% CI band and every seed faint."""
+    """Rows = scorers, columns = metrics: each arm's mean vs q with a 95% CI band and every seed faint."""
     from tueval import plots
 
     r = _annotate(runs)
     scorers = list(dict.fromkeys(r["scorer"]))
-    n = len(metrics) * len(scorers)
-    fig, axes = plots.facet_axes(n, ncols=len(scorers), width=3.3, height=2.8)
+    fig, axes = plots.facet_axes(len(metrics) * len(scorers), ncols=len(metrics), width=3.4, height=2.9)
     col = {ARM_LABELS[a]: plots.FIXED_COLOURS[a] for a in ARMS}
     r["arm_label"] = r["arm"].map(ARM_LABELS)
-    for i, metric in enumerate(metrics):
+    qs = sorted(r["q"].unique())
+    dodge = 0.012 if len(qs) == 1 else 0.15 * min(np.diff(qs)) / 3
+    for j, metric in enumerate(metrics):
         summ = plots.group_ci(r.dropna(subset=[metric]), ["scorer", "arm_label", "q"], metric)
-        for j, sc in enumerate(scorers):
-            ax = axes[i * len(scorers) + j]
+        for i, sc in enumerate(scorers):
+            ax = axes[i * len(metrics) + j]
             plots.curve_plot(summ[summ["scorer"] == sc], "q", "mean", "arm_label", points=r[r["scorer"] == sc]
                              .rename(columns={metric: "mean"}), xlabel="fraction of answer tokens unlearned, q",
-                             ylabel=METRICS[metric].label, title=f"{sc}", colours=col, ax=ax, legend=False)
-            if r["q"].nunique() == 1:
-                ax.set_xlim(r["q"].iloc[0] - 0.1, r["q"].iloc[0] + 0.1)
+                             ylabel=METRICS[metric].label, title=f"scorer {sc}", colours=col, ax=ax, legend=False,
+                             dodge=dodge)
+            if len(qs) == 1:
+                ax.set_xlim(qs[0] - 0.1, qs[0] + 0.1)
+            else:
+                ax.set_xticks(qs)
     shared_legend(fig, axes)
     fig.suptitle("Unlearning only the top-q, a random q or the bottom-q tokens (mean ± 95% CI over seeds)",
                  fontsize=10)

@@ -2,7 +2,6 @@
 found by the engine's own run ids; plus the figure helpers of tueval.plots."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -202,3 +201,11 @@ def test_plots_draw_labelled_figures(tmp_path):
     assert len(fig4.axes[0].patches) == 4
     fig.savefig(tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_identical_arms_flags_degenerate_controls():
+    rows = [{"objective": "ga", "method": "ga/m", "arm": arm, "seed": s, "role": "confirmatory",
+             "log10_fq": -2.0 - s - (arm == "method"), "model_utility": 0.5}
+            for s in range(3) for arm in ("method", "magnitude_matched", "uniform")]
+    same = C.identical_arms(pd.DataFrame(rows))
+    assert same[["arm", "same_as"]].values.tolist() == [["magnitude_matched", "uniform"]]

@@ -9,7 +9,7 @@ from .registry import Registry
 from .workdir import Workdir
 
 ANALYSES: Registry = Registry("analysis", "tueval.analyses")
-BUILTIN = ("controls", "intervention", "alignment", "snr", "sanity")
+BUILTIN = ("controls", "retrain", "intervention", "alignment", "snr", "sanity")
 
 
 @dataclass

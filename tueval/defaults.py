@@ -1,19 +1,28 @@
 """Default unlearning settings for the embedded tiny models, chosen by measurement (see benchmarks/tuning.md)."""
 from __future__ import annotations
 
-# Shared optimiser settings of every demo run (RunSpec fields). Tuned so that sequence-level GA and NPO clearly
-# move the forget metrics within the step budget without collapsing utility on the tiny model.
-FIXED = {"lr": 1e-3, "epochs": 5, "batch_size": 16}
+# Shared optimiser settings of every demo run (RunSpec fields). Measured on the default workdir (seed 99):
+# sequence-level GA at lr 1e-3 x 5 epochs or 4e-4 x 3 epochs drives model utility to 0 (as open-unlearning #167
+# reports for real models); lr 2e-4 x 3 epochs lowers forget probability 0.98 -> 0.41 with utility 0.74
+# (target 0.80). NPO is gentler: lr 1e-3 x 3 epochs gives forget probability 0.13, utility 0.75.
+FIXED = {"lr": 2e-4, "epochs": 3, "batch_size": 16}
+OBJECTIVE_FIXED = {"npo": {"lr": 1e-3}, "simnpo": {"lr": 1e-3}, "tpo": {"lr": 1e-3}, "idkpo": {"lr": 1e-3}}
 
-# The token-level methods of the seed papers, as (scorer, mode[, ratio]) settings.
+# The token-level methods of the seed papers, with the controls that are informative for each: hard selections
+# get random_k (same count, random positions); soft weightings get permuted (own weights shuffled). The
+# magnitude-matched control equals the uniform base under the default normalisers (hard: mean over selected
+# tokens; soft: mean-1 weights), so the demo compares against `uniform` (added by the analysis) instead; the
+# full profile adds magnitude_matched (with the token-count normaliser) and magnitude_matched_grad.
 METHODS = [
-    {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3},
-    {"scorer": "tokenunlearn", "mode": "soft"},
-    {"scorer": "etw", "mode": "soft"},
-    {"scorer": "atwu_proto", "mode": "none"},
-    {"scorer": "tif", "mode": "none", "normaliser": "weight_sum"},
-    {"scorer": "satimp", "mode": "none"},
+    {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3, "controls": ["random_k"]},
+    {"scorer": "tokenunlearn", "mode": "soft", "controls": ["permuted"], "objectives": ["npo"]},
+    {"scorer": "etw", "mode": "soft", "controls": ["permuted"], "objectives": ["ga"]},
+    {"scorer": "tif", "mode": "none", "normaliser": "weight_sum", "controls": ["random_k"], "objectives": ["npo"]},
+    {"scorer": "satimp", "mode": "none", "controls": [], "objectives": ["npo"]},
+    {"scorer": "atwu_proto", "mode": "none", "controls": [], "objectives": ["ga"]},
 ]
 CONTROLS = ["random_k", "permuted", "magnitude_matched"]
 OBJECTIVES = ["ga", "npo"]
-SEEDS = [0, 1, 2, 3, 4, 5]
+SEEDS = [0, 1, 2, 3, 4, 5, 6]
+"""7 seeds: each method's family (its controls + uniform, x forget quality and utility, up to 4 comparisons) can
+reach Holm-adjusted p < 0.05 with an exact sign-flip test only from 7 seeds (smallest one-sided p = 1/2^n)."""

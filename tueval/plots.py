@@ -166,22 +166,29 @@ def paired_strip_plot(diffs: pd.DataFrame, *, value: str = "diff", group: str = 
 def curve_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, ci_low: str | None = "ci_low",
                ci_high: str | None = "ci_high", points: pd.DataFrame | None = None, xlabel: str | None = None,
                ylabel: str | None = None, title: str | None = None, colours: dict | None = None, ax=None,
-               legend: bool = True, logx: bool = False, figsize=(4.5, 3.4)):
-    """Lines of ``y`` against ``x`` per ``hue`` with shaded CI bands (``ci_low``/``ci_high`` columns) and the
-    per-seed values of ``points`` as faint dots. Returns the figure."""
+               legend: bool = True, logx: bool = False, dodge: float = 0.0, figsize=(4.5, 3.4)):
+    """Lines of ``y`` against ``x`` per ``hue`` with shaded CI bands (``ci_low``/``ci_high`` columns; error bars
+    where a group has a single x) and the per-seed values of ``points`` as faint dots. ``dodge`` shifts each hue
+    by that much along x so that overlapping groups stay visible. Returns the figure."""
     fig, ax = _new_ax(ax, figsize)
     names = list(dict.fromkeys(df[hue]))
     col = colours or palette(names)
     mk = markers(names)
-    for name in names:
+    for i, name in enumerate(names):
+        off = (i - (len(names) - 1) / 2) * dodge
         r = df[df[hue] == name].sort_values(x)
-        ax.plot(r[x], r[y], marker=mk[name], ms=4, color=col[name], lw=1.5, label=str(name), zorder=3)
-        if ci_low and ci_high and r[[ci_low, ci_high]].notna().any().all():
-            ax.fill_between(r[x].to_numpy(float), r[ci_low].to_numpy(float), r[ci_high].to_numpy(float),
-                            color=col[name], alpha=0.18, lw=0, zorder=1)
+        xs = r[x].to_numpy(float) + off
+        has_ci = bool(ci_low and ci_high and r[[ci_low, ci_high]].notna().any().all())
+        ax.plot(xs, r[y], marker=mk[name], ms=4, color=col[name], lw=1.5, label=str(name), zorder=3)
+        if has_ci and len(r) > 1:
+            ax.fill_between(xs, r[ci_low].to_numpy(float), r[ci_high].to_numpy(float), color=col[name], alpha=0.18,
+                            lw=0, zorder=1)
+        elif has_ci:
+            ax.errorbar(xs, r[y], yerr=_err(r[y], r[ci_low], r[ci_high]), fmt="none", ecolor=col[name], capsize=3,
+                        lw=1, zorder=3)
         if points is not None:
             p = points[points[hue] == name]
-            ax.scatter(p[x], p[y], s=10, color=col[name], alpha=0.3, linewidths=0, zorder=2)
+            ax.scatter(p[x].to_numpy(float) + off, p[y], s=10, color=col[name], alpha=0.3, linewidths=0, zorder=2)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)

@@ -114,7 +114,7 @@ def require_runs(specs: Sequence[RunSpec], wd: Workdir, compute: bool, workers: 
         more = f"\n  ... and {len(miss) - 20} more" if len(miss) > 20 else ""
         raise MissingRunsError(
             f"{len(miss)} of {len(specs)} runs are missing in {wd.root}/runs:\n{lines}{more}\n"
-            f"compute them with `tueval analyze <name> --workdir {wd.root} --compute` or `tueval sweep GRID.yaml "
+            f"compute them with `tueval analyze <name> --workdir {wd.root}` (it computes missing runs unless --no-compute) or `tueval sweep GRID.yaml "
             f"--workdir {wd.root}`; a single one with e.g. `tueval unlearn {_cli_args(miss[0])} --workdir "
             f"{wd.root}`")
     return run_grid(specs, wd, workers, progress)
