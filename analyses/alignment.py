@@ -198,6 +198,9 @@ def _score(scorer, model, batch: Batch, ctx, seed: int, chunk: int) -> torch.Ten
     return s
 
 
+_DETERMINISTIC: dict[tuple[str, str], bool] = {}  # (scorer, gt) -> whether two generator seeds agree
+
+
 def compute_scores(data: ForgetData, names: Sequence[str], seeds: Sequence[int], model=None, gt: str = "spans",
                    states: dict[str, dict[int, dict]] | None = None, ref_model=None, chunk: int = 64) -> ScoreSet:
     """Scores of every scorer on the forget batch with ``model`` (default the target). A scorer is deterministic
@@ -221,8 +224,11 @@ def compute_scores(data: ForgetData, names: Sequence[str], seeds: Sequence[int],
         sc = build_scorer(name, gt)
         if getattr(sc, "stateful", False):
             raise SpecError(f"scorer '{name}' is stateful but no learned state was loaded")
-        a, b = (_score(sc, model, probe, ctx, s, chunk) for s in (seeds[0], seeds[0] + 7919))
-        if torch.equal(a[probe.answer_mask], b[probe.answer_mask]):
+        key = (name, gt)
+        if key not in _DETERMINISTIC:
+            a, b = (_score(sc, model, probe, ctx, s, chunk) for s in (seeds[0], seeds[0] + 7919))
+            _DETERMINISTIC[key] = torch.equal(a[probe.answer_mask], b[probe.answer_mask])
+        if _DETERMINISTIC[key]:
             out.scores[(name, None)] = _score(sc, model, data.batch, ctx, seeds[0], chunk)
         else:
             for s in seeds:

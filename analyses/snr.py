@@ -51,7 +51,7 @@ class SNRProfile:
 
 
 PROFILES = {
-    "quick": SNRProfile(24, 2, (0.1, 0.3, 1.0), "last_block", 2, 12),
+    "quick": SNRProfile(20, 2, (0.1, 0.3, 1.0), "last_block", 2, 10, (0.5, 1.0)),
     "default": SNRProfile(96, None, (0.1, 0.2, 0.3, 0.5, 1.0), "last_block", 3, 32),
     "full": SNRProfile(None, None, (0.1, 0.2, 0.3, 0.5, 1.0), None, None, None),
 }

@@ -78,7 +78,13 @@ def toy_batch(toy_examples, tiny_tokenizer):
 
 @pytest.fixture(scope="session")
 def small_workdir(tmp_path_factory):
-    """A workdir prepared once per test session with the small profile (40 people; about 1-2 min on 2 cores)."""
+    """A workdir prepared once per test session with the small profile (40 people; about 1-2 min on 2 cores).
+
+    Set TUEVAL_TEST_WORKDIR to reuse an already prepared small workdir while developing."""
     from tueval.prepare import prepare
+    from tueval.workdir import Workdir
+
+    if os.environ.get("TUEVAL_TEST_WORKDIR"):
+        return Workdir(os.environ["TUEVAL_TEST_WORKDIR"])
 
     return prepare(tmp_path_factory.mktemp("wd_small"), "small", progress=False, quiet=True)

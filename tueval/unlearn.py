@@ -240,8 +240,8 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
         opt.step()
         if scorer.stateful:
             scorer.update(model, fb, ctx, outputs=out.detach())
-        log_rows.append({"step": step, "epoch": epoch, "total": float(total), "forget": float(loss.forget),
-                         "retain": float(loss.retain), "grad_norm": gnorm,
+        log_rows.append({"step": step, "epoch": epoch, "total": float(total.detach()),
+                         "forget": float(loss.forget.detach()), "retain": float(loss.retain.detach()), "grad_norm": gnorm,
                          **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}})
         step += 1
         bar.update(1)
