@@ -354,13 +354,20 @@ def plot_setup():
     import matplotlib.pyplot as plt
 
     try:
-        from tueval.plots import palette, style
+        from tueval.plots import palette as _palette, style
 
         style()
     except ImportError:  # the shared plot helpers are optional
-        def palette(names):
+        def _palette(names):
             cyc = plt.rcParams["axes.prop_cycle"].by_key()["color"]
             return {n: cyc[i % len(cyc)] for i, n in enumerate(dict.fromkeys(names))}
+
+    def palette(names):
+        """Controls first, so their fixed colours are never handed to a method as well."""
+        names = list(dict.fromkeys(names))
+        first = [n for n in names if n in CONTROL_SCORERS or n in ("uniform", "random_k", "permuted",
+                                                                     "magnitude_matched")]
+        return _palette(first + [n for n in names if n not in first])
     return plt, palette
 
 
@@ -442,6 +449,7 @@ def _permutation_null(scores: ScoreSet, data: ForgetData, seeds: Sequence[int], 
             rows.append({"ground_truth": gt, "scorer": name, "observed_ap_lift": obs, "null_mean": float(null.mean()),
                          "null_sd": float(null.std(ddof=1)), "null_q025": float(np.quantile(null, 0.025)),
                          "null_q975": float(np.quantile(null, 0.975)),
+                         "lift_over_null": obs - float(null.mean()),
                          "p_perm": float((1 + np.sum(null >= obs)) / (1 + null.size)), "n_perm": n_perm})
     return pd.DataFrame(rows)
 
@@ -473,7 +481,7 @@ def _figures(rep: ReportWriter, summ: pd.DataFrame, per_seed: pd.DataFrame, labe
                "(deterministic scorers have one); dashed = chance (0).")
     # per-label heatmap
     labs = sorted(labels.label.unique())
-    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 1.1 * max(len(labs), 2) * 2, 0.45 * len(names) + 1.8))
+    fig, axes = plt.subplots(2, 1, figsize=(2.5 + 0.8 * max(len(labs), 2), 2 * (0.4 * len(names) + 1.3)))
     vmax = float(np.nanmax(np.abs(labels.ap_lift))) if len(labels) else 1.0
     for ax, gt in zip(axes, GT_SOURCES):
         M = labels[labels.ground_truth == gt].pivot_table(index="scorer", columns="label", values="ap_lift").reindex(
@@ -562,7 +570,9 @@ def run(cfg: AnalysisConfig) -> dict:
     rep.text("## Alignment metrics (means over examples and seeds)\n" + markdown_table(wide))
     rep.text("## GT-permutation null\nEach example's GT is shuffled among its answer tokens (count kept); the mean "
              "AP lift must fall to chance (0). `p_perm` is the share of permutations with a mean AP lift at least "
-             "the observed one.\n" + markdown_table(null.drop(columns=["n_perm"])))
+             "the observed one. For tied scores (the binary oracle and anti) the tie-free E[AP] is not the chance "
+             "level: their null mean sits below 0, and `lift_over_null` (observed - null mean) is the lift over "
+             "the exact permutation chance.\n" + markdown_table(null.drop(columns=["n_perm"])))
     _figures(rep, summ, per_seed, labels, names)
     rep.table("verdicts", verdicts)
     rep.table("summary", summ)

@@ -133,9 +133,11 @@ def _figures(rep, cas_sum, kd_sum, kd_seed, al_sum, names, heur):
     # cascading randomisation decay
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     stages = cas_sum.drop_duplicates("depth").sort_values("depth")
-    for n in names:
+    for i, n in enumerate(names):
         r = cas_sum[cas_sum.scorer == n].sort_values("depth")
-        ax.plot(r.depth, r["mean"], "-o", ms=3, color=col[n], label=n)
+        ctrl = n in ("random", "oracle", "anti")
+        ax.plot(r.depth, r["mean"], "--" if ctrl else "-", marker="osD^v<>"[i % 7], ms=4 if ctrl else 3,
+                color=col[n], label=n + (" (control)" if ctrl else ""), alpha=0.8 if ctrl else 1.0)
         ax.fill_between(r.depth.to_numpy(float), r.ci_low.to_numpy(float), r.ci_high.to_numpy(float), color=col[n],
                         alpha=0.15, lw=0)
     ax.set_xticks(stages.depth, [f"{d}\n{s}" for d, s in zip(stages.depth, stages.randomised)], fontsize=7)

@@ -30,8 +30,8 @@ def run_demo(workdir: str | Path = "work", profile: str = "default", reports: st
     wd = prepare(workdir, prep_profile, progress=not quiet, quiet=quiet)
     timings["prepare_s"] = time.perf_counter() - t0
     cmd = f"tueval demo --workdir {workdir} --profile {profile}"
-    write_foundation_report(wd, reports, command=cmd)
     _lmeval(wd, reports, quiet)
+    write_foundation_report(wd, reports, command=cmd)
     timings["foundation_s"] = time.perf_counter() - t0 - timings["prepare_s"]
     analysis_profile = {"small": "quick", "default": "default", "full": "full"}[profile]
     seeds = tuple(SEEDS) if profile != "small" else (0, 1)

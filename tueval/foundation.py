@@ -88,5 +88,12 @@ def write_foundation_report(wd: Workdir, reports: str | Path = "reports", comman
                 f"- span tokens are {fmt(100 * ov['span_fraction'], 3)}% and counterfactual tokens "
                 f"{fmt(100 * ov['counterfactual_fraction'], 3)}% of answer tokens.\n")
         rw.table("ground_truth_overlap", pd.DataFrame([ov]))
-    rw.text("## Timings (this machine)\n" + markdown_table(pd.DataFrame([man.get("timings", {})])))
+    lm = rw.root / "lmeval.csv"
+    if lm.exists():
+        rw.text("## lm-eval multiple choice (offline, `tueval lmeval`)\n"
+                "The gold answer against three same-kind distractors in the answer's wording; chance is 0.25.\n")
+        rw.table("lmeval", pd.read_csv(lm), show=True)
+    rw.text("## Timings of the last `tueval prepare` call on this machine\n"
+            "(steps found in the cache take about 0 s; first-run training times are in the models table)\n\n"
+            + markdown_table(pd.DataFrame([man.get("timings", {})])))
     return rw.write(command or f"tueval demo --workdir {wd.root}")
