@@ -69,7 +69,7 @@ def method_name(m: dict) -> str:
 
 
 def _clean(d: dict) -> dict:
-    d = dict(d)
+    d = {k: v for k, v in d.items() if k not in ("controls", "objectives")}  # grid-only keys of a method
     if d.get("mode", "none") != "hard":
         d.pop("ratio", None)
     if d.get("control") in ("none", "None", ""):

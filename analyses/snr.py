@@ -51,7 +51,7 @@ class SNRProfile:
 
 
 PROFILES = {
-    "quick": SNRProfile(20, 2, (0.1, 0.3, 1.0), "last_block", 2, 10, (0.5, 1.0)),
+    "quick": SNRProfile(16, 2, (0.1, 0.3, 1.0), "last_block", 1, 8, (0.5, 1.0)),
     "default": SNRProfile(96, None, (0.1, 0.2, 0.3, 0.5, 1.0), "last_block", 3, 32),
     "full": SNRProfile(None, None, (0.1, 0.2, 0.3, 0.5, 1.0), None, None, None),
 }
@@ -464,6 +464,16 @@ def run(cfg: AnalysisConfig) -> dict:
              + markdown_table(prim[["weighting", "kind", "k", "log10_snr_dir", "log10_snr_dir_ci_low",
                                     "log10_snr_dir_ci_high", "inv_b_simple", "composition_db", "cos_mean_u",
                                     "n_seeds"]]))
+    at = summ[summ.k == f"{prof.primary_k:g}"].sort_values("log10_snr_dir", ascending=False)
+    if len(at):
+        order = list(at.weighting)
+        line = f"## Observations\nAt k = {prof.primary_k:g} the highest mean directional SNR has {order[0]}"
+        if "oracle" in order:
+            line += f"; the oracle selection ranks {order.index('oracle') + 1} of {len(order)}"
+        uni = summ[summ.weighting == "uniform"].log10_snr_dir
+        if len(uni):
+            line += f". Uniform weights (k = 1): log10 SNR {float(uni.iloc[0]):.3f}"
+        rep.text(line + ".")
     if len(npos):
         rep.text("## Normalised position (SNR - SNR_random_k) / (SNR_oracle - SNR_random_k)\n0 = random, "
                  "1 = oracle.\n" + markdown_table(npos))

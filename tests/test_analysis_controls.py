@@ -91,7 +91,7 @@ def test_controls_detects_planted_effect_not_null(controls_store, tmp_path):
 
 
 def test_controls_report_folder(controls_store, tmp_path):
-    res = C.run(cfg_for(controls_store, tmp_path))
+    res = C.run(cfg_for(controls_store, tmp_path, extra={"family": "objective"}))
     out = tmp_path / "reports" / "controls"
     md = (out / "report.md").read_text()
     assert "Verdicts (confirmatory)" in md and "beats `random_k`" in md and "family" in md
@@ -128,7 +128,7 @@ def test_missing_runs_lists_specs_and_command(tmp_path):
         C.run(cfg_for(wd, tmp_path, seeds=(0, 1)))
     msg = str(e.value)
     assert "ga/tokenunlearn-hard0.3+random_k" in msg and "ga/sequence" in msg
-    assert "--compute" in msg and "tueval unlearn" in msg
+    assert "--no-compute" in msg and "tueval unlearn" in msg
     with pytest.raises(MissingRunsError):
         C.controls_verdicts(cfg_for(wd, tmp_path, seeds=(0, 1)), "tokenunlearn", "hard", 0.3,
                             ["random_k", "uniform"], "ga")
