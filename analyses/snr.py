@@ -464,7 +464,8 @@ def run(cfg: AnalysisConfig) -> dict:
              + markdown_table(prim[["weighting", "kind", "k", "log10_snr_dir", "log10_snr_dir_ci_low",
                                     "log10_snr_dir_ci_high", "inv_b_simple", "composition_db", "cos_mean_u",
                                     "n_seeds"]]))
-    at = summ[summ.k == f"{prof.primary_k:g}"].sort_values("log10_snr_dir", ascending=False)
+    at = summ[(summ.k == f"{prof.primary_k:g}") & (summ.weighting != "magnitude_matched")].sort_values(
+        "log10_snr_dir", ascending=False)
     if len(at):
         order = list(at.weighting)
         line = f"## Observations\nAt k = {prof.primary_k:g} the highest mean directional SNR has {order[0]}"
