@@ -63,13 +63,18 @@ def length_buckets(batch: Batch, size: int) -> list[list[int]]:
 
 
 def curves_for(model, data: ForgetData, scores: torch.Tensor, spec, buckets: list[list[int]]):
-    """``perturbation_curves`` over length buckets of the forget batch; (curves, summary) for all examples."""
+    """``perturbation_curves`` over length buckets of the forget batch; (curves, summary) for all examples.
+
+    f is the knowledge margin (target minus retain answer log-probability on the same perturbed input), so
+    removing context that any language model needs (template words) cancels out and the curves measure the
+    tokens that carry the memorised facts; ``spec.f_definition`` records it."""
     from tueval.metrics import perturbation_curves
 
     cs, ss = [], []
     for idx in buckets:
         sub = _trim(data.batch.select(idx))
-        r = perturbation_curves(model, sub, scores[idx][:, : sub.input_ids.shape[1]], spec)
+        r = perturbation_curves(model, sub, scores[idx][:, : sub.input_ids.shape[1]], spec,
+                                baseline=data.retain if model is data.target else None)
         cs.append(r.curves)
         ss.append(r.summary)
     return pd.concat(cs, ignore_index=True), pd.concat(ss, ignore_index=True)
@@ -261,8 +266,10 @@ def run(cfg: AnalysisConfig) -> dict:
     rep = ReportWriter(cfg.reports / "intervention", "Intervention: do high-scored tokens matter to the answer?")
     rep.text("## What was tested\nFor each scorer, answer tokens of the forget examples are hidden in score order "
              "(MoRF: most relevant first; LeRF: least relevant first; random order) and the target model's answer "
-             "log-probability f is re-measured. f = mean over ALL answer tokens of log p(original token | "
-             "perturbed context): removed tokens are hidden as context only, so f has the same support at every q. "
+             "knowledge margin f is re-measured: f = mean over ALL answer tokens of log p(original token | "
+             "perturbed context) under the target MINUS the same under the retain model (which never saw these "
+             "people): removed tokens are hidden as context only, so f has the same support at every q, and "
+             "context every language model needs (template words) cancels out. "
              "**ABPC** (area between LeRF and MoRF deletion curves, the primary metric) cancels the out-of-"
              "distribution effect of removal itself; comprehensiveness/sufficiency use k = |GT| tokens (annotated "
              "spans), AOPC averages over the bins. Two replacement operators: `attention_mask` (token invisible: key "
