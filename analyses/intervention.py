@@ -48,12 +48,6 @@ PROFILES = {
 }
 
 
-def _trim(b: Batch) -> Batch:
-    T = int(b.attention_mask.sum(1).max())
-    return Batch(input_ids=b.input_ids[:, :T], attention_mask=b.attention_mask[:, :T], labels=b.labels[:, :T],
-                 answer_mask=b.answer_mask[:, :T], gt_mask=b.gt_mask[:, :T], example_ids=b.example_ids,
-                 prompt_lengths=b.prompt_lengths, overlap_rule=b.overlap_rule,
-                 extras={k: (v[:, :T] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in b.extras.items()})
 
 
 def length_buckets(batch: Batch, size: int) -> list[list[int]]:
@@ -72,7 +66,7 @@ def curves_for(model, data: ForgetData, scores: torch.Tensor, spec, buckets: lis
 
     cs, ss = [], []
     for idx in buckets:
-        sub = _trim(data.batch.select(idx))
+        sub = Batch.trim(data.batch.select(idx))
         r = perturbation_curves(model, sub, scores[idx][:, : sub.input_ids.shape[1]], spec,
                                 baseline=data.retain if model is data.target else None)
         cs.append(r.curves)

@@ -122,12 +122,6 @@ def run_id(spec: RunSpec, wd: Workdir) -> str:
     return spec_hash(r, 16)
 
 
-def _trim(b: Batch) -> Batch:
-    T = int(b.attention_mask.sum(1).max())
-    return Batch(input_ids=b.input_ids[:, :T], attention_mask=b.attention_mask[:, :T], labels=b.labels[:, :T],
-                 answer_mask=b.answer_mask[:, :T], gt_mask=b.gt_mask[:, :T], example_ids=b.example_ids,
-                 prompt_lengths=b.prompt_lengths, overlap_rule=b.overlap_rule,
-                 extras={k: (v[:, :T] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in b.extras.items()})
 
 
 @torch.no_grad()
@@ -135,7 +129,7 @@ def static_scores(scorer, ref_model, data: Batch, ctx, chunk: int = 64) -> torch
     """Scores of a static scorer on every forget example, computed once on the reference model ([N, T])."""
     out = torch.zeros(data.input_ids.shape, dtype=torch.float32)
     for i in range(0, len(data), chunk):
-        b = _trim(data.select(range(i, min(i + chunk, len(data)))))
+        b = Batch.trim(data.select(range(i, min(i + chunk, len(data)))))
         s = scorer.score(ref_model, b, ctx)
         out[i: i + len(b), : s.shape[1]] = s.float()
     return out
@@ -220,8 +214,8 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             # the permutation of an epoch is a function of the seed and the epoch only (resume-safe)
             perm = torch.randperm(len(F), generator=torch.Generator().manual_seed(spec.seed * 7919 + epoch))
         idx = perm[pos * spec.batch_size: (pos + 1) * spec.batch_size]
-        fb = _trim(F.select(idx))
-        rb = _trim(R.select(torch.randint(len(R), (spec.batch_size,), generator=gens["retain"])))
+        fb = Batch.trim(F.select(idx))
+        rb = Batch.trim(R.select(torch.randint(len(R), (spec.batch_size,), generator=gens["retain"])))
         ctx.step = step
         out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))
         ctx.outputs = out

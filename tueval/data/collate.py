@@ -63,6 +63,14 @@ class Batch:
                   for k, v in self.extras.items()}
         return Batch(example_ids=ids, overlap_rule=self.overlap_rule, extras=extras, **kw)
 
+    def trim(self) -> "Batch":
+        """The batch without trailing columns that are padding in every row."""
+        T = int(self.attention_mask.sum(1).max())
+        kw = {k: getattr(self, k)[:, :T] for k in self._TENSORS if k != "prompt_lengths"}
+        extras = {k: (v[:, :T] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in self.extras.items()}
+        return Batch(example_ids=self.example_ids, prompt_lengths=self.prompt_lengths,
+                     overlap_rule=self.overlap_rule, extras=extras, **kw)
+
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments for a HF causal LM forward."""
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}

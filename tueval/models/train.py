@@ -55,12 +55,6 @@ def pack(examples: Sequence[Example], tokenizer) -> Batch:
     return collate(list(examples), tokenizer)
 
 
-def _trim(b: Batch) -> Batch:
-    """Cut trailing all-padding columns."""
-    T = int(b.attention_mask.sum(1).max())
-    return Batch(input_ids=b.input_ids[:, :T], attention_mask=b.attention_mask[:, :T], labels=b.labels[:, :T],
-                 answer_mask=b.answer_mask[:, :T], gt_mask=b.gt_mask[:, :T], example_ids=b.example_ids,
-                 prompt_lengths=b.prompt_lengths, overlap_rule=b.overlap_rule)
 
 
 @torch.no_grad()
@@ -69,7 +63,7 @@ def token_accuracy(model, data: Batch, batch_size: int = 128) -> tuple[float, fl
     model.eval()
     hit_a = n_a = hit_f = n_f = 0
     for i in range(0, len(data), batch_size):
-        b = _trim(data.select(range(i, min(i + batch_size, len(data)))))
+        b = Batch.trim(data.select(range(i, min(i + batch_size, len(data)))))
         logits = model(**b.model_inputs()).logits
         pred = torch.cat([torch.zeros_like(b.input_ids[:, :1]), logits[:, :-1].argmax(-1)], 1)
         hit = pred == b.input_ids
@@ -114,7 +108,7 @@ def train_model(
         model.train()
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.batch_size):
-            b = _trim(data.select(perm[i: i + cfg.batch_size]))
+            b = Batch.trim(data.select(perm[i: i + cfg.batch_size]))
             loss = answer_nll(model, b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
