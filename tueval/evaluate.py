@@ -29,8 +29,10 @@ def holdout_split(wd: Workdir) -> str:
 @torch.no_grad()
 def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFrame | None,
                        retain_aucs: dict | None, generate: bool = True, batch_size: int = 64,
-                       sets: tuple[str, ...] = SETS) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Per-example tables and the summary dict of ``model`` (no files written)."""
+                       sets: tuple[str, ...] = SETS, is_reference: bool = False
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Per-example tables and the summary dict of ``model`` (no files written). ``is_reference``: the model is
+    the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0)."""
     from .evaluation.mia import mia_summary, mia_table
     from .evaluation.summary import summarise
     from .evaluation.tofu import evaluate_examples
@@ -41,6 +43,9 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
               for k in sets}
     mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)), batch_size=batch_size)
     tables["mia"] = mia_t
+    if is_reference:
+        retain_forget = tables["forget"]
+        retain_aucs = {k: v for k, v in mia_summary(mia_t).items() if k.startswith("mia_")}
     summary = summarise({k: tables[k] for k in sets}, retain_forget, mia_summary(mia_t, retain_aucs))
     return tables, summary
 
@@ -69,14 +74,7 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     else:
         retain_forget, retain_aucs = _reference(wd)
     m, tok = wd.load_model(model)
-    tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs)
-    if model == "retain":  # forget quality of the retain model against itself: 1.0 by construction
-        from .evaluation.summary import summarise
-        from .evaluation.mia import mia_summary
-
-        mia = mia_summary(tables["mia"])
-        summary = summarise({k: tables[k] for k in SETS}, tables["forget"],
-                            mia_summary(tables["mia"], {k: v for k, v in mia.items() if k.startswith("mia_")}))
+    tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs, is_reference=model == "retain")
     for k, t in tables.items():
         write_parquet(out / f"{k}.parquet", _parquet_safe(t))
     write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS})

@@ -259,8 +259,6 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     for k, t in tables.items():
         write_parquet(rdir / "eval" / f"{k}.parquet", t.reset_index(drop=True))
     write_parquet(rdir / "log.parquet", pd.DataFrame(log_rows))
-    if spec.snapshot_steps and 0 in spec.snapshot_steps:
-        pass  # step 0 is the target model itself
     if scorer.stateful:
         with atomic_path(rdir / "scorer_state.pt") as tmp:
             torch.save(scorer.state_dict(), tmp)
