@@ -20,6 +20,9 @@ def _spec(**kw):
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(small_workdir):
     spec = _spec()
+    import shutil
+
+    shutil.rmtree(small_workdir.root / "runs" / run_id(spec, small_workdir), ignore_errors=True)  # reused workdirs
     with pytest.raises(KeyboardInterrupt):
         unlearn(spec, small_workdir, progress=False, stop_after=2)
     rdir = small_workdir.root / "runs" / run_id(spec, small_workdir)
