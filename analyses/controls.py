@@ -8,6 +8,12 @@ as many tokens at random positions; ``permuted``: its own weights shuffled withi
 The analysis is two steps so that the statistics can be tested on synthetic tables:
 (a) ``collect_runs`` turns finished runs into a tidy table (one row per run, one column per metric);
 (b) ``paired_verdicts`` turns that table into per-seed differences and Holm-corrected Verdicts.
+
+lm-eval: with ``extra={"lmeval_tasks": True}`` (the three exported tasks) or a list of task names, every run is
+computed with ``RunSpec.lmeval_tasks`` (other run ids than the default runs: off by default so cached runs are
+reused). Runs whose summaries hold ``lmeval`` add the MC accuracies ``lmeval_forget_mc`` (lower is better),
+``lmeval_retain_mc`` and ``lmeval_utility_mc`` to runs_long.csv and arm_summary.csv (descriptive, no verdicts)
+and the figure ``lmeval_tradeoff``; without them the report is unchanged.
 """
 from __future__ import annotations
 
@@ -51,11 +57,23 @@ METRICS: dict[str, Metric] = {
     "forget_truth_ratio": Metric("forget truth ratio (0-1)", True),
     "forget_rougeL": Metric("forget ROUGE-L recall (0-1)", False),
 }
+#: lm-eval multiple-choice accuracies (columns only when the runs were computed with ``lmeval_tasks``)
+LMEVAL_METRICS: dict[str, Metric] = {
+    "lmeval_forget_mc": Metric("lm-eval forget MC accuracy (fraction correct)", False),
+    "lmeval_retain_mc": Metric("lm-eval retain MC accuracy (fraction correct)", True),
+    "lmeval_utility_mc": Metric("lm-eval utility MC accuracy (fraction correct)", True),
+}
+METRICS.update(LMEVAL_METRICS)
+LMEVAL_TASKS = ("tueval_forget_mc", "tueval_retain_mc", "tueval_utility_mc")
 #: the confirmatory trade-off metrics (Holm family) and the exploratory ones (BH, reported only)
 PRIMARY = ("log10_fq", "model_utility")
 SECONDARY = ("forget_prob", "mia_min_k_gap", "privleak_abs")
 #: which grouping of comparisons forms one Holm family
-FAMILIES = {"objective": ("objective",), "method": ("objective", "method"), "overall": ()}
+FAMILIES = {"objective": ("objective",), "method": ("objective", "method"),
+            "method_metric": ("objective", "method", "metric"), "overall": ()}
+#: the default family: per objective, method and metric, the method against its controls (2 in the demo grid:
+#: its own control and uniform), so that 6 seeds can reach Holm-adjusted p < 0.05 with the exact sign-flip test
+DEFAULT_FAMILY = "method_metric"
 QUICK_METHODS = [defaults.METHODS[0], defaults.METHODS[2]]
 SWEEP_RATIOS = (0.1, 0.3, 0.5)
 SWEEP_LRS = (5e-4, 1e-3, 2e-3)
@@ -162,11 +180,22 @@ def run_metrics(summary: dict) -> dict[str, float]:
     mia = summary.get("mia") or {}
     fq = num(summary.get("forget_quality"))
     auc, pl = num(mia.get("mia_min_k")), num(mia.get("privleak"))
-    return {"forget_quality": fq, "log10_fq": math.log10(max(fq, FQ_FLOOR)) if fq == fq else fq,
+    lm = {lmeval_metric(t): num(a) for t, a in (summary.get("lmeval") or {}).items()}
+    return {**lm, "forget_quality": fq, "log10_fq": math.log10(max(fq, FQ_FLOOR)) if fq == fq else fq,
             "model_utility": num(summary.get("model_utility")), "forget_prob": num(summary.get("forget_prob")),
             "forget_truth_ratio": num(summary.get("forget_truth_ratio")),
             "forget_rougeL": num(summary.get("forget_rougeL")), "mia_min_k": auc, "mia_min_k_gap": abs(auc - 0.5),
             "privleak": pl, "privleak_abs": abs(pl)}
+
+
+def lmeval_metric(task: str) -> str:
+    """The metric column of an lm-eval task's accuracy: ``tueval_forget_mc`` -> ``lmeval_forget_mc``."""
+    return "lmeval_" + task.removeprefix("tueval_")
+
+
+def lmeval_columns(runs: pd.DataFrame) -> list[str]:
+    """The lm-eval accuracy columns of ``runs`` that hold at least one value (none for runs without lm-eval)."""
+    return [c for c in runs.columns if c.startswith("lmeval_") and runs[c].notna().any()]
 
 
 def collect_runs(cells: Sequence[Cell], results: Sequence, extra_cols: dict | None = None) -> pd.DataFrame:
@@ -184,8 +213,10 @@ def collect_runs(cells: Sequence[Cell], results: Sequence, extra_cols: dict | No
 
 def long_table(runs: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """The tidy long form of ``runs``: one row per (run, metric)."""
-    metrics = [m for m in (metrics or [*METRICS, "forget_quality", "mia_min_k", "privleak"]) if m in runs.columns]
-    ids = [c for c in runs.columns if c not in metrics and c not in METRICS and c not in
+    lm = [c for c in runs.columns if c.startswith("lmeval_")]
+    metrics = [m for m in dict.fromkeys(metrics or [*METRICS, *lm, "forget_quality", "mia_min_k", "privleak"])
+               if m in runs.columns]
+    ids = [c for c in runs.columns if c not in metrics and c not in METRICS and c not in lm and c not in
            ("forget_quality", "mia_min_k", "privleak")]
     return runs.melt(id_vars=ids, value_vars=metrics, var_name="metric", value_name="value")
 
@@ -281,7 +312,8 @@ def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0
                 f.insert(0, c, [m[c] for m in meta])
         k = len(vs)
         f["family"] = "/".join(map(str, fkey)) if fam_cols else "all"
-        f["family_definition"] = (" x ".join(["methods"] * ("method" not in fam_cols) + ["controls", "metrics"])
+        f["family_definition"] = (" x ".join(["methods"] * ("method" not in fam_cols) + ["controls"]
+                                             + ["metrics"] * ("metric" not in fam_cols))
                                   + (f" per {', '.join(fam_cols)}" if fam_cols else " overall"))
         f["min_seeds_for_family"] = min_seeds_for_exact(alpha, "greater", max(k, 1)) if k else np.nan
         out_v += vs
@@ -335,6 +367,31 @@ def pareto_figure(runs: pd.DataFrame, objective: str, x: str = "log10_fq", y: st
                           legend=False)
     shared_legend(fig, axes)
     fig.suptitle(title or f"Forget-utility trade-off, objective {objective} (mean ± 95% CI over seeds)", fontsize=10)
+    return fig
+
+
+def lmeval_figure(runs: pd.DataFrame):
+    """One panel per objective: lm-eval forget MC accuracy vs utility MC accuracy (or model utility if the runs
+    have no utility task), one point per method (its own arm) plus the sequence-level base, at the seed mean with
+    95% t-CI bars on both axes, every seed faint. Confirmatory runs only."""
+    from tueval import plots
+
+    y = "lmeval_forget_mc"
+    x = "lmeval_utility_mc" if "lmeval_utility_mc" in lmeval_columns(runs) else "model_utility"
+    conf = runs[runs["role"] == "confirmatory"] if "role" in runs else runs
+    pts = conf[conf["arm"].isin([METHOD_ARM, BASE])].copy()
+    pts["point"] = np.where(pts["arm"] == BASE, pts["objective"] + "/sequence", pts["method"])
+    pts = pts.drop_duplicates(["objective", "point", "seed"])  # the base is shared by every method
+    objectives = list(dict.fromkeys(pts["objective"]))
+    fig, axes = plots.facet_axes(len(objectives), ncols=3, width=4.4, height=3.6)
+    for ax, obj in zip(axes, objectives):
+        p = pts[pts["objective"] == obj]
+        summ = _wide_ci(arm_summary(p, [x, y], ("point",)), ["point"])
+        summ = summ.rename(columns={f"{x}_mean": x, f"{y}_mean": y})
+        plots.pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"),
+                          y_ci=(f"{y}_ci_low", f"{y}_ci_high"), points=p, xlabel=METRICS[x].label,
+                          ylabel=METRICS[y].label, title=f"objective {obj}", better=("right", "down"), ax=ax)
+    fig.suptitle("lm-eval multiple-choice trade-off per method (mean ± 95% CI over seeds)", fontsize=10)
     return fig
 
 
@@ -440,11 +497,23 @@ def write_report(root: Path, runs: pd.DataFrame, verdicts: pd.DataFrame, seconda
     shown = shown.pivot_table(index=["objective", "method", "arm"], columns="metric", values="value",
                               aggfunc="first", sort=False).reset_index()
     rw.text("## Per-arm means with 95% CI over seeds\n" + markdown_table(shown))
+    lm = lmeval_columns(runs)
+    if lm:
+        ls = arm_summary(conf, lm)
+        ls = ls.assign(value=[f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" for m, lo, hi in
+                              zip(ls["mean"], ls["ci_low"], ls["ci_high"])])
+        ls = ls.pivot_table(index=["objective", "method", "arm"], columns="metric", values="value",
+                            aggfunc="first", sort=False).reset_index()
+        rw.text("## lm-eval multiple-choice accuracy (descriptive)\n"
+                "Accuracy (fraction correct, chance 0.25 with 4 choices) of the unlearned model on the workdir's "
+                "exported lm-eval tasks: `lmeval_forget_mc` (lower = more forgetting), `lmeval_retain_mc` and "
+                "`lmeval_utility_mc` (higher = more kept). Mean [95% CI] over seeds; no tests.\n"
+                + markdown_table(ls))
     if not secondary.empty:
         rw.text("## Exploratory metrics (BH-adjusted, not confirmatory)\n"
                 + verdict_markdown(_verdict_objs(secondary)))
     rw.table("runs_long", long_table(runs))
-    rw.table("arm_summary", arm_summary(runs, [*PRIMARY, *SECONDARY]))
+    rw.table("arm_summary", arm_summary(runs, [*PRIMARY, *SECONDARY, *lm]))
     rw.table("paired_diffs", diffs)
     rw.table("verdicts", verdicts)
     if not secondary.empty:
@@ -463,6 +532,12 @@ def write_report(root: Path, runs: pd.DataFrame, verdicts: pd.DataFrame, seconda
             rw.figure(f"paired_{obj}_{metric}", strip_figure(diffs, verdicts, obj, metric),
                       f"Objective {obj}: per-seed paired differences on {METRICS[metric].label}, mean and 95% CI; "
                       "zero line = no difference. Numbers: paired_diffs.csv, verdicts.csv.")
+    if figures and "lmeval_forget_mc" in lm:
+        x = "lm-eval utility MC accuracy" if "lmeval_utility_mc" in lm else "model utility"
+        rw.figure("lmeval_tradeoff", lmeval_figure(runs),
+                  f"lm-eval forget MC accuracy (lower = more forgetting) vs {x}, one point per method and the "
+                  "sequence-level base (mean ± 95% t-CI over seeds; faint points are single seeds). Numbers: "
+                  "arm_summary.csv, runs_long.csv.")
     report = rw.write(command)
     return {"report": str(report), "files": [str(root / f) for f in sorted(set(rw.files))]}
 
@@ -478,7 +553,8 @@ def _verdict_objs(frame: pd.DataFrame) -> list[Verdict]:
 def _settings(cfg: AnalysisConfig) -> dict:
     quick = cfg.profile == "quick"
     ex = cfg.extra or {}
-    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else defaults.METHODS)]
+    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else
+                                       defaults.METHODS if cfg.profile == "full" else defaults.DEMO_METHODS)]
     if cfg.scorers:
         keep = [m for m in methods if m["scorer"] in cfg.scorers]
         known = {m["scorer"] for m in keep}
@@ -488,9 +564,11 @@ def _settings(cfg: AnalysisConfig) -> dict:
     if ex.get("uniform", True) and BASE not in controls:
         controls.append(BASE)
     full = cfg.profile == "full"
-    return {"objectives": list(ex.get("objectives", ["ga"] if quick else defaults.OBJECTIVES)),
+    lmeval = ex.get("lmeval_tasks", ())
+    lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
+    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else defaults.OBJECTIVES)),
             "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
-            "family": ex.get("family", "method"),
+            "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
             "lrs": list(ex.get("lrs", SWEEP_LRS if full else ()))}
 
@@ -518,15 +596,16 @@ def _command(cfg: AnalysisConfig, name: str) -> str:
 def run(cfg: AnalysisConfig) -> dict:
     """Controls analysis: runs (or reads) the grid, writes reports/controls/, returns verdicts and paths."""
     st = _settings(cfg)
-    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
-                       st["lrs"])
+    fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]} if st["lmeval_tasks"] else st["fixed"]
+    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, fixed, st["ratios"], st["lrs"])
+    lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
     runs = gather(cfg, cells)
     return analyse(runs, Path(cfg.reports) / NAME, alpha=cfg.alpha, family=st["family"],
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
                              "controls": st["controls"], "fixed optimiser settings": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
-                             "Holm family": st["family"]},
+                             "Holm family": st["family"], **lm_setting},
                    command=_command(cfg, NAME), figures=bool((cfg.extra or {}).get("figures", True)))
 
 

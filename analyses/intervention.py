@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from analyses.alignment import (ForgetData, analysis_seeds, compute_scores, cros
                                 learned_states, load_forget, plot_setup, regen_command, scorer_names, settings_md,
                                 unit_comparison, value_matrix, verdict_md, verdicts_frame)
 from tueval.analysis import AnalysisConfig, register_analysis
+from tueval.analysis_cache import cached_tables
 from tueval.data.collate import Batch
 from tueval.report import ReportWriter, markdown_table
 
@@ -24,6 +25,7 @@ SUMMARY_METRICS = ("abpc", "abpc_insertion", "comprehensiveness", "comprehensive
                    "sufficiency_random", "aopc_comp", "aopc_comp_random", "aopc_suff", "aopc_suff_random",
                    "deletion_auc_morf", "deletion_auc_lerf", "deletion_auc_random")
 AGREEMENT_METRICS = ("abpc", "aopc_comp", "comprehensiveness", "abpc_insertion")
+CACHE_VERSION = 1  # bump when the per-example tables change meaning
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,9 @@ class InterventionProfile:
 
 PROFILES = {
     "quick": InterventionProfile(12, 2, (0.0, 0.25, 0.5, 0.75, 1.0), (0.05, 0.2, 0.5), 1, 1000),
-    # default: sized for a few minutes on 2 cores (each (scorer, seed) costs ~0.3 s per example); full: everything
-    "default": InterventionProfile(32, 3, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), (0.1, 0.2, 0.5), 1, 2000),
+    # default: sized for the demo budget (about a minute on 2 cores; each (scorer, seed) costs ~0.2 s per example);
+    # full: everything
+    "default": InterventionProfile(24, 2, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), (0.1, 0.2, 0.5), 1, 2000),
     "full": InterventionProfile(None, None, tuple(round(0.1 * i, 1) for i in range(11)),
                                 (0.01, 0.05, 0.1, 0.2, 0.5), 4, 9999),
 }
@@ -236,12 +239,20 @@ def run(cfg: AnalysisConfig) -> dict:
     prof = PROFILES.get(cfg.profile, PROFILES["default"])
     seeds = analysis_seeds(cfg, prof.max_seeds)
     names = list(scorer_names(cfg))
-    data = load_forget(cfg.workdir, prof.max_examples)
-    states = learned_states(cfg, names, seeds)
-    scores = compute_scores(data, names, seeds, states=states)
     spec = PerturbationSpec(grid=prof.grid, aopc_bins=prof.aopc_bins, n_random=prof.n_random)
     operators = list(spec.operators)
-    curves, summ = intervention_tables(data.target, data, scores, seeds, prof, cfg.progress)
+
+    def compute() -> dict[str, pd.DataFrame]:
+        data = load_forget(cfg.workdir, prof.max_examples)
+        scores = compute_scores(data, names, seeds, states=learned_states(cfg, names, seeds))
+        curves, summ = intervention_tables(data.target, data, scores, seeds, prof, cfg.progress)
+        return {"curves": curves, "per_example": summ,
+                "meta": pd.DataFrame([{"n_examples": len(data.examples), "n_total": data.n_total}])}
+
+    tabs = cached_tables(cfg.workdir, "intervention", {"version": CACHE_VERSION, "profile": asdict(prof),
+                                                      "seeds": list(seeds), "scorers": names, "spec": spec.to_dict()},
+                         compute, use_cache=cfg.cache)
+    curves, summ, meta = tabs["curves"], tabs["per_example"], tabs["meta"].iloc[0]
     cs = curve_summary(curves)
     msum, per_seed = _metric_summary(summ, prof.n_boot)
     agree = rank_agreement(msum, operators)
@@ -270,7 +281,7 @@ def run(cfg: AnalysisConfig) -> dict:
              "masked, id replaced by pad) and `replace_token` (id replaced by pad, still attended).")
     rep.text("## Settings\n" + settings_md({
         "workdir": cfg.workdir.root, "profile": cfg.profile, "seeds": list(seeds),
-        "examples": f"{len(data.examples)} of {data.n_total} forget examples (fixed sample when capped)",
+        "examples": f"{int(meta.n_examples)} of {int(meta.n_total)} forget examples (fixed sample when capped)",
         "scorers": ", ".join(names), "operators": ", ".join(operators), "grid q": list(prof.grid),
         "AOPC bins": list(prof.aopc_bins), "random-order draws": prof.n_random,
         "perturbation spec": {k: v for k, v in spec.to_dict().items() if k not in ("grid", "aopc_bins", "operators",

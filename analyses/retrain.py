@@ -91,7 +91,7 @@ def curves_figure(runs: pd.DataFrame, metrics: Sequence[str] = ("forget_prob", "
     return fig
 
 
-def analyse(runs: pd.DataFrame, out: Path, alpha: float = 0.05, family: str | tuple = ("objective",),
+def analyse(runs: pd.DataFrame, out: Path, alpha: float = 0.05, family: str | tuple = ("objective", "method", "metric"),
             settings: dict | None = None, command: str | None = None) -> dict:
     """Verdicts and the report folder of the retraining analysis from a tidy runs table."""
     controls = [a for a in ARMS if a != TOP]
@@ -99,7 +99,8 @@ def analyse(runs: pd.DataFrame, out: Path, alpha: float = 0.05, family: str | tu
     _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=family, method_arm=TOP, controls=controls,
                                 correction="fdr_bh")
     if not vframe.empty:
-        vframe["family_definition"] = "scorers x q x {random q, bottom-q} x metrics per objective"
+        vframe["family_definition"] = ("{random q, bottom-q} per objective, scorer, q and metric" if "metric" in family
+                                       else "scorers x q x {random q, bottom-q} x metrics per objective")
     diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY], method_arm=TOP)
     root = Path(out)
     rw = ReportWriter(root, "Retraining test: unlearn only the top-q vs a random q vs the bottom-q tokens")
@@ -115,8 +116,8 @@ def analyse(runs: pd.DataFrame, out: Path, alpha: float = 0.05, family: str | tu
     rw.text("## Statistics\n"
             "Paired by seed: mean difference top − control, two-sided 95% t-CI, one-sided exact sign-flip test in "
             "the better direction (forget probability: lower is better; log10 forget quality: higher is better). "
-            "Confirmatory family: scorers × q × {random q, bottom-q} × {forget probability, log10 forget quality} "
-            "per objective, Holm. Utility, truth ratio and |MIA AUC − 0.5| are exploratory (BH).\n\n"
+            "Confirmatory families (Holm): for each objective, scorer, q and primary metric (forget probability, "
+            "log10 forget quality), top-q against {random q, bottom-q}. Utility, truth ratio and |MIA AUC − 0.5| are exploratory (BH).\n\n"
             + (_family_note(vframe, alpha) if not vframe.empty else ""))
     rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(_verdict_objs(vframe)) if not vframe.empty else
             "## Verdicts\n_(no comparisons)_\n")

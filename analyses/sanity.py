@@ -31,7 +31,7 @@ class SanityProfile:
     margin: float = 0.02  # AP lift: a heuristic within this of a method "matches" it (pre-set, TOST)
 
 
-PROFILES = {"quick": SanityProfile(24, 2, 2, 1000), "default": SanityProfile(96, None, 3, 2000),
+PROFILES = {"quick": SanityProfile(24, 2, 2, 1000), "default": SanityProfile(64, None, 3, 2000),
             "full": SanityProfile(None, None, None, 9999)}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,10 +27,12 @@ import torch
 from analyses.alignment import (analysis_seeds, build_scorer, compute_scores, learned_states, load_forget,
                                 method_names, plot_setup, regen_command, scorer_names, settings_md, verdict_md)
 from tueval.analysis import AnalysisConfig, register_analysis
+from tueval.analysis_cache import cached_tables
 from tueval.report import ReportWriter, markdown_table
 
 CONTROL_ORDER = ("random_k", "permuted", "uniform", "magnitude_matched", "oracle", "anti")
 METRIC_COLS = ("snr_dir", "inv_b_simple", "composition_db", "cos_mean_u")
+CACHE_VERSION = 1  # bump when the cached per-seed tables change meaning
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class SNRProfile:
 
 PROFILES = {
     "quick": SNRProfile(16, 2, (0.1, 0.3, 1.0), "last_block", 1, 8, (0.5, 1.0)),
-    "default": SNRProfile(96, None, (0.1, 0.2, 0.3, 0.5, 1.0), "last_block", 3, 32),
+    "default": SNRProfile(64, None, (0.1, 0.3, 0.5, 1.0), "last_block", 2, 24),  # sized for the demo budget
     "full": SNRProfile(None, None, (0.1, 0.2, 0.3, 0.5, 1.0), None, None, None),
 }
 
@@ -401,28 +403,53 @@ def run(cfg: AnalysisConfig) -> dict:
     seeds = analysis_seeds(cfg, prof.max_seeds)
     names = list(scorer_names(cfg))
     methods = method_names(names)
-    data = load_forget(cfg.workdir, prof.max_examples)
-    states = learned_states(cfg, names, seeds)
-    scores = compute_scores(data, methods, seeds, states=states)
-    ans, gt = data.batch.answer_mask, data.gt("spans")
-    splits = [seed_split(len(data.batch), s) for s in seeds]
-    weights = [weightings({m: scores.get(m, s) for m in methods}, gt, ans, prof.ks, s) for s in seeds]
-    raw = snr_grid(data.target, data.batch, splits, weights, gt, prof.params, prof.chunk, prof.mem_mb)
+    def compute() -> dict[str, pd.DataFrame]:
+        data = load_forget(cfg.workdir, prof.max_examples)
+        states = learned_states(cfg, names, seeds)
+        scores = compute_scores(data, methods, seeds, states=states)
+        ans, gt = data.batch.answer_mask, data.gt("spans")
+        splits = [seed_split(len(data.batch), s) for s in seeds]
+        weights = [weightings({m: scores.get(m, s) for m in methods}, gt, ans, prof.ks, s) for s in seeds]
+        raw = snr_grid(data.target, data.batch, splits, weights, gt, prof.params, prof.chunk, prof.mem_mb)
+        cps, steps = _checkpoints(cfg, data, prof, seeds, methods, states, scores)
+        n_params = int(sum(dict(data.target.named_parameters())[n].numel()
+                           for n in select_params(data.target, prof.params)))
+        meta = {"n_examples": len(data.examples), "n_total": data.n_total, "n_ref": len(splits[0][0]),
+                "n_eval": len(splits[0][1]), "n_eval_mean": float(np.mean([len(ev) for _, ev in splits])),
+                "n_params": n_params, "route": str(raw.route.iloc[0]), "steps": ",".join(map(str, steps))}
+        return {"raw": raw, "checkpoints": cps, "meta": pd.DataFrame([meta])}
+
+    tabs = cached_tables(cfg.workdir, "snr", {"version": CACHE_VERSION, "profile": asdict(prof), "seeds": list(seeds),
+                                             "scorers": names}, compute, use_cache=cfg.cache)
+    raw, cps, meta = tabs["raw"], tabs["checkpoints"], tabs["meta"].iloc[0]
+    steps = tuple(int(x) for x in str(meta.steps).split(",") if x)
+    n_params = int(meta.n_params)
     t = _tidy(raw, seeds, methods)
     t_curves = _with_uniform_endpoint(t, methods + ["random_k", "oracle", "anti"])
     summ = _seed_summary(t_curves, ["weighting", "kind", "k", "k_frac"])
-    items = _verdict_items(t, methods, prof.ks, cfg.alpha)
     from tueval.stats import verdict_table, verdicts_to_frame
 
-    verdicts = verdicts_to_frame(verdict_table(items, alpha=cfg.alpha, correction="holm"))
+    # confirmatory: each scorer at the primary k (vs random_k) and soft (vs permuted), one Holm family per scorer;
+    # the other k of the sweep are exploratory (Benjamini-Hochberg over all of them, reported separately)
+    conf_labels = (f"{prof.primary_k:g}", "soft")
+    items = _verdict_items(t, methods, prof.ks, cfg.alpha)
+    conf = [c for c in items if c.metric.rsplit("=", 1)[-1] in conf_labels]
+    expl = [c for c in items if c.metric.rsplit("=", 1)[-1] not in conf_labels]
+    frames = []
+    for m in methods:
+        fam = [c for c in conf if c.method == m]
+        if fam:
+            f = verdicts_to_frame(verdict_table(fam, alpha=cfg.alpha, correction="holm"))
+            f.insert(0, "family", f"SNR {m}: k={prof.primary_k:g} vs random_k, soft vs permuted")
+            frames.append(f)
+    verdicts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not verdicts.empty:
-        verdicts.insert(0, "family", "SNR vs random_k / permuted")
-        verdicts["n_examples"] = int(np.mean([len(ev) for _, ev in splits]))
+        verdicts["n_examples"] = int(meta.n_eval_mean)
+    explore = verdicts_to_frame(verdict_table(expl, alpha=cfg.alpha, correction="fdr_bh")) if expl else pd.DataFrame()
+    if not explore.empty:
+        explore.insert(0, "family", "exploratory: other k (BH)")
     npos = _normalised_position(t, methods)
-    cps, steps = _checkpoints(cfg, data, prof, seeds, methods, states, scores)
     ck = _seed_summary(cps, ["weighting", "step"]) if len(cps) else None
-    n_params = int(sum(dict(data.target.named_parameters())[n].numel()
-                       for n in select_params(data.target, prof.params)))
     min_p = 0.5 ** len(seeds)
 
     rep = ReportWriter(cfg.reports / "snr", "Gradient signal-to-noise of token selections")
@@ -441,24 +468,27 @@ def run(cfg: AnalysisConfig) -> dict:
              "(GT last).")
     rep.text("## Settings\n" + settings_md({
         "workdir": cfg.workdir.root, "profile": cfg.profile, "seeds": list(seeds),
-        "examples": f"{len(data.examples)} of {data.n_total} forget examples (fixed sample when capped); "
-                    f"reference/evaluation halves of {len(splits[0][0])}/{len(splits[0][1])} per seed",
+        "examples": f"{int(meta.n_examples)} of {int(meta.n_total)} forget examples (fixed sample when capped); "
+                    f"reference/evaluation halves of {int(meta.n_ref)}/{int(meta.n_eval)} per seed",
         "parameters": f"{prof.params or 'all'} ({n_params:,} parameters differentiated)",
         "k": list(prof.ks), "scorers": ", ".join(methods),
-        "route": f"{raw.route.iloc[0]} (see module doc: per-token gradients give every weighting exactly)",
+        "route": f"{meta.route} (see module doc: per-token gradients give every weighting exactly)",
         "checkpoints": f"GA uniform run per seed (defaults.FIXED), snapshots at steps {list(steps)}, seeds "
                        f"{sorted(set(cps.seed)) if len(cps) else []}, k = {prof.primary_k}, "
                        f"{prof.checkpoint_examples or 'all'} evaluation examples",
         "CI of means": "t-interval over seeds (reported from 3 seeds on)",
         "unit / test": "the seed (it draws the split and the random controls); paired difference of log SNR "
                        "(scorer - random_k for hard k, scorer - permuted for soft), t-interval and exact sign-flip "
-                       "p; Holm across scorers x k",
-        "power note": f"with {len(seeds)} seeds the smallest one-sided sign-flip p is {min_p:.3g}; Holm over "
-                      f"{len(items)} comparisons needs p < {cfg.alpha / max(len(items), 1):.3g} for the first step."
+                       f"p; confirmatory: k = {prof.primary_k:g} and soft, Holm within each scorer's family of 2; "
+                       "the other k of the sweep: exploratory, Benjamini-Hochberg",
+        "power note": f"with {len(seeds)} seeds the smallest one-sided sign-flip p is {min_p:.3g}; Holm over a "
+                      f"family of 2 needs p < {cfg.alpha / 2:.3g} for the first step."
                       " The splits of different seeds share examples, so seeds are not independent replicates and "
                       "the p-values are approximate."}))
     rep.text("## Verdicts: does each scorer's selection beat random_k (hard) / permuted (soft) on log SNR?\n"
              + verdict_md(verdicts))
+    if not explore.empty:
+        rep.text("## Exploratory: the other k of the sweep (Benjamini-Hochberg, not claims)\n" + verdict_md(explore))
     prim = summ[summ.k.isin([f"{prof.primary_k:g}", "soft", "1"])]
     rep.text(f"## Metrics at k = {prof.primary_k:g}, soft and uniform (means over seeds)\n"
              + markdown_table(prim[["weighting", "kind", "k", "log10_snr_dir", "log10_snr_dir_ci_low",
@@ -484,6 +514,8 @@ def run(cfg: AnalysisConfig) -> dict:
                                       "log10_snr_dir_ci_high", "n_seeds"]]))
     _figures(rep, summ, t_curves, cps, ck, methods, prof.primary_k)
     rep.table("verdicts", verdicts)
+    if not explore.empty:
+        rep.table("verdicts_exploratory", explore)
     rep.table("summary", summ)
     rep.table("per_seed", t)
     rep.table("normalised_position", npos)

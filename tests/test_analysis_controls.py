@@ -105,6 +105,50 @@ def test_controls_report_folder(controls_store, tmp_path):
     long = pd.read_csv(out / "runs_long.csv")
     assert {"objective", "method", "arm", "seed", "metric", "value", "run_id"} <= set(long.columns)
     assert long["run_id"].nunique() == res["n_runs"] == 2 * 4 * 8 + 8  # uniform base shared by both methods
+    # runs without lm-eval: no lm-eval metrics, section or figure
+    assert not long["metric"].str.startswith("lmeval").any() and "lm-eval" not in md
+    assert not (out / "lmeval_tradeoff.png").exists()
+
+
+def test_controls_lmeval_metrics_and_figure(tmp_path):
+    """extra lmeval_tasks=True: the analysis asks for runs with lmeval_tasks (other run ids) and, from their
+    summaries' ``lmeval``, adds the MC accuracies to the tidy CSVs and draws lmeval_tradeoff."""
+    wd = fake_workdir(tmp_path / "wd")
+    seeds = (0, 1, 2)
+    cfg = cfg_for(wd, tmp_path, seeds=seeds, extra={"lmeval_tasks": True, "controls": ["random_k"]})
+    with pytest.raises(MissingRunsError):  # the default-run ids (none here) are not the lm-eval runs' ids
+        C.run(cfg)
+    st = C._settings(cfg)
+    fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]}
+    cells = C.grid_cells(["ga"], [PLANTED, NULL], ["random_k", "uniform"], seeds, fixed)
+    assert all(c.spec.lmeval_tasks == C.LMEVAL_TASKS for c in cells)
+    rng = np.random.default_rng(1)
+    for c in cells:
+        forget = 0.3 if (c.arm == C.METHOD_ARM and c.spec.scorer == "tokenunlearn") else 0.8
+        lm = {"tueval_forget_mc": forget + rng.normal(0, 0.02), "tueval_retain_mc": 0.9,
+              "tueval_utility_mc": 0.7 + rng.normal(0, 0.02)}
+        write_run(wd, c.spec, {**summary(1e-3, 0.6, 0.3), "lmeval": lm})
+    res = C.run(cfg)
+    out = tmp_path / "reports" / "controls"
+    long = pd.read_csv(out / "runs_long.csv")
+    acc = long[long["metric"] == "lmeval_forget_mc"]
+    assert len(acc) == len(cells) and acc["value"].between(0, 1).all()
+    assert {"lmeval_retain_mc", "lmeval_utility_mc"} <= set(long["metric"])
+    summ = pd.read_csv(out / "arm_summary.csv")
+    planted = summ[(summ["metric"] == "lmeval_forget_mc") & (summ["method"] == "ga/tokenunlearn-hard0.3")
+                   & (summ["arm"] == "method")]
+    assert planted["mean"].iloc[0] == pytest.approx(0.3, abs=0.05)
+    assert (out / "lmeval_tradeoff.png").stat().st_size > 0 and (out / "lmeval_tradeoff.pdf").exists()
+    md = (out / "report.md").read_text()
+    assert "lm-eval multiple-choice accuracy" in md and "lm-eval tasks" in md
+    assert len(res["verdicts"]) == 2 * 2 * 2  # verdicts stay on the confirmatory metrics
+    fig = C.lmeval_figure(C.gather(cfg, cells))
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "lm-eval forget MC accuracy (fraction correct)"
+    assert ax.get_xlabel() == "lm-eval utility MC accuracy (fraction correct)"
+    # one point per method + the sequence-level base
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == sorted(
+        ["ga/tokenunlearn-hard0.3", "ga/etw-soft", "ga/sequence"])
 
 
 def test_paired_verdicts_pure_family_and_direction():
@@ -160,7 +204,8 @@ def test_retrain_detects_planted_effect(retrain_store, tmp_path):
                          scorers=("oracle", "etw"), extra={"ratios": [0.1, 0.3]})
     res = get_analysis("retrain")(cfg)
     v = pd.DataFrame(res["verdicts"])
-    assert len(v) == 2 * 2 * 2 * 2 and (v["family_size"] == 16).all()
+    # one Holm family per (objective, scorer at q, metric): top-q vs {random q, bottom-q}
+    assert len(v) == 2 * 2 * 2 * 2 and (v["family_size"] == 2).all()
     oracle = v[v["method"].str.contains("oracle")]
     assert set(oracle["method"]) == {"ga/oracle-hard0.1", "ga/oracle-hard0.3"}
     assert (oracle["decision"] == "better").all()

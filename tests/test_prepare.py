@@ -92,3 +92,33 @@ def test_cli_evaluate_json_has_tofu_stats_keys(small_workdir):
     out = json.loads(r.stdout)
     assert {"forget_quality", "model_utility", "components"} <= set(out)
     assert len(out["components"]) == 9
+
+
+def test_evaluation_cache_is_keyed_by_the_models(small_workdir, tmp_path):
+    """A stored evaluation of other models (a re-prepared workdir) is never reused."""
+    import json
+    import shutil
+
+    from tueval.evaluate import evaluate_model
+    from tueval.workdir import Workdir
+
+    root = tmp_path / "wd"
+    root.mkdir()
+    for p in small_workdir.root.iterdir():
+        if p.name == "eval":
+            shutil.copytree(p, root / "eval")
+        elif p.is_dir():
+            (root / p.name).symlink_to(p.resolve())
+        else:
+            shutil.copy(p, root / p.name)
+    wd = Workdir(root)
+    evaluate_model(wd, "target", progress=False)  # current: read from the cache
+    s = root / "eval" / "target" / "summary.json"
+    stale = json.loads(s.read_text())
+    assert stale["cache_key"]["model"] == wd.manifest["paths"]["target"]
+    stale["cache_key"]["model"] = "models/target-of-an-earlier-prepare"
+    stale["model_utility"] = -1.0
+    s.write_text(json.dumps(stale))
+    fresh = evaluate_model(wd, "target", progress=False)
+    assert fresh["cache_key"]["model"] == wd.manifest["paths"]["target"]
+    assert fresh["model_utility"] != -1.0 and 0 < fresh["model_utility"] <= 1

@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from tueval.errors import SpecError
+from tueval.hashing import spec_hash
+from tueval.io import write_json
 from tueval.sweep import expand_grid
-from tueval.unlearn import RunSpec, run_id, unlearn
+from tueval.unlearn import RunSpec, load_run, resolve, run_id, unlearn
+from tueval.workdir import Workdir
 
 
 def _spec(**kw):
@@ -80,3 +83,75 @@ def test_expand_grid_crosses_axes_and_drops_irrelevant_fields():
     assert len(specs) == 12
     with pytest.raises(SpecError, match="unknown grid key"):
         expand_grid({"objectivs": ["ga"]})
+
+
+# ---------------------------------------------------------------------------------------------- lm-eval in runs
+def _fake_workdir(root) -> Workdir:
+    """A workdir with only a prepare.json: enough for run ids, no models."""
+    write_json(root / "prepare.json", {
+        "paths": {"benchmark": "benchmark/fake", "tokenizer": "tokenizer/fake", "target": "models/target-fake",
+                  "retain": "models/retain-fake", "ground_truth": "ground_truth/fake.parquet"},
+        "profile": {"name": "fake", "forget_split": "forget10"}})
+    return Workdir(root)
+
+
+def _old_run_id(spec: RunSpec, wd: Workdir) -> str:
+    """run_id as the engine computed it before RunSpec had lmeval_tasks: the spec dict without that key."""
+    r = resolve(spec, wd)
+    r.pop("_objects")
+    old = {k: v for k, v in spec.to_dict().items() if k != "lmeval_tasks"}
+    r["spec"] = {**old, "forget_split": r["spec"]["forget_split"]}
+    return spec_hash(r, 16)
+
+
+def test_lmeval_field_keeps_every_existing_run_id(tmp_path):
+    wd = _fake_workdir(tmp_path)
+    for spec in (RunSpec(), _spec(), _spec(control="random_k", snapshot_steps=(2, 4), generate=True)):
+        assert "lmeval_tasks" not in spec.hash_dict()
+        assert run_id(spec, wd) == _old_run_id(spec, wd)
+    # pinned: the id of the default spec on this fake workdir (verified equal to the ids of runs cached by the
+    # engine before lmeval_tasks existed); a change here renames every cached run folder
+    assert run_id(RunSpec(), wd) == "4dfb23725b88a8d0"
+    lm = RunSpec(lmeval_tasks=("tueval_forget_mc",))
+    assert run_id(lm, wd) != run_id(RunSpec(), wd)
+    assert run_id(lm, wd) != run_id(RunSpec(lmeval_tasks=("tueval_forget_mc", "tueval_retain_mc")), wd)
+    with pytest.raises(SpecError, match="invalid lm-eval task"):
+        run_id(RunSpec(lmeval_tasks=("bad task!",)), wd)
+
+
+def test_lmeval_tasks_become_a_tuple():
+    want = ("tueval_forget_mc", "tueval_retain_mc")
+    assert RunSpec.from_dict({"lmeval_tasks": list(want)}).lmeval_tasks == want
+    assert RunSpec.from_dict({"lmeval_tasks": "tueval_forget_mc, tueval_retain_mc"}).lmeval_tasks == want
+    assert RunSpec(lmeval_tasks=["tueval_forget_mc"]).lmeval_tasks == ("tueval_forget_mc",)
+    assert RunSpec(lmeval_tasks="").lmeval_tasks == () == RunSpec().lmeval_tasks
+    # a grid list under `fixed` is one value, not an axis
+    specs = expand_grid({"objectives": ["ga"], "seeds": [0, 1], "fixed": {"lmeval_tasks": list(want)}})
+    assert len(specs) == 2 and all(s.lmeval_tasks == want for s in specs)
+
+
+def test_cli_lmeval_tasks_flag_parses():
+    import argparse
+
+    from tueval.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["unlearn", "--lmeval-tasks", "tueval_forget_mc,tueval_retain_mc"])
+    assert RunSpec(lmeval_tasks=args.lmeval_tasks).lmeval_tasks == ("tueval_forget_mc", "tueval_retain_mc")
+    assert RunSpec(lmeval_tasks=p.parse_args(["unlearn"]).lmeval_tasks).lmeval_tasks == ()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    assert "--lmeval-tasks" in sub.choices["unlearn"].format_help()
+
+
+def test_run_with_lmeval_tasks_writes_accuracies(small_workdir):
+    spec = _spec(objective="ga", scorer="uniform", mode="none", epochs=1, lmeval_tasks=("tueval_forget_mc",))
+    res = unlearn(spec, small_workdir, progress=False)
+    table = pd.read_parquet(res.path / "eval" / "lmeval.parquet")
+    assert list(table.columns) == ["task", "acc", "acc_stderr", "n"] and list(table.task) == ["tueval_forget_mc"]
+    acc = float(table.acc.iloc[0])
+    assert 0.0 <= acc <= 1.0 and table.acc_stderr.iloc[0] >= 0
+    assert table.n.iloc[0] == len(small_workdir.benchmark.split(small_workdir.forget_split))
+    assert res.summary["lmeval"] == {"tueval_forget_mc": pytest.approx(acc)}
+    again = load_run(small_workdir, res.run_id)
+    assert again.spec.lmeval_tasks == spec.lmeval_tasks and again.summary["lmeval"] == res.summary["lmeval"]
+    assert res.run_id != run_id(_spec(objective="ga", scorer="uniform", mode="none", epochs=1), small_workdir)

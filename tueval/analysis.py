@@ -15,7 +15,8 @@ BUILTIN = ("controls", "retrain", "intervention", "alignment", "snr", "sanity")
 @dataclass
 class AnalysisConfig:
     """Settings shared by analyses: workdir, output folder, seeds, whether missing runs are computed, the
-    scorers under test, the significance level, the profile (``quick`` for tests/CI, ``default``, ``full``)."""
+    scorers under test, the significance level, the profile (``quick`` for tests/CI, ``default``, ``full``), and
+    whether the expensive per-example tables are read from the workdir's analysis cache."""
 
     workdir: Workdir
     reports: Path = Path("reports")
@@ -27,6 +28,7 @@ class AnalysisConfig:
     workers: int | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    cache: bool = True  # reuse the expensive tables cached in WORKDIR/analyses/ (see analysis_cache.py)
 
 
 def get_analysis(name: str):

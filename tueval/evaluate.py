@@ -53,11 +53,17 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
 def _reference(wd: Workdir) -> tuple[pd.DataFrame | None, dict | None]:
     """The retain model's forget table and MIA AUCs (evaluating the retain model first if needed)."""
     d = wd.eval_dir("retain")
-    if not (d / "summary.json").exists():
-        evaluate_model(wd, "retain", name="retain", progress=False)
-    summ = json.loads((d / "summary.json").read_text())
+    summ = evaluate_model(wd, "retain", name="retain", progress=False)  # cached when current
     return pd.read_parquet(d / "forget.parquet"), {k: v for k, v in (summ.get("mia") or {}).items()
                                                    if k.startswith("mia_")}
+
+
+def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
+    """What an evaluation depends on: the evaluated model, the retain model and the benchmark (so that a re-prepared
+    workdir with new models never reuses an old evaluation)."""
+    paths = wd.manifest["paths"]
+    ident = paths[model] if model in ("target", "retain") else str(Path(model).resolve())
+    return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split}
 
 
 def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,
@@ -67,8 +73,11 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
 
     name = name or (model if model in ("target", "retain") else Path(model).name)
     out = wd.eval_dir(name)
+    key = _cache_key(wd, model)
     if (out / "summary.json").exists() and not force:
-        return json.loads((out / "summary.json").read_text())
+        cached = json.loads((out / "summary.json").read_text())
+        if cached.get("cache_key") == key:
+            return cached
     if model == "retain":
         retain_forget, retain_aucs = None, None
     else:
@@ -78,7 +87,7 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     for k, t in tables.items():
         write_parquet(out / f"{k}.parquet", _parquet_safe(t))
     write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS})
-    summary = {**summary, "model": str(model), "forget_split": wd.forget_split}
+    summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key}
     write_json(out / "summary.json", summary)
     return summary
 

@@ -22,7 +22,12 @@ GRID_AXES = {"objectives": "objective", "scorers": "scorer", "modes": "mode", "r
 def expand_grid(grid: dict[str, Any]) -> list[RunSpec]:
     """All RunSpecs of a grid: plural keys (objectives, scorers, modes, ratios, controls, seeds, lrs) are
     crossed; ``fixed`` holds shared RunSpec fields; ``methods`` (a list of dicts) may replace scorers x modes;
-    sequence-level rows ignore ratios and controls. A list under ``include`` adds explicit specs."""
+    sequence-level rows ignore ratios and controls. A list under ``include`` adds explicit specs.
+
+    Only the plural keys above are axes. Any RunSpec field may be set under ``fixed`` (or in a ``methods`` /
+    ``include`` entry), where a list is a single value, not an axis: ``fixed: {lmeval_tasks: [tueval_forget_mc,
+    tueval_retain_mc]}`` (or the comma-separated string ``"tueval_forget_mc,tueval_retain_mc"``) gives every run
+    of the grid the same lm-eval tasks."""
     grid = dict(grid)
     fixed = dict(grid.pop("fixed", {}) or {})
     include = grid.pop("include", []) or []
@@ -126,4 +131,6 @@ def _cli_args(s: RunSpec) -> str:
         out += f" --ratio {s.ratio:g}"
     if s.control:
         out += f" --control {s.control}"
+    if s.lmeval_tasks:
+        out += f" --lmeval-tasks {','.join(s.lmeval_tasks)}"
     return out

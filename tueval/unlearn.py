@@ -5,6 +5,13 @@ then evaluated with the TOFU metrics and MIA against the retain model. ``WORKDIR
 ``spec.json`` (spec, resolved settings, provenance), ``log.parquet`` (one row per step), ``eval/*.parquet``
 (per-example rows), ``summary.json`` and, last, ``done.json``. A folder without ``done.json`` is unfinished:
 it resumes from ``checkpoint.pt`` (written atomically every ``ckpt_every`` steps) or restarts cleanly.
+
+With ``lmeval_tasks`` set, the unlearned model (in memory) is also scored by lm-eval, offline, on the workdir's
+exported multiple-choice tasks (``tueval_forget_mc``, ``tueval_retain_mc``, ``tueval_utility_mc`` in
+``WORKDIR/lmeval/tasks``): ``eval/lmeval.parquet`` (task, acc, acc_stderr, n) and ``summary["lmeval"]``.
+
+Hash compatibility: fields added after runs existed are listed in ``HASH_OPTIONAL`` and left out of the hashed
+spec while they hold their default, so adding a field never renames an existing run folder.
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ from .provenance import provenance
 from .workdir import Workdir
 
 ENGINE_VERSION = 1
+#: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
+#: default, so every run that does not use them keeps its id
+HASH_OPTIONAL = ("lmeval_tasks",)
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,9 @@ class RunSpec:
     """Everything that defines an unlearning run (its hash names the run folder).
 
     ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
-    control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k)."""
+    control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
+    ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
+    multiple-choice evaluation of the unlearned model on the workdir's exported tasks."""
 
     objective: str = "ga"
     scorer: str = "uniform"
@@ -56,15 +68,30 @@ class RunSpec:
     save_model: bool = False
     snapshot_steps: tuple = ()
     ckpt_every: int = 20
+    lmeval_tasks: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.lmeval_tasks, tuple):
+            object.__setattr__(self, "lmeval_tasks", _task_tuple(self.lmeval_tasks))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def hash_dict(self) -> dict:
+        """``to_dict()`` without the ``HASH_OPTIONAL`` fields that hold their default (the dict the hash sees)."""
+        d = self.to_dict()
+        for k in HASH_OPTIONAL:
+            if d[k] == self.__dataclass_fields__[k].default:
+                d.pop(k)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         d = dict(d)
         if "snapshot_steps" in d:
             d["snapshot_steps"] = tuple(d["snapshot_steps"])
+        if "lmeval_tasks" in d:
+            d["lmeval_tasks"] = _task_tuple(d["lmeval_tasks"])
         valid = {f for f in cls.__dataclass_fields__}
         bad = sorted(set(d) - valid)
         if bad:
@@ -79,6 +106,14 @@ class RunSpec:
         if self.mode == "hard":
             s += f"{self.ratio:g}"
         return s + (f"+{self.control}" if self.control else "")
+
+
+def _task_tuple(tasks) -> tuple:
+    """lm-eval task names as a tuple: from a tuple/list of names or a comma-separated string (None/'' = none)."""
+    if tasks is None:
+        return ()
+    items = [tasks] if isinstance(tasks, str) else list(tasks)
+    return tuple(t.strip() for s in items for t in str(s).split(",") if t.strip())
 
 
 @dataclass
@@ -107,9 +142,15 @@ def resolve(spec: RunSpec, wd: Workdir) -> dict[str, Any]:
     objective = make_objective(spec.objective, obj_params)
     if spec.lr <= 0 or spec.epochs <= 0 or spec.batch_size <= 0:
         raise SpecError("lr, epochs and batch_size must be positive")
+    if spec.lmeval_tasks:
+        from .evaluation.lmeval import _TASK_NAME
+
+        bad = [t for t in spec.lmeval_tasks if not _TASK_NAME.match(t)]
+        if bad:
+            raise SpecError(f"invalid lm-eval task name(s) {', '.join(map(repr, bad))} in lmeval_tasks")
     forget_split = spec.forget_split or wd.forget_split
     identity = {k: wd.manifest["paths"][k] for k in ("benchmark", "tokenizer", "target", "retain")}
-    return {"engine": ENGINE_VERSION, "spec": {**spec.to_dict(), "forget_split": forget_split},
+    return {"engine": ENGINE_VERSION, "spec": {**spec.hash_dict(), "forget_split": forget_split},
             "scorer": scorer.describe(), "weighting": wspec.params(), "objective": {
                 "name": spec.objective, "params": objective.get_params()}, "workdir": identity,
             "_objects": (scorer, wspec, objective)}
@@ -146,6 +187,27 @@ def _rng_state(gens: dict[str, torch.Generator]) -> dict:
     return {k: g.get_state() for k, g in gens.items()}
 
 
+def _lmeval_setup(spec: RunSpec, wd: Workdir) -> Path:
+    """Export the workdir's MC tasks (no-op when unchanged) and check every task of ``spec`` is known, before
+    training: an unknown task fails in seconds, not after the run. Returns the include path."""
+    from .evaluation.lmeval import _resolve_task_manager, export_workdir_tasks, workdir_task_dir
+
+    export_workdir_tasks(wd)
+    include = workdir_task_dir(wd)
+    _resolve_task_manager(list(spec.lmeval_tasks), include)
+    return include
+
+
+def lmeval_table(results: dict[str, dict], tasks) -> pd.DataFrame:
+    """One row per task (task, acc, acc_stderr, n) from ``run_lmeval``'s results, in ``tasks`` order."""
+    rows = []
+    for t in tasks:
+        r = results.get(t, {})
+        rows.append({"task": t, "acc": r.get("acc"), "acc_stderr": r.get("acc_stderr"), "n": r.get("n")})
+    return pd.DataFrame(rows, columns=["task", "acc", "acc_stderr", "n"]).astype(
+        {"acc": "float64", "acc_stderr": "float64", "n": "Int64"})
+
+
 def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = True, force: bool = False,
             stop_after: int | None = None) -> RunResult:
     """Run ``spec`` on ``wd`` (or return the cached result). ``stop_after`` simulates a crash after N steps."""
@@ -161,6 +223,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     rdir = wd.root / "runs" / rid
     if (rdir / "done.json").exists() and not force:
         return RunResult(rid, rdir, spec, json.loads((rdir / "summary.json").read_text()), cached=True)
+    lmeval_include = _lmeval_setup(spec, wd) if spec.lmeval_tasks else None
     rdir.mkdir(parents=True, exist_ok=True)
     write_json(rdir / "spec.json", {**resolved, "run_id": rid, "label": spec.label(), "provenance": provenance()})
 
@@ -258,6 +321,16 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     tables, summary = evaluate_in_memory(model, tok, wd, retain_forget, retain_aucs, generate=spec.generate)
     for k, t in tables.items():
         write_parquet(rdir / "eval" / f"{k}.parquet", t.reset_index(drop=True))
+    extra = {}
+    if spec.lmeval_tasks:
+        from .evaluation.lmeval import run_lmeval
+
+        t1 = time.perf_counter()
+        res = run_lmeval(model, tok, tasks=list(spec.lmeval_tasks), include_path=lmeval_include)
+        table = lmeval_table(res, spec.lmeval_tasks)
+        write_parquet(rdir / "eval" / "lmeval.parquet", table)
+        extra = {"lmeval": {r.task: (None if pd.isna(r.acc) else float(r.acc)) for r in table.itertuples()},
+                 "lmeval_s": time.perf_counter() - t1}
     write_parquet(rdir / "log.parquet", pd.DataFrame(log_rows))
     if scorer.stateful:
         with atomic_path(rdir / "scorer_state.pt") as tmp:
@@ -266,7 +339,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
         from .models.load import save_model
 
         save_model(model, tok, rdir / "model")
-    summary = {**summary, "steps": step, "wall_s": time.perf_counter() - t0, "train_s": train_s,
+    summary = {**summary, **extra, "steps": step, "wall_s": time.perf_counter() - t0, "train_s": train_s,
                "label": spec.label()}
     write_json(rdir / "summary.json", summary)
     write_json(rdir / "done.json", {"run_id": rid, "steps": step})

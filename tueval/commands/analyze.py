@@ -35,7 +35,8 @@ def _config(args, **extra):
     return AnalysisConfig(workdir=Workdir(args.workdir), reports=Path(args.reports),
                           seeds=tuple(range(args.seeds)), compute=not getattr(args, "no_compute", False),
                           scorers=tuple(s for s in args.scorers.split(",") if s), alpha=args.alpha,
-                          profile=args.profile, workers=args.workers, progress=not args.quiet, extra=extra)
+                          profile=args.profile, workers=args.workers, progress=not args.quiet, extra=extra,
+                          cache=not getattr(args, "no_cache", False))
 
 
 def register_analyze(sub):
@@ -44,6 +45,8 @@ def register_analyze(sub):
     p.add_argument("name", help="controls | retrain | intervention | alignment | snr | sanity | all")
     _common(p)
     p.add_argument("--no-compute", action="store_true", help="do not run missing unlearning runs; list them")
+    p.add_argument("--no-cache", action="store_true", help="recompute the per-example tables instead of reading "
+                   "them from WORKDIR/analyses/ (they are keyed by the analysis settings and the workdir's models)")
     p.add_argument("--json", action="store_true", help="print the analysis result as JSON")
     p.set_defaults(handler=cmd_analyze)
 

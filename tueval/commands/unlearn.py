@@ -15,6 +15,7 @@ UNLEARN_EPILOG = """examples:
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --seed 3
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --control random_k --seed 3
   tueval unlearn --objective ga --scorer my_module:my_scorer --mode soft --json
+  tueval unlearn --objective ga --lmeval-tasks tueval_forget_mc,tueval_retain_mc   # + lm-eval MC accuracy
 scorers: tokenunlearn etw etw_static atwu_proto atwu_sat tif wga satimp tnpo uniform random oracle anti
 objectives: ga graddiff npo simnpo idkpo tpo rmu
 controls: random_k permuted magnitude_matched magnitude_matched_grad bottom_k"""
@@ -27,7 +28,10 @@ SWEEP_EPILOG = """A grid file is YAML; plural keys are crossed, e.g.
   controls: [null, random_k, permuted, magnitude_matched]
   seeds: [0, 1, 2, 3, 4, 5]
   lrs: [0.001]
-  fixed: {epochs: 5, batch_size: 16}"""
+  fixed: {epochs: 5, batch_size: 16}
+Any RunSpec field may go under `fixed` (or in a `methods`/`include` entry); a list there is ONE value, not an
+axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` (or the string
+"tueval_forget_mc,tueval_utility_mc") adds lm-eval MC accuracies to every run of the grid."""
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -66,6 +70,11 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     p.add_argument("--scorer-param", action="append", metavar="KEY=VALUE", help="e.g. alpha=0.5 (repeatable)")
     p.add_argument("--save-model", action="store_true", help="also save the unlearned model in the run folder")
     p.add_argument("--no-generate", action="store_true", help="skip greedy generation (no ROUGE)")
+    p.add_argument("--lmeval-tasks", default="", metavar="TASK[,TASK...]",
+                   help="also score the unlearned model with lm-eval (offline) on these comma-separated tasks, "
+                   "e.g. tueval_forget_mc,tueval_retain_mc,tueval_utility_mc (the workdir's exported "
+                   "multiple-choice tasks); writes eval/lmeval.parquet and summary 'lmeval' {task: acc}. "
+                   "Part of the run's spec (a different run id); default none")
     p.add_argument("--force", action="store_true", help="recompute even if the run is finished")
     p.add_argument("--workdir", default="work")
     p.add_argument("--json", action="store_true")
@@ -87,7 +96,7 @@ def cmd_unlearn(args) -> int:
                    epochs=args.epochs or FIXED["epochs"], batch_size=args.batch_size or FIXED["batch_size"],
                    normaliser=args.normaliser, objective_params=_kv(args.objective_param, "--objective-param"),
                    scorer_params=_kv(args.scorer_param, "--scorer-param"), generate=not args.no_generate,
-                   save_model=args.save_model)
+                   save_model=args.save_model, lmeval_tasks=args.lmeval_tasks)
     res = unlearn(spec, Workdir(args.workdir), progress=not (args.quiet or args.json), force=args.force)
     out = {"run_id": res.run_id, "path": str(res.path), "cached": res.cached, "label": spec.label(),
            **res.summary}
@@ -96,6 +105,8 @@ def cmd_unlearn(args) -> int:
     else:
         print(f"run {res.run_id} ({spec.label()}){' [cached]' if res.cached else ''} -> {res.path}")
         print(format_summary(res.summary))
+        for task, acc in (res.summary.get("lmeval") or {}).items():
+            print(f"lm-eval {task:24s}acc {acc if acc is None else f'{acc:.3f}'}")
     return 0
 
 

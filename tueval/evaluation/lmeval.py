@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import logging
 import os
 import re
@@ -470,8 +471,10 @@ def model_name(which: str | Path) -> str:
 
 def evaluate_workdir_mc(workdir, which: str = "target", tasks: Sequence[str] | str = DEFAULT_TASKS,
                         include_path: str | Path | None = None, limit: int | float | None = None,
-                        batch_size: int = 32, device: str = "cpu", save: bool = True) -> dict[str, dict]:
-    """Export a workdir's MC tasks and run lm-eval on ``target``/``retain``/a folder; stores W/lmeval/NAME/."""
+                        batch_size: int = 32, device: str = "cpu", save: bool = True, reuse: bool = False
+                        ) -> dict[str, dict]:
+    """Export a workdir's MC tasks and run lm-eval on ``target``/``retain``/a folder; stores W/lmeval/NAME/.
+    ``reuse``: return the stored results when they are of the same model folder, tasks and limit."""
     import lm_eval
 
     from ..workdir import Workdir
@@ -482,6 +485,12 @@ def evaluate_workdir_mc(workdir, which: str = "target", tasks: Sequence[str] | s
         export_workdir_tasks(wd)
         include_path = workdir_task_dir(wd)
     model_dir = wd.path(which) if str(which) in ("target", "retain") else Path(which)
+    stored = results_path(wd, which)
+    if reuse and stored.exists():
+        old = json.loads(stored.read_text())
+        if (old.get("model") == str(Path(model_dir).resolve()) and old.get("tasks") == names
+                and old.get("limit") == limit):
+            return old["results"]
     results = run_lmeval(model_dir, tasks=names, include_path=include_path, batch_size=batch_size, limit=limit,
                          device=device)
     if save:
