@@ -45,7 +45,7 @@ PROFILES = {
     "quick": InterventionProfile(12, 2, (0.0, 0.25, 0.5, 0.75, 1.0), (0.05, 0.2, 0.5), 1, 1000),
     # default: sized for the demo budget (about a minute on 2 cores; each (scorer, seed) costs ~0.2 s per example);
     # full: everything
-    "default": InterventionProfile(24, 2, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), (0.1, 0.2, 0.5), 1, 2000),
+    "default": InterventionProfile(16, 2, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), (0.1, 0.2, 0.5), 1, 2000),
     "full": InterventionProfile(None, None, tuple(round(0.1 * i, 1) for i in range(11)),
                                 (0.01, 0.05, 0.1, 0.2, 0.5), 4, 9999),
 }

@@ -63,7 +63,10 @@ def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
     workdir with new models never reuses an old evaluation)."""
     paths = wd.manifest["paths"]
     ident = paths[model] if model in ("target", "retain") else str(Path(model).resolve())
-    return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split}
+    from .data.benchmark import RETAIN_EVAL_N
+
+    return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split,
+            "retain_eval_n": RETAIN_EVAL_N}
 
 
 def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,

@@ -34,7 +34,7 @@ from .io import atomic_path, write_json, write_parquet
 from .provenance import provenance
 from .workdir import Workdir
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: retain evaluation subset of 100 (RETAIN_EVAL_N); bump when evaluation changes
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
 HASH_OPTIONAL = ("lmeval_tasks",)
