@@ -49,3 +49,15 @@ def test_crash_leaves_nothing(tmp_path):
         cached_tables(wd, "demo", {"k": 1}, boom)
     d = tmp_path / "wd" / "analyses" / "demo"
     assert not d.exists() or not any(d.iterdir())
+
+
+def test_atomic_files_get_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from tueval.io import write_text
+
+    p = write_text(tmp_path / "a.txt", "x")
+    m = os.umask(0)
+    os.umask(m)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~m

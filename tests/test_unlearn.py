@@ -143,6 +143,26 @@ def test_cli_lmeval_tasks_flag_parses():
     assert "--lmeval-tasks" in sub.choices["unlearn"].format_help()
 
 
+def test_cli_analyze_lmeval_tasks_reach_the_controls_grid(monkeypatch, tmp_path):
+    """`tueval analyze controls --lmeval-tasks all` asks the controls analysis for runs with the three tasks."""
+    import tueval.analysis as A
+    from tueval.cli import main
+
+    seen = {}
+
+    def fake_run(cfg):
+        seen[cfg.__class__.__name__] = dict(cfg.extra)
+        return {}
+
+    monkeypatch.setattr(A, "get_analysis", lambda name: fake_run)
+    assert main(["analyze", "controls", "--workdir", str(tmp_path), "--reports", str(tmp_path / "r"),
+                 "--lmeval-tasks", "all", "--quiet"]) == 0
+    assert seen["AnalysisConfig"] == {"lmeval_tasks": True}
+    assert main(["analyze", "controls", "--workdir", str(tmp_path), "--reports", str(tmp_path / "r"),
+                 "--lmeval-tasks", "tueval_forget_mc", "--quiet"]) == 0
+    assert seen["AnalysisConfig"] == {"lmeval_tasks": "tueval_forget_mc"}
+
+
 def test_run_with_lmeval_tasks_writes_accuracies(small_workdir):
     spec = _spec(objective="ga", scorer="uniform", mode="none", epochs=1, lmeval_tasks=("tueval_forget_mc",))
     res = unlearn(spec, small_workdir, progress=False)

@@ -47,6 +47,10 @@ def register_analyze(sub):
     p.add_argument("--no-compute", action="store_true", help="do not run missing unlearning runs; list them")
     p.add_argument("--no-cache", action="store_true", help="recompute the per-example tables instead of reading "
                    "them from WORKDIR/analyses/ (they are keyed by the analysis settings and the workdir's models)")
+    p.add_argument("--lmeval-tasks", default="", metavar="TASK[,TASK...]",
+                   help="controls only: also score every run with these lm-eval tasks (e.g. tueval_forget_mc,"
+                        "tueval_retain_mc,tueval_utility_mc, or 'all' for the three) and plot them; runs with tasks "
+                        "are separate cached runs")
     p.add_argument("--json", action="store_true", help="print the analysis result as JSON")
     p.set_defaults(handler=cmd_analyze)
 
@@ -55,10 +59,13 @@ def cmd_analyze(args) -> int:
     from ..analysis import BUILTIN, get_analysis
 
     names = list(BUILTIN) if args.name == "all" else [args.name]
+    extra = {}
+    if args.lmeval_tasks:
+        extra["lmeval_tasks"] = True if args.lmeval_tasks == "all" else args.lmeval_tasks
     out = {}
     for name in names:
         run = get_analysis(name)
-        res = run(_config(args)) or {}
+        res = run(_config(args, **(extra if name == "controls" else {}))) or {}
         out[name] = res
         if not args.json:
             print(f"{name}: wrote {Path(args.reports) / name / 'report.md'}")
