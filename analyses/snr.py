@@ -300,10 +300,18 @@ def _normalised_position(t: pd.DataFrame, methods) -> pd.DataFrame:
 
 
 def _figures(rep, summ: pd.DataFrame, t: pd.DataFrame, cps: pd.DataFrame, ck: pd.DataFrame, methods, primary):
-    plt, palette = plot_setup()
+    import matplotlib.colors as mcolors
+    from matplotlib.lines import Line2D
+
+    plt, _ = plot_setup()
     shown = list(methods) + ["random_k", "oracle", "anti"]
-    col = palette(shown + ["uniform", "permuted", "magnitude_matched"])
-    style = {n: "-" for n in methods} | {"random_k": "--", "oracle": ":", "anti": ":"}
+    # methods: distinct tab10 colours and markers; controls: black/greys, so no control shares a method's colour
+    tab = [mcolors.to_hex(c) for c in plt.get_cmap("tab10").colors]
+    col = {n: tab[i % len(tab)] for i, n in enumerate(methods)}
+    col |= {"random_k": "#000000", "oracle": "#666666", "anti": "#AAAAAA", "uniform": "#000000"}
+    marks = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+    mk = {n: marks[i % len(marks)] for i, n in enumerate(methods)} | {"random_k": "o", "oracle": "o", "anti": "o"}
+    style = {n: "-" for n in methods} | {"random_k": "--", "oracle": ":", "anti": "-."}
     panels = [("log10_snr_dir", "log10 directional SNR along u\n(primary)"),
               ("inv_b_simple", "1/B_simple = |G|^2 / tr(Sigma)"),
               ("composition_db", "composition ratio (dB)\n10 log10 ||sum s||^2/||sum n||^2"),
@@ -317,7 +325,7 @@ def _figures(rep, summ: pd.DataFrame, t: pd.DataFrame, cps: pd.DataFrame, ck: pd
             r = hard[hard.weighting == n].sort_values("k_frac")
             if r.empty:
                 continue
-            ax.plot(r.k_frac, r[m], style.get(n, "-"), marker="o", ms=3, color=col[n], lw=1.4, label=n)
+            ax.plot(r.k_frac, r[m], style.get(n, "-"), marker=mk[n], ms=3.5, color=col[n], lw=1.4, label=n)
             ax.fill_between(r.k_frac.to_numpy(float), r[f"{m}_ci_low"].to_numpy(float),
                             r[f"{m}_ci_high"].to_numpy(float), color=col[n], alpha=0.13, lw=0)
             p = pts[pts.weighting == n]
@@ -334,7 +342,11 @@ def _figures(rep, summ: pd.DataFrame, t: pd.DataFrame, cps: pd.DataFrame, ck: pd
         ax.set_xticks([0.1, 0.3, 0.5, 0.7, 1.0, 1.17], ["0.1", "0.3", "0.5", "0.7", "1.0\n(uniform)", "soft"])
         ax.set_xlabel("k: fraction of answer tokens selected (hard top-k)")
         ax.set_ylabel(lab)
-    axes[0, 0].legend(fontsize=6, ncol=2, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles += [Line2D([], [], marker="s", ls="none", color="0.3", ms=4),
+                Line2D([], [], marker="x", ls="none", color="0.3", ms=5)]
+    labels += ["soft weights (at 'soft')", "permuted soft weights"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=7)
     fig.suptitle("Gradient SNR of token selections at the reference model (mean over seeds, 95% t-CI bands "
                  "from 3 seeds on, dots = seeds)", fontsize=10)
     rep.figure("snr_vs_k", fig, "SNR metrics against the selected fraction k for each scorer's hard top-k selection "
