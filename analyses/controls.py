@@ -272,6 +272,23 @@ def identical_arms(runs: pd.DataFrame, metrics: Sequence[str] = ("log10_fq", "mo
     return pd.DataFrame(out, columns=[*group, "arm", "same_as", "n_seeds"])
 
 
+def method_comparisons(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0.05,
+                       method_arm: str = METHOD_ARM, group: Sequence[str] = ("objective", "method")) -> list:
+    """The paired comparisons (per-seed diffs, t-CI, one-sided sign-flip p in the better direction) of the method
+    arm against every control on ``metrics``, uncorrected: the members of a family for ``verdict_table``."""
+    hib = {m: METRICS[m].higher_is_better if m in METRICS else True for m in metrics}
+    d = paired_diffs(runs, metrics, method_arm, group)
+    out = []
+    for key, g in d.groupby([*group, "control", "metric"], sort=False):
+        if len(g) < 2:
+            continue
+        gd = dict(zip([*group, "control", "metric"], key))
+        out.append(compare(g["method_value"].to_numpy(), g["control_value"].to_numpy(), metric=gd["metric"],
+                           method=str(gd[group[-1]]), control=gd["control"], higher_is_better=hib[gd["metric"]],
+                           alpha=alpha))
+    return out
+
+
 def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0.05, family: str = "objective",
                     correction: str = "holm", method_arm: str = METHOD_ARM,
                     group: Sequence[str] = ("objective", "method"), controls: Sequence[str] | None = None,
@@ -622,14 +639,17 @@ def analyse(runs: pd.DataFrame, out: Path, alpha: float = 0.05, family: str = "o
 
 
 def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float | None, controls: list[str],
-                      objective: str, report: bool = False) -> list[Verdict]:
+                      objective: str, report: bool = False, comparisons: bool = False) -> list:
     """Verdicts of ONE scorer vs ``controls`` (control names and/or ``uniform``) on the confirmatory trade-off
-    metrics (log10 forget quality, model utility), Holm over controls x metrics; runs (or reads) what it needs."""
+    metrics (log10 forget quality, model utility), Holm over controls x metrics; runs (or reads) what it needs.
+    ``comparisons``: return the uncorrected paired comparisons instead (for a caller's own family, e.g. check)."""
     m = {"scorer": scorer, "mode": mode, **({"ratio": ratio} if mode == "hard" and ratio is not None else {})}
     cells = grid_cells([objective], [m], list(controls), cfg.seeds, dict((cfg.extra or {}).get("fixed",
                                                                                                 defaults.FIXED)))
     runs = gather(cfg, cells)
     verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method")
+    if comparisons:
+        return method_comparisons(runs, PRIMARY, alpha=cfg.alpha)
     if report:
         analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha, family="method",
                 settings={"scorer": scorer, "mode": mode, "ratio": ratio, "objective": objective,

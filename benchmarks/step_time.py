@@ -8,6 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 VARIANTS = [("uniform", "none", {}), ("tokenunlearn", "hard", {}), ("tokenunlearn", "soft", {}),
@@ -42,7 +43,7 @@ def main() -> None:
     rows = []
     for obj_name in args.objectives.split(","):
         obj = make_objective(obj_name)
-        base_ms = None
+        steps = {}
         for scorer_name, mode, params in VARIANTS:
             sc = make_scorer(scorer_name, params)
             ctx = ScoringContext(ref_model=ref, retain_model=retain, tokenizer=tok,
@@ -50,7 +51,7 @@ def main() -> None:
             S = static_scores(sc, ref, fb, ctx) if sc.static else None
             ws = WeightingSpec(mode=mode)
 
-            def step():
+            def step(sc=sc, ctx=ctx, S=S, ws=ws):
                 out = model_forward(model, fb, hidden=bool(sc.needs_hidden))
                 ctx.outputs = out
                 s = S if S is not None else sc.score(model, fb, ctx)
@@ -62,19 +63,26 @@ def main() -> None:
                 if sc.stateful:
                     sc.update(model, fb, ctx, outputs=out.detach())
 
-            for _ in range(3):
+            label = f"{scorer_name}-{mode}" + ("-dynamic" if params.get("dynamic") else "")
+            steps[label] = (step, "static" if sc.static else "dynamic")
+            for _ in range(3):  # warm-up
                 step()
-            t0 = time.perf_counter()
-            for _ in range(args.repeats):
+        # interleaved: every repeat times one step of every variant in turn, so drifts in machine load hit all
+        # variants alike; the median per variant is robust to a stray slow step
+        times = {k: [] for k in steps}
+        for _ in range(args.repeats):
+            for k, (step, _) in steps.items():
+                t0 = time.perf_counter()
                 step()
-            ms = 1000 * (time.perf_counter() - t0) / args.repeats
-            base_ms = ms if scorer_name == "uniform" else base_ms
-            rows.append((obj_name, f"{scorer_name}-{mode}" + ("-dynamic" if params.get("dynamic") else ""),
-                         "static" if sc.static else "dynamic", ms, ms / base_ms))
+                times[k].append(time.perf_counter() - t0)
+        med = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+        base_ms = med["uniform-none"]
+        rows += [(obj_name, k, steps[k][1], med[k], med[k] / base_ms) for k in steps]
     lines = ["# Step time of token-level variants over their sequence-level base\n",
              f"Command: `python benchmarks/step_time.py --workdir {args.workdir} --repeats {args.repeats} "
              f"--threads {args.threads}` (one run; forget batch 16, retain batch 16; static scores precomputed "
-             "once as the engine does).\n", "| objective | variant | scores | ms/step | ratio to base |",
+             "once as the engine does; the variants' steps are interleaved and each ms/step is the median over "
+             "the repeats).\n", "| objective | variant | scores | ms/step | ratio to base |",
              "|---|---|---|---:|---:|"]
     lines += [f"| {o} | {v} | {k} | {ms:.1f} | {r:.2f} |" for o, v, k, ms, r in rows]
     out = Path(__file__).with_name("step_time.md")

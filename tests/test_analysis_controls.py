@@ -254,3 +254,17 @@ def test_identical_arms_flags_degenerate_controls():
             for s in range(3) for arm in ("method", "magnitude_matched", "uniform")]
     same = C.identical_arms(pd.DataFrame(rows))
     assert same[["arm", "same_as"]].values.tolist() == [["magnitude_matched", "uniform"]]
+
+
+def test_check_tradeoff_family_from_comparisons(controls_store, tmp_path):
+    """`tueval check`'s trade-off family: the uncorrected comparisons carry per-seed diffs, so check can correct
+    them together with its other families; the planted method beats every control, the null one does not."""
+    from tueval.stats import beats_all, verdict_table
+
+    cfg = cfg_for(controls_store, tmp_path)
+    controls = ["random_k", "magnitude_matched", "uniform"]
+    comps = C.controls_verdicts(cfg, "tokenunlearn", "hard", 0.3, controls, "ga", comparisons=True)
+    assert len(comps) == len(controls) * 2 and all(len(c.result.diffs) == len(SEEDS) for c in comps)
+    assert beats_all(verdict_table(comps, alpha=0.05, correction="holm"))
+    null = C.controls_verdicts(cfg, "etw", "soft", None, ["permuted", "uniform"], "ga", comparisons=True)
+    assert not beats_all(verdict_table(null, alpha=0.05, correction="holm"))

@@ -106,9 +106,9 @@ def run_check(args) -> int:
             cfg = AnalysisConfig(workdir=wd, reports=Path(args.reports or "reports"), seeds=tuple(seeds),
                                  compute=True, scorers=(args.scorer,), alpha=args.alpha, profile=args.profile,
                                  workers=args.workers, progress=not (args.quiet or args.json))
-            trade = controls_verdicts(cfg, args.scorer, args.mode, args.ratio if args.mode == "hard" else None,
-                                      controls, args.objective)
-            comparisons.extend(getattr(v, "comparison", v) for v in trade)
+            comparisons.extend(controls_verdicts(cfg, args.scorer, args.mode,
+                                                 args.ratio if args.mode == "hard" else None, controls,
+                                                 args.objective, comparisons=True))
     except TuevalError as e:
         print(f"tueval check: error: scorer '{args.scorer}': {e}", file=sys.stderr)
         return 2
