@@ -570,20 +570,22 @@ def _verdict_objs(frame: pd.DataFrame) -> list[Verdict]:
 def _settings(cfg: AnalysisConfig) -> dict:
     quick = cfg.profile == "quick"
     ex = cfg.extra or {}
+    full = cfg.profile == "full"
     methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else
-                                       defaults.METHODS if cfg.profile == "full" else defaults.DEMO_METHODS)]
+                                       defaults.FULL_METHODS if full else defaults.DEMO_METHODS)]
     if cfg.scorers:
         keep = [m for m in methods if m["scorer"] in cfg.scorers]
         known = {m["scorer"] for m in keep}
         keep += [{"scorer": s, "mode": "hard", "ratio": 0.3} for s in cfg.scorers if s not in known]
         methods = keep
-    controls = list(ex.get("controls", (["random_k", "magnitude_matched"] if quick else defaults.CONTROLS)))
+    controls = list(ex.get("controls", (["random_k", "magnitude_matched"] if quick else
+                                        defaults.FULL_CONTROLS if full else defaults.CONTROLS)))
     if ex.get("uniform", True) and BASE not in controls:
         controls.append(BASE)
-    full = cfg.profile == "full"
     lmeval = ex.get("lmeval_tasks", ())
     lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
-    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else defaults.OBJECTIVES)),
+    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else
+                                                          defaults.FULL_OBJECTIVES if full else defaults.OBJECTIVES)),
             "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
             "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),

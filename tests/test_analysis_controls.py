@@ -268,3 +268,27 @@ def test_check_tradeoff_family_from_comparisons(controls_store, tmp_path):
     assert beats_all(verdict_table(comps, alpha=0.05, correction="holm"))
     null = C.controls_verdicts(cfg, "etw", "soft", None, ["permuted", "uniform"], "ga", comparisons=True)
     assert not beats_all(verdict_table(null, alpha=0.05, correction="holm"))
+
+
+def test_full_profile_grid_covers_every_scorer_objective_and_control(tmp_path):
+    """`--profile full`: every scorer family on every objective against every control (plus the sweeps), and
+    every one of its run specs resolves (names and settings valid) before hours of computing start."""
+    from tueval import defaults
+    from tueval.unlearn import resolve
+
+    wd = fake_workdir(tmp_path)
+    cfg = AnalysisConfig(workdir=wd, reports=tmp_path / "r", seeds=(0, 1), compute=False, progress=False,
+                         profile="full")
+    st = C._settings(cfg)
+    cells = C.grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
+                         st["lrs"])
+    pairs = {(c.objective, c.spec.scorer) for c in cells if c.arm == C.METHOD_ARM}
+    scorers = {m["scorer"] for m in defaults.FULL_METHODS}
+    assert pairs == {(o, s) for o in defaults.FULL_OBJECTIVES for s in scorers}
+    arms = {(c.method, c.arm) for c in cells}
+    for method in {c.method for c in cells}:
+        assert {a for m, a in arms if m == method} >= {C.METHOD_ARM, *defaults.FULL_CONTROLS, C.BASE}, method
+    specs = C.unique_specs(cells)
+    assert len(specs) > 1000
+    for spec in specs:
+        resolve(spec, wd)

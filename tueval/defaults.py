@@ -37,3 +37,19 @@ SEEDS = [0, 1, 2, 3, 4, 5]
 """6 seeds: each confirmatory family (one method, objective and metric against its own control and the uniform
 base: 2 comparisons) can reach Holm-adjusted p < 0.05 with the exact sign-flip test (smallest one-sided p = 1/64 <
 0.05/2). Families of 3 or 4 comparisons need 7 seeds (``min_seeds_for_exact``); the reports say so per family."""
+
+# The complete grid of ``--profile full``: every scorer family on every objective with every control (plus the
+# ratio and learning-rate sweeps of the controls analysis). Hours on 2 cores; not part of the demo budget.
+FULL_METHODS = [
+    {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3},
+    {"scorer": "tokenunlearn", "mode": "soft"},
+    {"scorer": "etw", "mode": "soft"},
+    {"scorer": "atwu_proto", "mode": "none"},
+    {"scorer": "atwu_sat", "mode": "none"},
+    {"scorer": "tif", "mode": "none", "normaliser": "weight_sum"},
+    {"scorer": "satimp", "mode": "none"},
+    {"scorer": "wga", "mode": "none"},
+    {"scorer": "tnpo", "mode": "none"},
+]
+FULL_CONTROLS = ["random_k", "permuted", "magnitude_matched", "magnitude_matched_grad", "bottom_k"]
+FULL_OBJECTIVES = ["ga", "graddiff", "npo", "simnpo", "idkpo", "tpo", "rmu"]
