@@ -328,7 +328,9 @@ def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0
             if c not in f.columns:
                 f.insert(0, c, [m[c] for m in meta])
         k = len(vs)
-        f["family"] = "/".join(map(str, fkey)) if fam_cols else "all"
+        # the method label already starts with its objective: leave the objective out of the family name then
+        f["family"] = ("/".join(str(x) for c, x in zip(fam_cols, fkey) if not (c == "objective" and "method" in
+                                                                                fam_cols)) if fam_cols else "all")
         f["family_definition"] = (" x ".join(["methods"] * ("method" not in fam_cols) + ["controls"]
                                              + ["metrics"] * ("metric" not in fam_cols))
                                   + (f" per {', '.join(fam_cols)}" if fam_cols else " overall"))
@@ -464,7 +466,7 @@ def _family_note(vframe: pd.DataFrame, alpha: float) -> str:
     for r in fams.itertuples():
         k = int((vframe["family"] == r.family).sum())
         n = int(vframe.loc[vframe["family"] == r.family, "n_seeds"].min())
-        line = (f"- family `{r.family}` ({r.family_definition}): {k} comparisons, Holm at α={alpha:g}; the smallest "
+        line = (f"- family `{r.family}` ({r.family_definition}): {k} comparison{"s" if k != 1 else ""}, Holm at α={alpha:g}; the smallest "
                 f"one-sided exact sign-flip p with n={n} seeds is 1/2^{n} = {fmt(0.5 ** n)}, so rejecting even one "
                 f"member needs p < α/{k} = {fmt(alpha / k)}: at least {int(r.min_seeds_for_family)} seeds.")
         if n < r.min_seeds_for_family:
