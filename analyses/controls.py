@@ -466,7 +466,7 @@ def _family_note(vframe: pd.DataFrame, alpha: float) -> str:
     for r in fams.itertuples():
         k = int((vframe["family"] == r.family).sum())
         n = int(vframe.loc[vframe["family"] == r.family, "n_seeds"].min())
-        line = (f"- family `{r.family}` ({r.family_definition}): {k} comparison{"s" if k != 1 else ""}, Holm at α={alpha:g}; the smallest "
+        line = (f"- family `{r.family}` ({r.family_definition}): {k} comparison{'s' if k != 1 else ''}, Holm at α={alpha:g}; the smallest "
                 f"one-sided exact sign-flip p with n={n} seeds is 1/2^{n} = {fmt(0.5 ** n)}, so rejecting even one "
                 f"member needs p < α/{k} = {fmt(alpha / k)}: at least {int(r.min_seeds_for_family)} seeds.")
         if n < r.min_seeds_for_family:
