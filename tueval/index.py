@@ -74,7 +74,8 @@ def write_index(reports: str | Path = "reports", workdir: str | Path | None = No
     if timings.exists():
         t = json.loads(timings.read_text())
         lines.append(f"Last demo run: profile `{t.get('profile')}`, {fmt(t['timings'].get('total_s', 0))} s on "
-                     "this machine.\n")
+                     "this machine (with models, runs and analysis tables cached, a run takes about a minute; the "
+                     "first run on a fresh machine about 14 minutes including the install: benchmarks/demo.md).\n")
     lines.append("## The seed papers' claims and the suite's verdicts\n")
     lines.append("| paper | claim | what the suite found |\n|---|---|---|")
     for paper, key, claim in CLAIMS:
