@@ -277,7 +277,10 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             # the permutation of an epoch is a function of the seed and the epoch only (resume-safe)
             perm = torch.randperm(len(F), generator=torch.Generator().manual_seed(spec.seed * 7919 + epoch))
         idx = perm[pos * spec.batch_size: (pos + 1) * spec.batch_size]
-        fb = Batch.trim(F.select(idx))
+        # objectives may attach what they need (IdkPO: refusal answers), drawn from a seed-and-step generator so
+        # that a resumed run draws the same
+        fb = objective.prepare_batch(Batch.trim(F.select(idx)), tok,
+                                     torch.Generator().manual_seed(spec.seed * 104_729 + step))
         rb = Batch.trim(R.select(torch.randint(len(R), (spec.batch_size,), generator=gens["retain"])))
         ctx.step = step
         out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))

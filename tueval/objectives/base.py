@@ -164,6 +164,10 @@ class Objective:
             raise SpecError(f"objective '{self.name}': normaliser '{self.normaliser}' is not one of "
                             f"{', '.join(NORMALISERS)}")
 
+    def prepare_batch(self, batch, tokenizer, generator: torch.Generator | None = None):
+        """The forget batch with whatever this objective needs attached (default: unchanged)."""
+        return batch
+
     @property
     def needs_retain(self) -> bool:
         """Whether a retain batch is required."""

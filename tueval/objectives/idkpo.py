@@ -79,6 +79,10 @@ class IdkPO(Objective):
                  normaliser: str = "weight_sum"):
         self.beta = beta
         super().__init__(gamma, alpha, retain_loss, normaliser)
+
+    def prepare_batch(self, batch, tokenizer, generator: torch.Generator | None = None):
+        """The forget batch with its refusal answers attached (``extras['idk_batch']``)."""
+        return attach_idk_batch(batch, tokenizer, generator)
         if beta <= 0:
             raise SpecError(f"objective 'idkpo': beta must be > 0, got {beta}")
 
