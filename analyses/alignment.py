@@ -121,6 +121,13 @@ def analysis_seeds(cfg: AnalysisConfig, max_seeds: int | None) -> tuple[int, ...
     return seeds[:max_seeds] if max_seeds else seeds
 
 
+def setup(cfg: AnalysisConfig, profiles: dict) -> tuple[Any, tuple[int, ...], list[str]]:
+    """The shared start of a score-based analysis: at most 2 torch threads, then (profile, seeds, scorer names)."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    prof = profiles.get(cfg.profile, profiles["default"])
+    return prof, analysis_seeds(cfg, prof.max_seeds), list(scorer_names(cfg))
+
+
 def build_scorer(name: str, gt: str = "spans", state: dict | None = None):
     """A scorer by name; ``oracle``/``anti`` follow the ground truth ``gt``; a learned ``state`` is loaded."""
     from tueval.scoring import make_scorer
@@ -504,10 +511,7 @@ def _figures(rep: ReportWriter, summ: pd.DataFrame, per_seed: pd.DataFrame, labe
 def run(cfg: AnalysisConfig) -> dict:
     """Alignment of every scorer with both ground truths, the permutation null and the verdicts vs random."""
     t0 = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    prof = PROFILES.get(cfg.profile, PROFILES["default"])
-    seeds = analysis_seeds(cfg, prof.max_seeds)
-    names = list(scorer_names(cfg))
+    prof, seeds, names = setup(cfg, PROFILES)
     data = load_forget(cfg.workdir, prof.max_examples)
     states = learned_states(cfg, names, seeds)
     base = compute_scores(data, [n for n in names if n not in ("oracle", "anti")], seeds, states=states)

@@ -277,15 +277,19 @@ def method_comparisons(runs: pd.DataFrame, metrics: Sequence[str], alpha: float 
     """The paired comparisons (per-seed diffs, t-CI, one-sided sign-flip p in the better direction) of the method
     arm against every control on ``metrics``, uncorrected: the members of a family for ``verdict_table``."""
     hib = {m: METRICS[m].higher_is_better if m in METRICS else True for m in metrics}
-    d = paired_diffs(runs, metrics, method_arm, group)
+    return [c for c, _ in _compare_groups(paired_diffs(runs, metrics, method_arm, group), group, hib, alpha)]
+
+
+def _compare_groups(d: pd.DataFrame, group: Sequence[str], hib: dict[str, bool], alpha: float) -> list[tuple]:
+    """(comparison, group values) for every (group, control, metric) of the paired diffs ``d`` with 2+ seeds."""
     out = []
     for key, g in d.groupby([*group, "control", "metric"], sort=False):
         if len(g) < 2:
             continue
         gd = dict(zip([*group, "control", "metric"], key))
-        out.append(compare(g["method_value"].to_numpy(), g["control_value"].to_numpy(), metric=gd["metric"],
-                           method=str(gd[group[-1]]), control=gd["control"], higher_is_better=hib[gd["metric"]],
-                           alpha=alpha))
+        out.append((compare(g["method_value"].to_numpy(), g["control_value"].to_numpy(), metric=gd["metric"],
+                            method=str(gd[group[-1]]), control=gd["control"], higher_is_better=hib[gd["metric"]],
+                            alpha=alpha), {c: gd[c] for c in group}))
     return out
 
 
@@ -313,15 +317,8 @@ def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0
     fam_iter = d.groupby(fam_cols, sort=False) if fam_cols else [((), d)]
     for fkey, fd in fam_iter:
         fkey = fkey if isinstance(fkey, tuple) else (fkey,)
-        comps, meta = [], []
-        for key, g in fd.groupby([*group, "control", "metric"], sort=False):
-            if len(g) < 2:
-                continue
-            gd = dict(zip([*group, "control", "metric"], key))
-            comps.append(compare(g["method_value"].to_numpy(), g["control_value"].to_numpy(), metric=gd["metric"],
-                                 method=str(gd[group[-1]]), control=gd["control"],
-                                 higher_is_better=hib[gd["metric"]], alpha=alpha))
-            meta.append({c: gd[c] for c in group})
+        pairs = _compare_groups(fd, group, hib, alpha)
+        comps, meta = [c for c, _ in pairs], [m for _, m in pairs]
         vs = verdict_table(comps, alpha=alpha, correction=correction, higher_is_better=hib)
         f = verdicts_to_frame(vs)
         for c in group:
@@ -651,9 +648,9 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
     cells = grid_cells([objective], [m], list(controls), cfg.seeds, dict((cfg.extra or {}).get("fixed",
                                                                                                 defaults.FIXED)))
     runs = gather(cfg, cells)
-    verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method")
     if comparisons:
         return method_comparisons(runs, PRIMARY, alpha=cfg.alpha)
+    verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method")
     if report:
         analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha, family="method",
                 settings={"scorer": scorer, "mode": mode, "ratio": ratio, "objective": objective,

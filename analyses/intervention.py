@@ -13,8 +13,8 @@ import pandas as pd
 import scipy.stats
 import torch
 
-from analyses.alignment import (ForgetData, analysis_seeds, compute_scores, crossed_bootstrap,
-                                learned_states, load_forget, plot_setup, regen_command, scorer_names, settings_md,
+from analyses.alignment import (ForgetData, compute_scores, crossed_bootstrap,
+                                learned_states, load_forget, plot_setup, regen_command, settings_md, setup,
                                 unit_comparison, value_matrix, verdict_md, verdicts_frame)
 from tueval.analysis import AnalysisConfig, register_analysis
 from tueval.analysis_cache import cached_tables
@@ -235,10 +235,7 @@ def run(cfg: AnalysisConfig) -> dict:
     from tueval.metrics import PerturbationSpec
 
     t0 = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    prof = PROFILES.get(cfg.profile, PROFILES["default"])
-    seeds = analysis_seeds(cfg, prof.max_seeds)
-    names = list(scorer_names(cfg))
+    prof, seeds, names = setup(cfg, PROFILES)
     spec = PerturbationSpec(grid=prof.grid, aopc_bins=prof.aopc_bins, n_random=prof.n_random)
     operators = list(spec.operators)
 

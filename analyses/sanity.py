@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analyses.alignment import (GT_SOURCES, ScoreSet, alignment_rows, analysis_seeds, build_scorer,
+from analyses.alignment import (GT_SOURCES, ScoreSet, alignment_rows, build_scorer,
                                 compute_scores, crossed_bootstrap, learned_states, load_forget, method_names,
-                                plot_setup, regen_command, scorer_names, settings_md, unit_comparison, value_matrix,
+                                plot_setup, regen_command, settings_md, setup, unit_comparison, value_matrix,
                                 verdict_md, verdicts_frame)
 from tueval.analysis import AnalysisConfig, register_analysis
 from tueval.report import ReportWriter, markdown_table
@@ -203,11 +203,8 @@ def _one_sample_summary(df: pd.DataFrame, value: str, by: list[str], n_boot: int
 def run(cfg: AnalysisConfig) -> dict:
     """Knowledge dependence, cascading randomisation and heuristic controls for every scorer."""
     t0 = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    prof = PROFILES.get(cfg.profile, PROFILES["default"])
-    seeds = analysis_seeds(cfg, prof.max_seeds)
+    prof, seeds, names = setup(cfg, PROFILES)
     cseeds = seeds[:prof.cascade_seeds] if prof.cascade_seeds else seeds
-    names = list(scorer_names(cfg))
     methods = method_names(names)
     data = load_forget(cfg.workdir, prof.max_examples)
     states = learned_states(cfg, names, seeds)

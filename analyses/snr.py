@@ -24,8 +24,8 @@ import pandas as pd
 import scipy.stats
 import torch
 
-from analyses.alignment import (analysis_seeds, build_scorer, compute_scores, learned_states, load_forget,
-                                method_names, plot_setup, regen_command, scorer_names, settings_md, verdict_md)
+from analyses.alignment import (build_scorer, compute_scores, learned_states, load_forget,
+                                method_names, plot_setup, regen_command, settings_md, setup, verdict_md)
 from tueval.analysis import AnalysisConfig, register_analysis
 from tueval.analysis_cache import cached_tables
 from tueval.report import ReportWriter, markdown_table
@@ -410,11 +410,9 @@ def run(cfg: AnalysisConfig) -> dict:
     from tueval.metrics.snr import select_params
 
     t0 = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    prof = PROFILES.get(cfg.profile, PROFILES["default"])
-    seeds = analysis_seeds(cfg, prof.max_seeds)
-    names = list(scorer_names(cfg))
+    prof, seeds, names = setup(cfg, PROFILES)
     methods = method_names(names)
+
     def compute() -> dict[str, pd.DataFrame]:
         data = load_forget(cfg.workdir, prof.max_examples)
         states = learned_states(cfg, names, seeds)

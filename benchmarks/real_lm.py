@@ -38,6 +38,7 @@ def main() -> None:
     from tueval.objectives import make_objective
     from tueval.objectives.base import model_forward
     from tueval.scoring import ScoringContext, make_scorer
+    from tueval.tokens import masked_mean, token_logprobs
     from tueval.unlearn import static_scores
     from tueval.weighting import WeightingSpec, apply_weighting
 
@@ -94,13 +95,12 @@ def main() -> None:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     obj = make_objective("ga")
 
+    trimmed = Batch.trim(batch)
+
     def nll() -> float:
         with torch.no_grad():
-            out = model_forward(model, Batch.trim(batch))
-            from tueval.tokens import masked_mean, token_logprobs
-
-            b = Batch.trim(batch)
-            return float(-masked_mean(token_logprobs(out.logits, b.input_ids), b.answer_mask).mean())
+            out = model_forward(model, trimmed)
+            return float(-masked_mean(token_logprobs(out.logits, trimmed.input_ids), trimmed.answer_mask).mean())
 
     for arm, (scorer, mode, control) in {"sequence (uniform)": ("uniform", "none", None),
                                          "tokenunlearn hard 0.3": ("tokenunlearn", "hard", None),
