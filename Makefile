@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 WORKDIR ?= work
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow setup clean bench
+.PHONY: demo demo-grid test test-slow setup clean bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)  ## set up, prepare the embedded default, run every analysis, write reports/
 	$(VENV)/bin/tueval demo --workdir $(WORKDIR)
+
+demo-grid: $(STAMP)  ## as demo, with every seed-paper method on GA and NPO against its control (about twice as long)
+	$(VENV)/bin/tueval demo --workdir $(WORKDIR) --profile grid
 
 test: $(STAMP)  ## set up and run the test suite (fast tests + the small end-to-end profile)
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider

@@ -570,8 +570,8 @@ def _settings(cfg: AnalysisConfig) -> dict:
     quick = cfg.profile == "quick"
     ex = cfg.extra or {}
     full = cfg.profile == "full"
-    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else
-                                       defaults.FULL_METHODS if full else defaults.DEMO_METHODS)]
+    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else defaults.FULL_METHODS if full else
+                                       defaults.GRID_METHODS if cfg.profile == "grid" else defaults.DEMO_METHODS)]
     if cfg.scorers:
         keep = [m for m in methods if m["scorer"] in cfg.scorers]
         known = {m["scorer"] for m in keep}

@@ -292,3 +292,29 @@ def test_full_profile_grid_covers_every_scorer_objective_and_control(tmp_path):
     assert len(specs) > 1000
     for spec in specs:
         resolve(spec, wd)
+
+
+def test_grid_profile_is_issue_3_demo_grid(tmp_path):
+    """`--profile grid`: sequence-level, TokenUnlearn hard and soft, ETW, ATWU, TIF and SatImp, each on GA and NPO
+    against its own control and the uniform base, over the demo seeds; every spec resolves."""
+    from tueval import defaults
+    from tueval.unlearn import resolve
+
+    wd = fake_workdir(tmp_path)
+    cfg = AnalysisConfig(workdir=wd, reports=tmp_path / "r", seeds=tuple(defaults.SEEDS), compute=False,
+                         progress=False, profile="grid")
+    st = C._settings(cfg)
+    cells = C.grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
+                         st["lrs"])
+    methods = {(c.objective, c.spec.scorer, c.spec.mode) for c in cells if c.arm == C.METHOD_ARM}
+    listed = {("tokenunlearn", "hard"), ("tokenunlearn", "soft"), ("etw", "soft"), ("atwu_proto", "none"),
+              ("tif", "none"), ("satimp", "none")}
+    assert methods == {(o, s, m) for o in ("ga", "npo") for s, m in listed}
+    for method in {c.method for c in cells}:
+        arms = {c.arm for c in cells if c.method == method}
+        assert C.BASE in arms and len(arms - {C.METHOD_ARM, C.BASE}) == 1, (method, arms)
+        assert {c.seed for c in cells if c.method == method} == set(defaults.SEEDS)
+    specs = C.unique_specs(cells)
+    assert len(specs) == 2 * (1 + 2 * len(listed)) * len(defaults.SEEDS)
+    for spec in specs:
+        resolve(spec, wd)

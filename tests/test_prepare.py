@@ -61,6 +61,31 @@ def test_training_is_deterministic(toy_examples, tiny_tokenizer):
         assert torch.equal(p, q), n
 
 
+def test_cosine_schedule_warms_up_decays_and_keeps_old_hashes():
+    """The cosine schedule: linear warm-up to lr, cosine decay to lr * min_lr_frac at decay_epochs, constant after;
+    the constant default is unchanged, and the new fields stay out of the model hash while at their default."""
+    import pytest
+    from tueval.models.train import TrainConfig
+
+    c = TrainConfig(warmup_epochs=1, decay_epochs=10, schedule="cosine", min_lr_frac=0.05)
+    spe = 10
+    assert c.lr_factor(0, spe) == pytest.approx(0.1) and c.lr_factor(9, spe) == pytest.approx(1.0)
+    assert c.lr_factor(10, spe) == pytest.approx(1.0)
+    assert c.lr_factor(55, spe) == pytest.approx(0.05 + 0.95 * 0.5)  # half way through the decay
+    assert c.lr_factor(100, spe) == pytest.approx(0.05) and c.lr_factor(500, spe) == pytest.approx(0.05)
+    f = [c.lr_factor(s, spe) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(f, f[1:]))
+    const = TrainConfig(warmup_epochs=2)
+    assert const.lr_factor(9, spe) == pytest.approx(0.5) and const.lr_factor(400, spe) == 1.0
+    assert set(TrainConfig().to_dict()) == {"lr", "betas", "weight_decay", "warmup_epochs", "batch_size", "clip",
+                                            "max_epochs", "min_epochs", "eval_every", "stop_fact_acc", "seed"}
+    assert {"schedule", "decay_epochs"} <= set(c.to_dict())
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="decay_epochs"):
+        TrainConfig(schedule="cosine", decay_epochs=1, warmup_epochs=2)
+
+
 def test_model_folder_without_tokenizer_is_refused(tmp_path, tiny_model, tiny_tokenizer):
     from tueval.models.load import load_model, save_model
 

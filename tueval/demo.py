@@ -35,13 +35,13 @@ def run_demo(workdir: str | Path = "work", profile: str = "default", reports: st
     _lmeval(wd, reports, quiet)
     write_foundation_report(wd, reports, command=cmd)
     timings["foundation_s"] = time.perf_counter() - t0 - timings["prepare_s"]
-    analysis_profile = {"small": "quick", "default": "default", "full": "full"}[profile]
+    analysis_profile = {"small": "quick", "default": "default", "grid": "grid", "full": "full"}[profile]
     seeds = tuple(SEEDS) if profile != "small" else (0, 1)
     for name in analyses:
         t = time.perf_counter()
         if not quiet:
             print(f"[tueval demo] analysis '{name}' ...", flush=True)
-        over = DEMO_OVERRIDES.get(name, {}) if profile == "default" else {}
+        over = DEMO_OVERRIDES.get(name, {}) if profile in ("default", "grid") else {}
         cfg = AnalysisConfig(workdir=wd, reports=reports, seeds=seeds, compute=True,
                              profile=over.get("profile", analysis_profile), scorers=over.get("scorers", ()),
                              progress=not quiet)

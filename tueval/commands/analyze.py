@@ -21,8 +21,9 @@ def _common(p, seeds_default: int = 6) -> None:
     p.add_argument("--reports", default="reports", help="report root (default ./reports)")
     p.add_argument("--seeds", type=int, default=seeds_default, help=f"number of seeds (default {seeds_default})")
     p.add_argument("--scorers", default="", help="comma-separated scorers to analyse (default: the analysis' set)")
-    p.add_argument("--profile", default="default", choices=["quick", "default", "full"],
-                   help="quick: CI-sized; default: demo-sized; full: every ratio, lr and control")
+    p.add_argument("--profile", default="default", choices=["quick", "default", "grid", "full"],
+                   help="quick: CI-sized; default: demo-sized; grid: issue #3 demo grid (controls: every seed-paper "
+                   "method on GA and NPO; other analyses as default); full: every ratio, lr and control")
     p.add_argument("--workers", type=int, default=None, help="processes for unlearning runs (default 2)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--quiet", action="store_true")

@@ -16,7 +16,11 @@ from ..tokens import token_logprobs
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and stopping settings (feasibility: AdamW 3e-3, betas .9/.98, 2-epoch warm-up, clip 1)."""
+    """Optimiser and stopping settings (feasibility: AdamW 3e-3, betas .9/.98, 2-epoch warm-up, clip 1).
+
+    ``schedule``: ``constant`` after the linear warm-up, or ``cosine``: decay from ``lr`` to ``lr * min_lr_frac``
+    at epoch ``decay_epochs``, then constant. Fact-token accuracy is evaluated every ``eval_every`` epochs from
+    epoch ``eval_from`` on; training stops at ``stop_fact_acc`` once ``min_epochs`` are done."""
 
     lr: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.98)
@@ -29,9 +33,38 @@ class TrainConfig:
     eval_every: int = 5
     stop_fact_acc: float = 0.985
     seed: int = 0
+    schedule: str = "constant"
+    decay_epochs: int = 0
+    min_lr_frac: float = 0.05
+    eval_from: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{self.schedule}'; valid: {', '.join(SCHEDULES)}")
+        if self.schedule == "cosine" and self.decay_epochs <= self.warmup_epochs:
+            raise ValueError(f"cosine schedule needs decay_epochs > warmup_epochs, got {self.decay_epochs}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings, without the later-added ones that hold their default (so model hashes stay stable)."""
+        d = asdict(self)
+        for k in HASH_OPTIONAL:
+            if d[k] == self.__dataclass_fields__[k].default:
+                d.pop(k)
+        return d
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """The learning-rate multiplier at optimiser step ``step`` (0-based)."""
+        warm = max(1, self.warmup_epochs * steps_per_epoch)
+        if step < warm or self.schedule == "constant":
+            return min(1.0, (step + 1) / warm)
+        span = max(1, self.decay_epochs * steps_per_epoch - warm)
+        frac = min(1.0, (step - warm) / span)
+        return self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+SCHEDULES = ("constant", "cosine")
+#: TrainConfig fields added after models were cached: left out of ``to_dict`` (the model hash) at their default
+HASH_OPTIONAL = ("schedule", "decay_epochs", "min_lr_frac", "eval_from")
 
 
 @dataclass
@@ -94,9 +127,8 @@ def train_model(
     eval_data = pack(eval_examples, tokenizer) if eval_examples is not None else data
     n = len(data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    warm = max(1, cfg.warmup_epochs * steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.lr_factor(s, steps_per_epoch))
     log: list[dict] = []
     tokens = 0
     t0 = time.perf_counter()
@@ -116,7 +148,7 @@ def train_model(
             opt.step()
             sched.step()
             tokens += int(b.attention_mask.sum())
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+        if (epoch % cfg.eval_every == 0 and epoch >= cfg.eval_from) or epoch == cfg.max_epochs:
             acc, fact_acc = token_accuracy(model, eval_data)
             rec = {"epoch": epoch, "loss": float(loss.detach()), "acc": acc, "fact_acc": fact_acc,
                    "seconds": time.perf_counter() - t0}
