@@ -147,3 +147,21 @@ def test_evaluation_cache_is_keyed_by_the_models(small_workdir, tmp_path):
     fresh = evaluate_model(wd, "target", progress=False)
     assert fresh["cache_key"]["model"] == wd.manifest["paths"]["target"]
     assert fresh["model_utility"] != -1.0 and 0 < fresh["model_utility"] <= 1
+
+
+def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
+    """`tueval demo` writes its timings before the index, so reports/README.md states the time of this run (it
+    used to show the previous run's)."""
+    import json
+
+    from tueval.demo import run_demo
+    from tueval.report import fmt
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "demo_timings.json").write_text(json.dumps({"profile": "old", "timings": {"total_s": 12345.0}}))
+    assert run_demo(small_workdir.root, profile="small", reports=reports, quiet=True, analyses=()) == 0
+    t = json.loads((reports / "demo_timings.json").read_text())
+    assert t["profile"] == "small" and t["timings"]["total_s"] < 12345
+    index = (reports / "README.md").read_text()
+    assert f"profile `small`, {fmt(t['timings']['total_s'])} s" in index and "12345" not in index

@@ -37,8 +37,9 @@ DEMO_METHODS = [
 ]
 # The grid that issue #3 lists for the demo (``--profile grid``): sequence-level, TokenUnlearn hard and soft, ETW,
 # ATWU, TIF and SatImp, each on GA and NPO against its informative control and the uniform base (6 seeds: 156
-# runs). Measured at about twice the controls stage that fits the 15-minute budget (benchmarks/demo.md), so
-# ``make demo`` runs DEMO_METHODS and ``make demo-grid`` / ``tueval demo --profile grid`` runs this one.
+# runs). Measured: 84 runs beyond the default grid, 608 s on 2 cores, so about 24 min for a fresh demo against the
+# 15-minute budget (benchmarks/demo.md); ``make demo`` runs DEMO_METHODS and ``make demo-grid`` / ``tueval demo
+# --profile grid`` runs this one.
 GRID_METHODS = [
     {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3, "controls": ["random_k"]},
     {"scorer": "tokenunlearn", "mode": "soft", "controls": ["permuted"]},
