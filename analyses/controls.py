@@ -370,17 +370,19 @@ def pareto_figure(runs: pd.DataFrame, objective: str, x: str = "log10_fq", y: st
     methods = list(dict.fromkeys(r["method"]))
     fig, axes = plots.facet_axes(len(methods), ncols=3, width=3.6, height=3.0)
     col = plots.palette(dict.fromkeys(runs["arm"]))
+    mk = plots.markers(dict.fromkeys(runs["arm"]))  # per arm across panels: the shared legend holds for every panel
     for ax, m in zip(axes, methods):
         rm = r[r["method"] == m].copy()
         rm["point"] = rm["arm"] + np.where(rm["setting"].astype(bool), " " + rm["setting"].astype(str), "")
         summ = _wide_ci(arm_summary(rm, [x, y], ("point",)), ["point"])
         summ = summ.rename(columns={f"{x}_mean": x, f"{y}_mean": y})
         pcol = {p: col[p.split(" ")[0]] for p in summ["point"]}
+        pmk = {p: mk[p.split(" ")[0]] for p in summ["point"]}
         plots.pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"),
                           y_ci=(f"{y}_ci_low", f"{y}_ci_high"), points=rm,
                           xlabel=METRICS[x].label if x in METRICS else x,
                           ylabel=METRICS[y].label if y in METRICS else y, title=m, colours=pcol, ax=ax,
-                          legend=False)
+                          legend=False, marker_map=pmk)
     shared_legend(fig, axes)
     fig.suptitle(title or f"Forget-utility trade-off, objective {objective} (mean ± 95% CI over seeds)", fontsize=10)
     return fig

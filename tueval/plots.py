@@ -99,14 +99,15 @@ def pareto_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, x_ci: tuple[str, 
                 y_ci: tuple[str, str] | None = None, points: pd.DataFrame | None = None,
                 xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
                 better: tuple[str, str] = ("right", "up"), colours: dict | None = None, ax=None, legend: bool = True,
-                figsize=(4.5, 3.6)):
+                figsize=(4.5, 3.6), marker_map: dict | None = None):
     """Trade-off plot: one point per ``hue`` group at its mean (``df``), with CI bars on both axes from the
     ``x_ci``/``y_ci`` (low, high) columns, and every seed of ``points`` (same x, y, hue columns) as faint dots.
-    ``better`` names the better direction on each axis, drawn as an arrow in the corner. Returns the figure."""
+    ``better`` names the better direction on each axis, drawn as an arrow in the corner. ``colours`` and
+    ``marker_map`` fix the style per group (so that facets sharing a legend agree). Returns the figure."""
     fig, ax = _new_ax(ax, figsize)
     names = list(dict.fromkeys(df[hue]))
     col = colours or palette(names)
-    mk = markers(names)
+    mk = marker_map or markers(names)
     for name in names:
         if points is not None:
             p = points[points[hue] == name]
