@@ -79,7 +79,9 @@ class ReportWriter:
         out = []
         for ext in ("png", "pdf"):
             with atomic_path(self.root / f"{name}.{ext}") as tmp:
-                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+                # no creation date in the PDF: a re-run with the same results writes the same bytes
+                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight",
+                            metadata={"CreationDate": None} if ext == "pdf" else None)
             out.append(self.root / f"{name}.{ext}")
             self.files.append(f"{name}.{ext}")
         plt.close(fig)
