@@ -165,3 +165,17 @@ def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
     assert t["profile"] == "small" and t["timings"]["total_s"] < 12345
     index = (reports / "README.md").read_text()
     assert f"profile `small`, {fmt(t['timings']['total_s'])} s" in index and "12345" not in index
+
+
+def test_import_switches_hub_offline_and_silences_load_bars():
+    """Importing tueval (first, as its worker processes do) switches the hub clients offline and turns off
+    transformers' per-load progress bar, which would bury tueval's own bars."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    code = ("import os, tueval; from transformers.utils import logging as l; "
+            "print(os.environ['HF_HUB_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'], l.is_progress_bar_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "False"]
