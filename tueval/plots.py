@@ -123,7 +123,8 @@ def pareto_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, x_ci: tuple[str, 
     hx, vy = better
     ax.annotate("better", xy=(0.97 if hx == "right" else 0.03, 0.97 if vy == "up" else 0.03),
                 xytext=(0.80 if hx == "right" else 0.20, 0.80 if vy == "up" else 0.20), xycoords="axes fraction",
-                textcoords="axes fraction", ha="center", va="center", fontsize=7, color="0.4",
+                textcoords="axes fraction", ha="center", va="center", fontsize=7, color="0.4", zorder=5,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                 arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
     if legend:
         ax.legend(loc="best", fontsize=7)
