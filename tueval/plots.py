@@ -121,11 +121,11 @@ def pareto_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, x_ci: tuple[str, 
     if title:
         ax.set_title(title)
     hx, vy = better
-    ax.annotate("better", xy=(0.97 if hx == "right" else 0.03, 0.97 if vy == "up" else 0.03),
-                xytext=(0.80 if hx == "right" else 0.20, 0.80 if vy == "up" else 0.20), xycoords="axes fraction",
-                textcoords="axes fraction", ha="center", va="center", fontsize=7, color="0.4", zorder=5,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
+    arrow = {("right", "up"): "\u2197", ("right", "down"): "\u2198", ("left", "up"): "\u2196",
+             ("left", "down"): "\u2199"}.get((hx, vy), "")
+    # above the top-right corner of the axes, outside the data area: it never hides a point or a CI bar
+    ax.text(1.0, 1.01, f"better {arrow}", transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+            color="0.4", clip_on=False)
     if legend:
         ax.legend(loc="best", fontsize=7)
     return fig
