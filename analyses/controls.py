@@ -74,7 +74,7 @@ FAMILIES = {"objective": ("objective",), "method": ("objective", "method"),
 #: the default family: per objective, method and metric, the method against its controls (2 in the demo grid:
 #: its own control and uniform), so that 6 seeds can reach Holm-adjusted p < 0.05 with the exact sign-flip test
 DEFAULT_FAMILY = "method_metric"
-QUICK_METHODS = [defaults.METHODS[0], defaults.METHODS[2]]
+QUICK_METHODS = [defaults.GRID_METHODS[0], defaults.GRID_METHODS[2]]  # TokenUnlearn hard, ETW soft
 SWEEP_RATIOS = (0.1, 0.3, 0.5)
 SWEEP_LRS = (5e-4, 1e-3, 2e-3)
 

@@ -8,19 +8,6 @@ from __future__ import annotations
 FIXED = {"lr": 1.5e-4, "epochs": 3, "batch_size": 16}
 OBJECTIVE_FIXED = {"npo": {"lr": 1e-3}, "simnpo": {"lr": 1e-3}, "tpo": {"lr": 1e-3}, "idkpo": {"lr": 1e-3}}
 
-# The token-level methods of the seed papers, with the controls that are informative for each: hard selections
-# get random_k (same count, random positions); soft weightings get permuted (own weights shuffled). The
-# magnitude-matched control equals the uniform base under the default normalisers (hard: mean over selected
-# tokens; soft: mean-1 weights), so the demo compares against `uniform` (added by the analysis) instead; the
-# full profile adds magnitude_matched (with the token-count normaliser) and magnitude_matched_grad.
-METHODS = [
-    {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3, "controls": ["random_k"]},
-    {"scorer": "tokenunlearn", "mode": "soft", "controls": ["permuted"], "objectives": ["npo"]},
-    {"scorer": "etw", "mode": "soft", "controls": ["permuted"], "objectives": ["ga"]},
-    {"scorer": "tif", "mode": "none", "normaliser": "weight_sum", "controls": ["random_k"], "objectives": ["npo"]},
-    {"scorer": "satimp", "mode": "none", "controls": [], "objectives": ["npo"]},
-    {"scorer": "atwu_proto", "mode": "none", "controls": [], "objectives": ["ga"]},
-]
 # The demo grid (profile ``default``), sized by measurement to the 15-minute demo budget (benchmarks/demo.md):
 # every method of the seed papers once, against its informative control where the budget allows. GA: TokenUnlearn
 # hard against random_k, TokenUnlearn soft and ETW against permuted, ATWU (its runs also train the scorer the
@@ -35,6 +22,11 @@ DEMO_METHODS = [
     {"scorer": "atwu_proto", "mode": "none", "controls": [], "objectives": ["ga"]},
     {"scorer": "satimp", "mode": "none", "controls": [], "objectives": ["ga"]},
 ]
+# Controls informative for each method: hard selections get random_k (same count, random positions); soft weightings
+# get permuted (own weights shuffled). The magnitude-matched control equals the uniform base under the default
+# normalisers (hard: mean over selected tokens; soft: mean-1 weights), so the demo compares against `uniform` (added
+# by the analysis) instead; the full profile adds magnitude_matched (with the token-count normaliser) and
+# magnitude_matched_grad.
 # The grid that issue #3 lists for the demo (``--profile grid``): sequence-level, TokenUnlearn hard and soft, ETW,
 # ATWU, TIF and SatImp, each on GA and NPO against its informative control and the uniform base (6 seeds: 156
 # runs). Measured: 84 runs beyond the default grid, 608 s on 2 cores, so about 24 min for a fresh demo against the

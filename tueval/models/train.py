@@ -88,8 +88,6 @@ def pack(examples: Sequence[Example], tokenizer) -> Batch:
     return collate(list(examples), tokenizer)
 
 
-
-
 @torch.no_grad()
 def token_accuracy(model, data: Batch, batch_size: int = 128) -> tuple[float, float]:
     """Teacher-forced accuracy on answer tokens and on fact (gt) tokens."""

@@ -79,12 +79,12 @@ class IdkPO(Objective):
                  normaliser: str = "weight_sum"):
         self.beta = beta
         super().__init__(gamma, alpha, retain_loss, normaliser)
+        if beta <= 0:
+            raise SpecError(f"objective 'idkpo': beta must be > 0, got {beta}")
 
     def prepare_batch(self, batch, tokenizer, generator: torch.Generator | None = None):
         """The forget batch with its refusal answers attached (``extras['idk_batch']``)."""
         return attach_idk_batch(batch, tokenizer, generator)
-        if beta <= 0:
-            raise SpecError(f"objective 'idkpo': beta must be > 0, got {beta}")
 
     def forget_term(self, out: ForwardOut, batch, weights: torch.Tensor, ref_out: ForwardOut | None = None,
                     model=None, ref_model=None):
