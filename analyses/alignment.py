@@ -154,7 +154,7 @@ def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[in
     defaults.FIXED settings), run through the engine (cached in the workdir), its ``scorer_state.pt`` loaded."""
     from tueval.defaults import FIXED
     from tueval.sweep import require_runs
-    from tueval.unlearn import RunSpec
+    from tueval.spec import RunSpec
 
     out: dict[str, dict[int, dict]] = {}
     stateful = [n for n in names if is_stateful(n)]

@@ -31,7 +31,7 @@ from tueval.analysis import AnalysisConfig, register_analysis
 from tueval.errors import SpecError
 from tueval.report import ReportWriter, fmt, markdown_table, verdict_markdown
 from tueval.stats import Verdict, compare, min_seeds_for_exact, verdict_table, verdicts_to_frame
-from tueval.unlearn import RunSpec
+from tueval.spec import RunSpec
 
 NAME = "controls"
 BASE = "uniform"  # the sequence-level base, treated as one more control

@@ -19,7 +19,7 @@ from tueval import defaults
 from tueval.analysis import AnalysisConfig, register_analysis
 from tueval.report import ReportWriter, fmt, markdown_table, verdict_markdown
 from tueval.stats import Verdict
-from tueval.unlearn import RunSpec
+from tueval.spec import RunSpec
 
 NAME = "retrain"
 DEFAULT_SCORERS = ("tokenunlearn", "etw", "oracle")

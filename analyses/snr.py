@@ -373,7 +373,8 @@ def _checkpoints(cfg, data, prof, seeds, methods, states, ref_scores) -> tuple[p
     """SNR at k = primary_k along one GA uniform run per seed (snapshots at fractions of the run)."""
     from tueval.defaults import FIXED
     from tueval.sweep import require_runs
-    from tueval.unlearn import RunSpec, snapshot_model
+    from tueval.spec import RunSpec
+    from tueval.unlearn import snapshot_model
 
     cseeds = seeds[:prof.checkpoint_seeds] if prof.checkpoint_seeds else seeds
     total = FIXED["epochs"] * math.ceil(data.n_total / FIXED["batch_size"])

@@ -10,7 +10,8 @@ from tueval.errors import SpecError
 from tueval.hashing import spec_hash
 from tueval.io import write_json
 from tueval.sweep import expand_grid
-from tueval.unlearn import RunSpec, load_run, resolve, run_id, unlearn
+from tueval.spec import RunSpec
+from tueval.unlearn import load_run, resolve, run_id, unlearn
 from tueval.workdir import Workdir
 
 

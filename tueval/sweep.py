@@ -12,7 +12,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import MissingRunsError, SpecError
-from .unlearn import RunResult, RunSpec, run_id, unlearn
+from .spec import RunSpec
+from .unlearn import RunResult, run_id, unlearn
 from .workdir import Workdir
 
 GRID_AXES = {"objectives": "objective", "scorers": "scorer", "modes": "mode", "ratios": "ratio",

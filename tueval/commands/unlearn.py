@@ -49,7 +49,7 @@ def _kv(items: list[str] | None, flag: str) -> dict:
 
 def register_unlearn(sub) -> argparse.ArgumentParser:
     """Add ``tueval unlearn``."""
-    from ..unlearn import RunSpec
+    from ..spec import RunSpec
 
     d = RunSpec()
     p = sub.add_parser("unlearn", help="one unlearning run (cached by its spec, resumable)", description=UNLEARN_DESC,
@@ -86,7 +86,8 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
 def cmd_unlearn(args) -> int:
     from ..defaults import FIXED
     from ..evaluate import format_summary
-    from ..unlearn import RunSpec, unlearn
+    from ..spec import RunSpec
+    from ..unlearn import unlearn
     from ..weighting import check_ratio
     from ..workdir import Workdir
 
