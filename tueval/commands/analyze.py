@@ -115,7 +115,13 @@ def cmd_analyze(args) -> int:
     from .unlearn import flag_value
 
     names = list(BUILTIN) if args.name == "all" else [args.name]
-    runs = {name: get_analysis(name) for name in names}  # unknown names fail before any work
+    try:
+        runs = {name: get_analysis(name) for name in names}  # unknown names fail before any work
+    except SpecError:
+        if args.name in BUILTIN:
+            raise
+        raise SpecError(f"unknown analysis '{args.name}'; valid: {', '.join(BUILTIN)}, all (or an installed or "
+                        "module:function analysis)") from None
     grid = load_config(args.config) if args.config else None
     st = analysis_settings(args, grid)
     base = grid.analysis_extra() if grid is not None else {}

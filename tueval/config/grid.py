@@ -196,7 +196,7 @@ def load_config(path: str | Path, names: bool = True) -> GridConfig:
     if names:
         for k in ("objective", "scorer"):
             for i, v in enumerate(g.axes.get(k, ())):
-                _registry_name(k, v, label, lines, ({"objective": "objectives", "scorer": "scorers"}[k], i))
+                _registry_name(k, v, label, lines, ({"objective": "objectives", "scorer": "scorers"}[k], i, k))
         if g.methods is not None:
             for i, m in enumerate(g.methods):
                 _registry_name("scorer", m.fields["scorer"], label, lines, ("methods", i, "scorer"))
