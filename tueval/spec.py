@@ -78,7 +78,10 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         """A spec from a mapping of fields (missing ones resolve to their defaults; unknown ones raise)."""
-        return cls(**run_fields(d))
+        bad = sorted(set(d) - set(cls.__dataclass_fields__))
+        if bad:
+            run_fields(d)  # raises the error that lists the valid fields
+        return cls(**d)
 
     def label(self) -> str:
         """A short human label: objective/scorer-mode-ratio[+control]."""

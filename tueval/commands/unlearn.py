@@ -32,9 +32,10 @@ SWEEP_EPILOG = """A grid file is YAML; plural keys are crossed, e.g.
 Any RunSpec field may go under `fixed` (or in a `methods`/`include` entry); a list there is ONE value, not an
 axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` adds lm-eval MC accuracies to every
 run. Fields not given resolve as in `tueval unlearn`: the objective's defaults, then the global defaults
-(tueval/configs/defaults.yaml). `tueval analyze NAME --config FILE` reads the same format (its analysis keys:
-workdir, reports, profile, alpha, workers, family, figures, uniform); the file is checked before any run starts,
-also with --dry-run."""
+(tueval/configs/defaults.yaml). The sweep runs exactly the arms listed; `tueval analyze NAME --config FILE`
+reads the same format and adds the arms its question needs (the method itself, and uniform unless
+`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform. The
+file is checked before any run starts, also with --dry-run."""
 
 
 #: RunSpec field -> its ``tueval unlearn`` flag (every field has one)
