@@ -137,7 +137,7 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
 def spec_from_args(args):
     """The RunSpec of parsed ``tueval unlearn`` flags: the flags given, then the objective's defaults, then the
     global defaults (``tueval.config.resolve_spec``); checked, names included, before any work."""
-    from ..config import resolve_spec
+    from ..config import FieldError, resolve_spec
 
     given = {f: getattr(args, f) for f in _PLAIN if getattr(args, f) is not None}
     if args.objective_param is not None:
@@ -150,7 +150,10 @@ def spec_from_args(args):
         given["generate"] = False
     if args.save_model:
         given["save_model"] = True
-    return resolve_spec(**given)
+    try:
+        return resolve_spec(**given)
+    except FieldError as e:
+        raise SpecError(f"{FLAGS.get(e.field, e.field)} (field '{e.field}'): {e.problem}") from None
 
 
 def spec_words(spec) -> str:
