@@ -157,3 +157,38 @@ def test_two_identical_runs_at_once_compute_once(small_workdir, tmp_path):
     assert a["run_id"] == b["run_id"] and [f.stem for f in locks.glob("*.lock")] == [a["run_id"]]
     assert a["cached"] is False and b["cached"] is True, "the second waited and read the first one's result"
     assert a["wall_s"] == b["wall_s"], "one computation"
+
+
+def test_unwritable_targets_give_one_line_naming_the_path(tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    folder = RunFolder.of(tmp_path, "r1")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / ".locks").write_text("a file where the lock folder belongs")
+    with pytest.raises(TuevalError, match=r"cannot write .*\.locks/r1\.lock"):
+        with folder.lock(progress=False):
+            pass
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(StateFileError, match=r"cannot write .*checkpoint.safetensors: No space left on device"):
+        folder.save_checkpoint({"step": 1})
+    assert not (folder.path / "checkpoint.safetensors").exists() and not list(folder.path.glob(".*.tmp"))
+
+
+def test_an_isolated_hook_leaves_the_training_stream_alone():
+    from tueval.loop import every_step, isolated
+
+    def draws(hooks):
+        torch.manual_seed(0)
+        state = LoopState(step=0, total_steps=4, steps_per_epoch=2)
+        run_loop(lambda step: {"x": float(torch.rand(()))}, state, hooks)
+        return [r["x"] for r in state.log]
+
+    plain = draws([])
+    assert draws([every_step(isolated(lambda s: torch.rand(5)))]) == plain
+    assert draws([every_step(lambda s: torch.rand(5))]) != plain

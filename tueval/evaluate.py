@@ -41,11 +41,16 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
     from .evaluation.summary import summarise
     from .evaluation.tofu import evaluate_examples
 
+    was_training = model.training
     model.eval()
-    ev = eval_sets(wd)
-    tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
-              for k in sets}
-    mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)), batch_size=batch_size)
+    try:
+        ev = eval_sets(wd)
+        tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
+                  for k in sets}
+        mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)),
+                          batch_size=batch_size)
+    finally:
+        model.train(was_training)  # a model evaluated mid-training (a loop hook) goes on training
     tables["mia"] = mia_t
     if is_reference:
         retain_forget = tables["forget"]

@@ -3,7 +3,8 @@
 Logging, checkpoints, snapshots and progress are hooks; anything else that must happen every N steps or every
 epoch (e.g. evaluating the model along its trajectory) is one more hook, without touching the loop:
 ``every_n_steps(5, fn)``, ``every_epoch(fn)``, ``at_steps((10, 20), fn)``. A hook sees the LoopState after the
-step (``state.step`` = steps done)."""
+step (``state.step`` = steps done). A hook that must not change the run it observes (an evaluation) is wrapped
+in ``isolated(fn)``: torch's global RNG is restored after it, so the run trains exactly as without it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,6 +58,17 @@ def at_steps(steps: Iterable[int], fn: Callable[[LoopState], None], name: str = 
     """After the listed step counts."""
     wanted = frozenset(int(x) for x in steps)
     return Hook(fn, lambda s: s.step in wanted, name)
+
+
+def isolated(fn: Callable[[LoopState], None]) -> Callable[[LoopState], None]:
+    """``fn`` run under a forked torch RNG (the training's random stream is the same with or without it)."""
+    import torch
+
+    def wrapped(state: LoopState) -> None:
+        with torch.random.fork_rng():
+            fn(state)
+
+    return wrapped
 
 
 def run_loop(step_fn: Callable[[int], dict], state: LoopState, hooks: Sequence[Hook] = (),

@@ -27,8 +27,8 @@ from .tensorfile import StateFileError, load_state, save_state
 
 SPEC, SUMMARY, DONE, LOG, EVAL = "spec.json", "summary.json", "done.json", "log.parquet", "eval"
 CHECKPOINT, SCORER_STATE, SNAPSHOTS = "checkpoint.safetensors", "scorer_state.safetensors", "snapshots"
-#: pickles that older versions wrote into run folders; refused, never opened
-LEGACY = {CHECKPOINT: "checkpoint.pt", SCORER_STATE: "scorer_state.pt"}
+#: pickle files a run folder may hold in place of a state file: refused, never opened (a pickle can run code)
+PICKLES = {CHECKPOINT: "checkpoint.pt", SCORER_STATE: "scorer_state.pt"}
 
 
 class RunStoreError(TuevalError):
@@ -146,8 +146,8 @@ class RunFolder:
 
     def load_checkpoint(self) -> dict | None:
         """The saved training state, or None when the run has none; a checkpoint that does not load is refused
-        (never silently restarted), and so is a legacy pickle checkpoint (never opened)."""
-        refuse_legacy(self.path / LEGACY[CHECKPOINT], self.path)
+        (never silently restarted), and so is a pickle checkpoint (never opened)."""
+        refuse_pickle(self.path / PICKLES[CHECKPOINT], self.path)
         p = self.path / CHECKPOINT
         if not p.exists():
             return None
@@ -161,9 +161,9 @@ class RunFolder:
         save_state(self.snapshot_path(step), model.state_dict())
 
     def load_snapshot(self, step: int) -> dict | None:
-        """The weights saved after ``step`` steps (None when there is no snapshot; a legacy ``.pt`` is refused)."""
+        """The weights saved after ``step`` steps (None when there is no snapshot; a ``.pt`` pickle is refused)."""
         p = self.snapshot_path(step)
-        refuse_legacy(p.with_suffix(".pt"), self.path)
+        refuse_pickle(p.with_suffix(".pt"), self.path)
         return _load_or_refuse(p, self.path, "snapshot") if p.exists() else None
 
     def save_scorer_state(self, state: dict) -> None:
@@ -171,8 +171,8 @@ class RunFolder:
         save_state(self.path / SCORER_STATE, state)
 
 
-def refuse_legacy(path: Path, run_dir: Path) -> None:
-    """RunStoreError when a pickle that older versions wrote is at ``path`` (it is never opened)."""
+def refuse_pickle(path: Path, run_dir: Path) -> None:
+    """RunStoreError when a pickle is at ``path`` (it is never opened)."""
     if path.exists():
         raise RunStoreError(f"refusing to load {path}: a pickle file (tueval never unpickles files from run "
                             f"folders); delete the run folder {run_dir} to recompute the run")
@@ -191,13 +191,13 @@ def _load_or_refuse(path: Path, run_dir: Path, what: str) -> dict:
 
 
 def load_scorer_state(path: str | os.PathLike) -> dict:
-    """The learned scorer state of a finished run: ``path`` is its run folder or its state file. A legacy
+    """The learned scorer state of a finished run: ``path`` is its run folder or its state file. A
     ``scorer_state.pt`` pickle is refused without being opened."""
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
     file = path / SCORER_STATE if path.is_dir() else path
     if file.suffix == ".pt" or not file.exists():
-        refuse_legacy(file if file.suffix == ".pt" else run_dir / LEGACY[SCORER_STATE], run_dir)
+        refuse_pickle(file if file.suffix == ".pt" else run_dir / PICKLES[SCORER_STATE], run_dir)
     if not file.exists():
         raise RunStoreError(f"run {run_dir.name} has no {SCORER_STATE} in {run_dir} (its scorer is not stateful, "
                             "or the run is not finished)")

@@ -8,7 +8,6 @@ from typing import Any, Callable
 import torch
 
 from ..errors import SpecError
-from ..registry import is_plugin  # noqa: F401 - part of the plugin API
 from .base import SCORERS, Scorer, ScoringContext
 
 
