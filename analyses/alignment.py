@@ -151,8 +151,9 @@ def is_stateful(name: str) -> bool:
 
 def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, dict]]:
     """Learned state of each stateful scorer per seed: one GA unlearning run with that scorer (mode none, the
-    defaults.FIXED settings), run through the engine (cached in the workdir), its ``scorer_state.pt`` loaded."""
+    defaults.FIXED settings), run through the engine (cached in the workdir), its saved scorer state loaded."""
     from tueval.defaults import FIXED
+    from tueval.store import load_scorer_state
     from tueval.sweep import require_runs
     from tueval.spec import RunSpec
 
@@ -163,10 +164,7 @@ def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[in
     specs = [RunSpec(objective="ga", scorer=n, mode="none", seed=s, **FIXED) for n in stateful for s in seeds]
     results = require_runs(specs, cfg.workdir, cfg.compute, cfg.workers, cfg.progress)
     for spec, res in zip(specs, results):
-        p = res.path / "scorer_state.pt"
-        if not p.exists():
-            raise SpecError(f"run {res.run_id} ({spec.label()} seed {spec.seed}) has no scorer_state.pt")
-        out.setdefault(spec.scorer, {})[spec.seed] = torch.load(p, weights_only=False)
+        out.setdefault(spec.scorer, {})[spec.seed] = load_scorer_state(res.path)
     return out
 
 
@@ -553,7 +551,7 @@ def run(cfg: AnalysisConfig) -> dict:
         "workdir": cfg.workdir.root, "profile": cfg.profile, "seeds": list(seeds),
         "examples": f"{len(data.examples)} of {data.n_total} forget examples ({cfg.workdir.forget_split})",
         "scorers": ", ".join(names), "controls": "random (chance), oracle (upper bound), anti (lower bound)",
-        "learned scorers": ", ".join(f"{k}: one GA run per seed (defaults.FIXED), scorer_state.pt"
+        "learned scorers": ", ".join(f"{k}: one GA run per seed (defaults.FIXED), scorer_state.safetensors"
                                      for k in states) or "none",
         "unit": "deterministic scorers give the same scores for every seed; their per-example rows are the unit "
                 "(seed -1 in the CSVs). Seeds drive the random scorer and the learned (ATWU) runs.",

@@ -30,9 +30,9 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(small_workdir):
     with pytest.raises(KeyboardInterrupt):
         unlearn(spec, small_workdir, progress=False, stop_after=2)
     rdir = small_workdir.root / "runs" / run_id(spec, small_workdir)
-    assert (rdir / "checkpoint.pt").exists() and not (rdir / "done.json").exists()
+    assert (rdir / "checkpoint.safetensors").exists() and not (rdir / "done.json").exists()
     resumed = unlearn(spec, small_workdir, progress=False)
-    assert (rdir / "done.json").exists() and not (rdir / "checkpoint.pt").exists()
+    assert (rdir / "done.json").exists() and not (rdir / "checkpoint.safetensors").exists()
     rows_resumed = pd.read_parquet(rdir / "eval" / "forget.parquet")
     log = pd.read_parquet(rdir / "log.parquet")
     assert list(log.step) == list(range(resumed.summary["steps"]))
