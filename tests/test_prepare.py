@@ -211,8 +211,8 @@ def test_evaluation_cache_is_keyed_by_the_models(small_workdir, tmp_path):
 
 
 def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
-    """`tueval demo` writes its timings before the index, so reports/README.md states the time of this run (it
-    used to show the previous run's)."""
+    """`tueval demo` writes its timings before the index, so reports/README.md states the time of this run, not the
+    previous run's."""
     import json
 
     from tueval.demo import run_demo

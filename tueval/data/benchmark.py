@@ -23,7 +23,7 @@ BASE_FILES = {"people": "full", "holdout": "holdout", "real_authors": "real_auth
 FORGET_PCTS = (1, 5, 10)
 UTILITY_SPLITS = ("real_authors", "world_facts")
 RETAIN_EVAL_N = 100  # the fixed retain evaluation subset (sized for the demo budget; TOFU uses 400)
-"""Rows of the retain evaluation set: the first 200 rows of retain90 (TOFU evaluated the first 300 retain rows).
+"""Rows of the retain evaluation set: the first rows of retain90 (TOFU evaluated the first 300 retain rows).
 retain90 is contained in retain95 and retain99, so the same rows serve every forget split."""
 _SPLIT_RE = re.compile(r"^(forget|retain|holdout)(\d{2})$")
 

@@ -64,8 +64,6 @@ def _parse_json_records(file: Path, text: str | None = None) -> list[dict]:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(str(file), None, None, f"invalid JSON array (line {e.lineno}): {e.msg}") from None
-        if not isinstance(rows, list):  # pragma: no cover - a text starting with '[' parses to a list
-            raise DataError(str(file), None, None, "expected a JSON array of objects")
         for i, r in enumerate(rows, start=1):
             if not isinstance(r, dict):
                 raise _NotAnObject(str(file), i, None, f"expected a JSON object, got {_json_kind(r)}")
@@ -90,7 +88,7 @@ class _NotAnObject(DataError):
 
 
 def _json_kind(v: Any) -> str:
-    """A JSON value's kind as the file spells it (``null``, ``array``, ...)."""
+    """A JSON value's kind in words (``null``, ``an array``, ``a number``, ...)."""
     if v is None:
         return "null"
     return {bool: "a boolean", list: "an array", str: "a string"}.get(type(v), "a number")
@@ -136,9 +134,9 @@ def read_records(file: str | Path) -> list[dict]:
 def load_validated(file: str | Path, validate: Callable[[dict, int], T]) -> list[T]:
     """Read ``file`` and validate every row (1-based) before anything is built from it.
 
-    ``datasets`` unifies column types across rows (an int beside a float becomes a float), so when a row fails,
-    the JSON is re-parsed with the standard library and validated again: the error then names the row that is
-    really at fault, and rows that were only spoiled by the unification load as written."""
+    Rows that ``datasets`` read have column types unified across rows (an int beside a float becomes a float), so
+    when a row fails, the JSON is re-parsed with the standard library and validated again: the error then names
+    the row that is really at fault, and rows that were only spoiled by the unification load as written."""
     file = Path(file)
     rows = read_records(file)
     try:

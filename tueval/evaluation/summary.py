@@ -94,8 +94,9 @@ def value_notes(tables: Mapping[str, pd.DataFrame], owner: str = "") -> list[str
             vals = np.asarray(df[f].tolist(), dtype=float).reshape(len(df), -1)
             missing = np.isnan(vals).any(axis=1)
             if missing.all():
-                notes.append(f"{owner}{name}/{f}: no values (all {len(df)} null, as in an evaluation without "
-                             "generation); the aggregates that read this field are null")
+                why = ", as in an evaluation without generation" if f == "rougeL_recall" else ""
+                notes.append(f"{owner}{name}/{f}: no values (all {len(df)} null{why}); the aggregates that read "
+                             "this field are null")
             elif missing.any():
                 notes.append(f"{owner}{name}/{f}: {int(missing.sum())} of {len(df)} values are null or NaN (rows "
                              f"{_ids(df, missing)}); the aggregates that read this field are null")
