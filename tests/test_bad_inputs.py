@@ -177,8 +177,8 @@ def test_a_benchmark_of_the_generator_has_disjoint_spans_and_unique_ids(bench_di
 
 
 # --------------------------------------------------------------------------------------------- tofu-stats
-def _log_with(tmp: Path, name: str, edit) -> Path:
-    raw = json.loads(LOG.read_text())
+def _log_with(tmp: Path, name: str, edit, base: Path = LOG) -> Path:
+    raw = json.loads(base.read_text())
     text = edit(raw)
     p = tmp / name
     p.write_text(text if isinstance(text, str) else json.dumps(raw))
@@ -264,7 +264,8 @@ def test_tofu_stats_flags_truth_ratios_that_overflow(tmp_path, capsys):
     as a model driven far off by gradient ascent can produce), and a note names it; numpy does not warn."""
     import warnings
 
-    log = _log_with(tmp_path, "big.json", _set("eval_log_forget.json", "avg_paraphrased_loss", "9", 1e308))
+    full = DATA / "tofu_eval_logs" / "ft_epoch5_lr1e-05_llama2-7b_full_wd0.json"
+    log = _log_with(tmp_path, "big.json", _set("eval_log_forget.json", "avg_paraphrased_loss", "9", 1e308), full)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", category=RuntimeWarning, message=".*(overflow|divide by zero).*")
         assert main(["tofu-stats", str(log), "--retain", str(LOG), "--json", "--n-boot", "20"]) == 0

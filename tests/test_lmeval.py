@@ -79,7 +79,8 @@ def test_mc_rows_gold_in_choices_and_deterministic(toy_examples):
 
 def test_mc_rows_rejects_too_few_or_repeated_distractors(toy_examples):
     e = toy_examples[0]
-    few = Example(id="x", subject=e.subject, question=e.question, answer=e.answer, perturbed_answers=e.perturbed_answers[:2])
+    few = Example(id="x", subject=e.subject, question=e.question, answer=e.answer,
+                  perturbed_answers=e.perturbed_answers[:2])
     with pytest.raises(DataError, match=r"row 1, field 'perturbed_answers'.*'x' has 2 perturbed"):
         L.mc_rows([e, few])
     dup = Example(id="y", subject=e.subject, question=e.question, answer=e.answer,

@@ -65,7 +65,7 @@ class Workdir:
             m = read_json(self.manifest_path)
         except DataError as e:
             raise TuevalError(f"{self.manifest_path} is damaged ({e.message}): {self._redo}") from None
-        if not (isinstance(m, dict) and isinstance(m.get("paths"), dict) and isinstance(m.get("profile"), dict)):
+        if not (isinstance(m, dict) and isinstance(m.get("paths"), dict)):
             raise TuevalError(f"{self.manifest_path} is damaged (not a prepare manifest): {self._redo}")
         return m
 
