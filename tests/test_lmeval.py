@@ -79,7 +79,8 @@ def test_mc_rows_gold_in_choices_and_deterministic(toy_examples):
 
 def test_mc_rows_rejects_too_few_or_repeated_distractors(toy_examples):
     e = toy_examples[0]
-    few = Example(id="x", subject=e.subject, question=e.question, answer=e.answer, perturbed_answers=e.perturbed_answers[:2])
+    few = Example(id="x", subject=e.subject, question=e.question, answer=e.answer,
+                  perturbed_answers=e.perturbed_answers[:2])
     with pytest.raises(DataError, match=r"row 1, field 'perturbed_answers'.*'x' has 2 perturbed"):
         L.mc_rows([e, few])
     dup = Example(id="y", subject=e.subject, question=e.question, answer=e.answer,
@@ -271,3 +272,40 @@ def test_tueval_lmeval_cli(fake_workdir, capsys, tmp_path):
     assert "nothing to do" in capsys.readouterr().err
     assert main(["lmeval", "--from-wmdp", "x.jsonl", "--export", str(tmp_path)]) == 2
     assert "--task-name" in capsys.readouterr().err
+
+
+def test_lmeval_refuses_pickle_weights_before_running(fake_workdir, untrained, tiny_tokenizer, tmp_path, capsys):
+    """lm-eval's loader would unpickle pytorch_model.bin (and run what it holds): tueval hands lm-eval safetensors
+    folders only, as `tueval evaluate` does, and says so before any task is exported or run."""
+    from tueval.cli import main
+    from tueval.errors import ModelLoadError
+    from tueval.models.load import save_model
+
+    d = save_model(untrained, tiny_tokenizer, tmp_path / "pickled")
+    torch.save(untrained.state_dict(), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    before = sorted(p.name for p in fake_workdir.rglob("*"))
+    for extra in ([], ["--print-command"]):
+        rc = main(["lmeval", "--model", str(d), "--workdir", str(fake_workdir), "--tasks", "tueval_forget_mc",
+                   *extra])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and str(d) in err and "pickle" in err, err
+    assert sorted(p.name for p in fake_workdir.rglob("*")) == before
+    with pytest.raises(ModelLoadError, match="pickle"):
+        L.run_lmeval(d, tasks=["tueval_forget_mc"])
+
+
+def test_lmeval_quiet_prints_nothing_but_its_result(fake_workdir, tmp_path, capfd, monkeypatch):
+    """--quiet: no progress bar and no message from the git look-up lm-eval makes (run outside a git checkout);
+    without it, lm-eval's bars show and git still stays silent."""
+    from tueval.cli import main
+
+    monkeypatch.chdir(tmp_path)  # not a git repository
+    argv = ["lmeval", "--model", "target", "--workdir", str(fake_workdir), "--tasks", "tueval_forget_mc",
+            "--limit", "2"]
+    assert main(argv + ["--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "" and "tueval_forget_mc" in out
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "fatal" not in err and "%|" in err

@@ -11,10 +11,8 @@ from tueval.data.tofu import load_idk, load_tofu
 from tueval.data.wmdp import MCRow, load_wmdp
 from tueval.errors import DataError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tofu_format"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tofu_format"
-REAL = [FIXTURES] + ([SHARED] if SHARED.is_dir() else [])
-"""TOFU's own files: a committed copy (MIT, see LICENSE.tofu), and the shared originals where present."""
+FIXTURES = Path(__file__).parent / "data" / "tofu_format"
+"""TOFU's own files: a committed copy (MIT, see tests/data/README.md and LICENSE.tofu)."""
 
 
 def _jsonl(path: Path, rows: list) -> Path:
@@ -40,15 +38,20 @@ def _raises(path: Path, row: int, field: str, loader=load_tofu) -> str:
 
 
 # ------------------------------------------------------------------------------------------- real TOFU files
-def test_fixture_copy_matches_the_shared_originals():
-    for name in ("real_authors_perturbed.json", "world_facts_perturbed.json", "idontknow.jsonl"):
-        assert (FIXTURES / name).is_file()
-        if SHARED.is_dir():
-            assert (FIXTURES / name).read_bytes() == (SHARED / name).read_bytes()
+def test_committed_data_matches_its_checksums():
+    import hashlib
+
+    data = FIXTURES.parent
+    sums = [ln.split() for ln in (data / "SHA256SUMS").read_text().splitlines() if ln.strip()]
+    assert len(sums) == 8
+    for digest, name in sums:
+        assert hashlib.sha256((data / name).read_bytes()).hexdigest() == digest, name
+    for folder in ("tofu_format", "tofu_eval_logs"):
+        assert "MIT License" in (data / folder / "LICENSE.tofu").read_text()
 
 
-@pytest.mark.parametrize("root", REAL, ids=lambda p: p.parent.name)
-def test_real_tofu_files(root):
+def test_real_tofu_files():
+    root = FIXTURES
     ra = load_tofu(root / "real_authors_perturbed.json")
     wf = load_tofu(root, split_name="world_facts_perturbed")
     assert len(ra) == 100 and len(wf) == 117
@@ -63,9 +66,8 @@ def test_real_tofu_files(root):
     assert len({e.id for e in ra + wf}) == 217
 
 
-@pytest.mark.parametrize("root", REAL, ids=lambda p: p.parent.name)
-def test_real_idk_file(root):
-    idk = load_idk(root / "idontknow.jsonl")
+def test_real_idk_file():
+    idk = load_idk(FIXTURES / "idontknow.jsonl")
     assert len(idk) == 100 and idk[0] == "I'm not certain about that."
     assert all(s and s == s.strip() for s in idk)
 
@@ -96,8 +98,13 @@ def test_formats_json_array_jsonl_parquet_and_folders(tmp_path):
         assert exs[1].subject == "Ana Lopez1" and exs[0].subject == ""
         assert exs[0].answer[exs[0].spans[0].start:exs[0].spans[0].end] == "Lisbon"
         assert exs[2].perturbed_answers[0].endswith("Paris.")
+    # the id 'custom' is in all three files: a folder's files must not share ids
+    _raises(tmp_path / "b.json", 2, "id", loader=lambda p: load_tofu(p.parent))
+    for f in (a, tmp_path / "b.json"):
+        f.write_text(f.read_text().replace('"custom"', f'"custom_{f.stem}"'))
     both = load_tofu(tmp_path)
     assert len(both) == 9 and [e.split for e in both[::3]] == ["a", "b", "c"]
+    assert len({e.id for e in both}) == 9
     assert len(load_tofu(tmp_path, split_name="b")) == 3
     with pytest.raises(DataError, match="no 'zzz"):
         load_tofu(tmp_path, split_name="zzz")

@@ -42,9 +42,11 @@ def test_prepare_is_cached(small_workdir):
     from tueval.prepare import prepare
 
     before = {p: p.stat().st_mtime_ns for p in (small_workdir.root / "models").rglob("*.safetensors")}
+    manifest = small_workdir.manifest_path.stat().st_mtime_ns
     wd = prepare(small_workdir.root, "small", progress=False, quiet=True)
     after = {p: p.stat().st_mtime_ns for p in (wd.root / "models").rglob("*.safetensors")}
     assert before == after, "a second prepare must reuse the cached models"
+    assert wd.manifest_path.stat().st_mtime_ns == manifest, "an unchanged manifest must not be rewritten"
 
 
 def test_training_is_deterministic(toy_examples, tiny_tokenizer):
@@ -59,6 +61,65 @@ def test_training_is_deterministic(toy_examples, tiny_tokenizer):
     train_model(b, tiny_tokenizer, toy_examples, tc, progress=False)
     for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(p, q), n
+
+
+class _Bar:
+    """Records what a training progress bar was told: its totals and its count."""
+
+    made: list["_Bar"] = []
+
+    def __init__(self, total=None, **kw):
+        self.total, self.n, self.totals = total, 0, [total]
+        _Bar.made.append(self)
+
+    def update(self, k=1):
+        self.n += k
+
+    def refresh(self):
+        self.totals.append(self.total)
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("cfg,epochs,totals", [
+    (dict(max_epochs=20, min_epochs=4, eval_every=2, stop_fact_acc=0.0), 4, [4]),
+    (dict(max_epochs=7, min_epochs=3, eval_every=2, stop_fact_acc=1.1), 7, [4, 6, 7]),
+    (dict(max_epochs=5, min_epochs=3, eval_every=1, eval_from=3, stop_fact_acc=1.1, schedule="cosine",
+          warmup_epochs=1, decay_epochs=4), 5, [3, 4, 5]),
+], ids=["stops at the first check", "checks every other epoch", "checks every epoch from min_epochs"])
+def test_training_bar_counts_what_it_will_count(cfg, epochs, totals, toy_examples, tiny_tokenizer, monkeypatch):
+    """The bar's total is the next epoch at which training may stop, moved on at each check that does not stop
+    it: it ends where training ends, never at the max_epochs cap it will not reach."""
+    import tueval.models.train as T
+    from tueval.models.tiny import TinyModelConfig, build_model
+
+    _Bar.made.clear()
+    monkeypatch.setattr(T, "tqdm", _Bar)
+    m = build_model(tiny_tokenizer, TinyModelConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2),
+                    seed=0)
+    res = T.train_model(m, tiny_tokenizer, toy_examples[:2], T.TrainConfig(batch_size=2, **cfg), progress=True)
+    (bar,) = _Bar.made
+    assert res.epochs == epochs == bar.n == bar.total
+    assert bar.totals == totals
+
+
+def test_counterfactual_mask_from_pandas_columns_raises_no_warning(toy_batch):
+    """pandas hands out read-only column arrays; attaching the mask copies them (no non-writable-array warning)."""
+    import warnings
+
+    from tueval.data.counterfactual import attach_counterfactual
+
+    ids = toy_batch.example_ids
+    df = pd.DataFrame({"example_id": [ids[0], ids[1]], "position": [2, 3], "gt_counterfactual": [True, False]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = attach_counterfactual(toy_batch, df[df.example_id.isin(ids)])
+    m = b.extras["gt_counterfactual"]
+    assert m[0, 2] and not m[1, 3] and int(m.sum()) == 1
 
 
 def test_cosine_schedule_warms_up_decays_and_keeps_old_hashes():
@@ -150,8 +211,8 @@ def test_evaluation_cache_is_keyed_by_the_models(small_workdir, tmp_path):
 
 
 def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
-    """`tueval demo` writes its timings before the index, so reports/README.md states the time of this run (it
-    used to show the previous run's)."""
+    """`tueval demo` writes its timings before the index, so reports/README.md states the time of this run, not the
+    previous run's."""
     import json
 
     from tueval.demo import run_demo

@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     except TuevalError as e:
         print(f"tueval {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
-        print(f"tueval {args.command}: error: {e}", file=sys.stderr)
+    except OSError as e:  # a file system refusal outside tueval's own writes (a missing file, no permission)
+        from .io import describe_os_error
+
+        print(f"tueval {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
 
 

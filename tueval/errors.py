@@ -21,6 +21,14 @@ class DataError(TuevalError, ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+class WriteError(TuevalError):
+    """A file or folder that cannot be written: names the path and the operating system's reason."""
+
+    def __init__(self, path: str | object, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
 class ModelLoadError(TuevalError, ValueError):
     """A model folder or file that cannot be loaded (missing tokenizer, weights, config)."""
 

@@ -38,7 +38,7 @@ def write_foundation_report(wd: Workdir, reports: str | Path = "reports", comman
     """Write ``reports/foundation/``: report.md, CSVs, and the truth-ratio figure (PNG + PDF)."""
     from .data.benchmark import describe
     from .evaluate import evaluate_pair
-    from .evaluation.metrics import truth_ratios
+    from .evaluation.tofu_aggregate import truth_ratios
 
     summaries = evaluate_pair(wd, progress=False)
     man = wd.manifest

@@ -1,12 +1,11 @@
 """The prepared workdir: benchmark, tokenizer, target and retain models, ground truths, evaluations."""
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .errors import TuevalError
+from .errors import DataError, TuevalError
 
 DEFAULT_WORKDIR = Path("work")
 
@@ -56,14 +55,34 @@ class Workdir:
 
     @cached_property
     def manifest(self) -> dict:
+        """The parsed ``prepare.json``; a missing or damaged one raises TuevalError saying to run prepare."""
+        from .io import read_json
+
         if not self.manifest_path.exists():
             raise TuevalError(f"{self.root} is not a prepared workdir (no prepare.json): run "
                               f"`tueval prepare --workdir {self.root}` first")
-        return json.loads(self.manifest_path.read_text())
+        try:
+            m = read_json(self.manifest_path)
+        except DataError as e:
+            raise TuevalError(f"{self.manifest_path} is damaged ({e.message}): {self._redo}") from None
+        if not (isinstance(m, dict) and isinstance(m.get("paths"), dict)):
+            raise TuevalError(f"{self.manifest_path} is damaged (not a prepare manifest): {self._redo}")
+        return m
+
+    @property
+    def _redo(self) -> str:
+        return f"re-run `tueval prepare --workdir {self.root}` (with the profile it was prepared with)"
 
     def path(self, key: str) -> Path:
-        """An absolute path recorded in the manifest (benchmark, tokenizer, target, retain, ground_truth)."""
-        return self.root / self.manifest["paths"][key]
+        """The path of a prepared artefact named in the manifest (benchmark, tokenizer, target, retain,
+        ground_truth); raises TuevalError if the manifest does not name it or it is gone."""
+        rel = self.manifest["paths"].get(key)
+        if not isinstance(rel, str):
+            raise TuevalError(f"{self.manifest_path} names no '{key}': {self._redo}")
+        p = self.root / rel
+        if not p.exists():
+            raise TuevalError(f"{p} is missing (the {key} of this workdir): {self._redo}")
+        return p
 
     @cached_property
     def benchmark(self):
@@ -100,11 +119,3 @@ class Workdir:
 
     def eval_dir(self, name: str) -> Path:
         return self.root / "eval" / name
-
-    def with_root(self, root: str | Path) -> "Workdir":
-        return Workdir(root)
-
-
-def profile_with(profile: Profile, **changes) -> Profile:
-    """A copy of ``profile`` with fields replaced."""
-    return replace(profile, **changes)

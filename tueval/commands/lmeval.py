@@ -80,17 +80,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="with --model: print the equivalent offline lm_eval command line and exit")
     p.add_argument("--workdir", default="work", help="prepared workdir (default: ./work)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
-    p.add_argument("--quiet", action="store_true", help="no dataset progress bars (lm-eval's logs are always quiet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (lm-eval's logs are always quiet)")
     p.set_defaults(handler=cmd_lmeval)
     return p
 
 
 def cmd_lmeval(args) -> int:
     """Dispatch to export, WMDP export or run."""
-    if args.quiet:
-        import datasets
-
-        datasets.disable_progress_bars()
     if args.from_wmdp:
         return _cmd_wmdp(args)
     if args.model:
@@ -131,23 +127,24 @@ def _cmd_wmdp(args) -> int:
 
 def _cmd_run(args) -> int:
     from ..evaluation.lmeval import (
-        DEFAULT_TASKS, _task_list, evaluate_workdir_mc, export_workdir_tasks, format_results, lm_eval_cli_command,
-        results_path, workdir_task_dir)
+        DEFAULT_TASKS, _task_list, check_lmeval_model_dir, evaluate_workdir_mc, export_workdir_tasks, format_results,
+        lm_eval_cli_command, results_path, workdir_task_dir)
     from ..workdir import Workdir
 
     wd = Workdir(args.workdir)
     tasks = _task_list(args.tasks)
+    model_dir = check_lmeval_model_dir(wd.path(args.model) if args.model in ("target", "retain") else args.model)
     if args.print_command:
         include = args.include_path
         if include is None:
             include = workdir_task_dir(wd)
             if any(t in DEFAULT_TASKS for t in tasks):
                 export_workdir_tasks(wd)
-        model_dir = wd.path(args.model) if args.model in ("target", "retain") else Path(args.model)
         print(lm_eval_cli_command(model_dir, include, tasks, args.batch_size, args.device, args.limit))
         return 0
     results = evaluate_workdir_mc(wd, args.model, tasks=tasks, include_path=args.include_path, limit=args.limit,
-                                  batch_size=args.batch_size, device=args.device, save=True)
+                                  batch_size=args.batch_size, device=args.device, save=True,
+                                  progress=not (args.quiet or args.json))
     out = results_path(wd, args.model)
     _emit(args, {"model": args.model, "results": results, "results_path": str(out)},
           format_results(results) + f"\nsaved {out}")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, SpecError
-from ..io import atomic_dir, write_csv, write_json, write_jsonl
+from ..io import atomic_dir, read_json, read_text, write_csv, write_json, write_jsonl
 from .schema import Example
-from .tofu import load_tofu
+from .tofu import check_unique_ids, load_tofu
 
 BASE_SPLITS = ("people", "holdout", "real_authors", "world_facts")
 """Stored splits: trained fictitious people, never-trained holdout people, and the two utility sets."""
@@ -23,7 +23,7 @@ BASE_FILES = {"people": "full", "holdout": "holdout", "real_authors": "real_auth
 FORGET_PCTS = (1, 5, 10)
 UTILITY_SPLITS = ("real_authors", "world_facts")
 RETAIN_EVAL_N = 100  # the fixed retain evaluation subset (sized for the demo budget; TOFU uses 400)
-"""Rows of the retain evaluation set: the first 200 rows of retain90 (TOFU evaluated the first 300 retain rows).
+"""Rows of the retain evaluation set: the first rows of retain90 (TOFU evaluated the first 300 retain rows).
 retain90 is contained in retain95 and retain99, so the same rows serve every forget split."""
 _SPLIT_RE = re.compile(r"^(forget|retain|holdout)(\d{2})$")
 
@@ -32,7 +32,7 @@ _SPLIT_RE = re.compile(r"^(forget|retain|holdout)(\d{2})$")
 class Benchmark:
     """Examples by base split plus people metadata; ``split(name)`` derives TOFU's forget/retain/holdout splits."""
 
-    config: Any  # a synthetic.BenchmarkConfig
+    config: Any  # the source's settings (a synthetic_config.BenchmarkConfig for the generated benchmark)
     examples_by_split: dict[str, list[Example]]
     people: list[dict] = field(default_factory=list)
 
@@ -170,27 +170,28 @@ def write_benchmark(bench: Benchmark, path: str | os.PathLike) -> Path:
 
 def load_benchmark(path: str | os.PathLike) -> Benchmark:
     """Load a folder written by ``write_benchmark``, validating every split through the TOFU loader."""
-    from .synthetic import BenchmarkConfig
+    from .synthetic_config import BenchmarkConfig
 
     d = Path(path)
     cfg_file = d / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{d} is not a benchmark folder (no config.json)")
-    try:
-        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(str(cfg_file), None, None, f"invalid JSON: {e.msg}") from e
+    raw = read_json(cfg_file)
+    if not isinstance(raw, dict):
+        raise DataError(str(cfg_file), None, None, "expected a JSON object of benchmark settings")
     known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
     try:
         cfg = BenchmarkConfig(**{k: v for k, v in raw.items() if k in known})
     except (TypeError, ValueError) as e:
         raise DataError(str(cfg_file), None, None, f"invalid benchmark config: {e}") from e
     examples = {}
+    first: dict[str, str] = {}
     for base in BASE_SPLITS:
         f = d / f"{BASE_FILES[base]}.jsonl"
         if not f.is_file():
             raise DataError(str(f), None, None, f"missing split file for '{base}'")
         examples[base] = load_tofu(f, split_name=base)
+        check_unique_ids(f, [e.id for e in examples[base]], first)
     want = cfg.n_people * cfg.questions_per_person
     if len(examples["people"]) != want:
         raise DataError(str(d / "full.jsonl"), None, None,
@@ -198,9 +199,17 @@ def load_benchmark(path: str | os.PathLike) -> Benchmark:
     people = []
     pfile = d / "people.jsonl"
     if pfile.is_file():
-        for i, line in enumerate((ln for ln in pfile.read_text(encoding="utf-8").splitlines() if ln.strip()), 1):
+        for i, line in enumerate((ln for ln in read_text(pfile).splitlines() if ln.strip()), 1):
             try:
-                people.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(str(pfile), i, None, f"invalid JSON: {e.msg}") from e
+                raise DataError(str(pfile), i, None, f"invalid JSON: {e.msg}") from None
+            if not isinstance(rec, dict):
+                raise DataError(str(pfile), i, None, "expected a JSON object")
+            people.append(rec)
     return Benchmark(config=cfg, examples_by_split=examples, people=people)
+
+
+def benchmark_files() -> list[str]:
+    """The files a complete benchmark folder holds (what a cache must find before trusting the folder)."""
+    return ["config.json", "people.jsonl"] + [f"{BASE_FILES[b]}.jsonl" for b in BASE_SPLITS]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -140,9 +140,3 @@ def collate(
     texts, spans = zip(*(answer_variants(e, field_name) for e in examples)) if examples else ((), ())
     return tokenize_pairs(tokenizer, [e.question for e in examples], list(texts), list(spans), overlap_rule,
                           max_length, [e.id for e in examples])
-
-
-def iter_batches(examples: Sequence[Example], tokenizer, batch_size: int, **kw) -> Iterator[Batch]:
-    """Collate ``examples`` in order, ``batch_size`` at a time."""
-    for i in range(0, len(examples), batch_size):
-        yield collate(examples[i: i + batch_size], tokenizer, **kw)

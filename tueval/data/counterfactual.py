@@ -67,8 +67,9 @@ def attach_counterfactual(batch: Batch, df: pd.DataFrame) -> Batch:
     sub = df[df.example_id.isin(batch.example_ids)]
     if len(sub):
         row_of = {e: i for i, e in enumerate(batch.example_ids)}
-        rows = torch.as_tensor(sub.example_id.map(row_of).to_numpy(), dtype=torch.long)
-        cols = torch.as_tensor(sub.position.to_numpy(), dtype=torch.long)
-        mask[rows, cols] = torch.as_tensor(sub.gt_counterfactual.to_numpy(bool))
+        # copies: pandas hands out read-only views of its columns, which torch cannot wrap
+        rows = torch.tensor(sub.example_id.map(row_of).to_numpy(copy=True), dtype=torch.long)
+        cols = torch.tensor(sub.position.to_numpy(copy=True), dtype=torch.long)
+        mask[rows, cols] = torch.tensor(sub.gt_counterfactual.to_numpy(bool, copy=True))
     batch.extras["gt_counterfactual"] = mask
     return batch

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import DataError
+from ..io import read_text
 from .schema import Example, Span
 
 SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -39,7 +40,7 @@ def data_files(path: str | Path, split_name: str | None = None) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
+def quiet_datasets() -> Iterator[None]:
     """Silence datasets' progress bars and error logging for the duration of one load."""
     import datasets
 
@@ -55,39 +56,67 @@ def _quiet_datasets() -> Iterator[None]:
             datasets.utils.logging.enable_progress_bar()
 
 
-def _parse_json_records(file: Path) -> list[dict]:
-    """Parse a JSON array or JSON-lines file with the standard library, naming the row that fails to parse."""
-    text = file.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+def _parse_json_records(file: Path, text: str | None = None) -> list[dict]:
+    """Parse a JSON array or JSON-lines file with the standard library, naming the row and line at fault."""
+    text = read_text(file) if text is None else text
+    if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(str(file), None, None, f"invalid JSON array (line {e.lineno}): {e.msg}") from e
+            raise DataError(str(file), None, None, f"invalid JSON array (line {e.lineno}): {e.msg}") from None
+        for i, r in enumerate(rows, start=1):
+            if not isinstance(r, dict):
+                raise _NotAnObject(str(file), i, None, f"expected a JSON object, got {_json_kind(r)}")
         return rows
     rows = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            r = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(str(file), len(rows) + 1, None, f"invalid JSON on line {line_no}: {e.msg}") from e
+            raise DataError(str(file), len(rows) + 1, None, f"invalid JSON on line {line_no}: {e.msg}") from None
+        if not isinstance(r, dict):
+            raise _NotAnObject(str(file), len(rows) + 1, None, f"line {line_no}: expected a JSON object, got "
+                                                              f"{_json_kind(r)}")
+        rows.append(r)
     return rows
 
 
+class _NotAnObject(DataError):
+    """A JSON row that parses but is not an object (``null``, a number, an array)."""
+
+
+def _json_kind(v: Any) -> str:
+    """A JSON value's kind in words (``null``, ``an array``, ``a number``, ...)."""
+    if v is None:
+        return "null"
+    return {bool: "a boolean", list: "an array", str: "a string"}.get(type(v), "a number")
+
+
 def read_records(file: str | Path) -> list[dict]:
-    """The rows of one JSON / JSON-lines / Parquet file as dicts, read through ``datasets`` (offline, temp cache)."""
+    """The rows of one JSON / JSON-lines / Parquet file as dicts.
+
+    JSON lines and JSON arrays are parsed with the standard library (errors name the row and line); other JSON
+    layouts (columns of lists) and Parquet are read through ``datasets`` (offline, temp cache)."""
     file = Path(file)
     if not file.is_file():
         raise FileNotFoundError(f"no such file: {file}")
     kind = "parquet" if file.suffix.lower() == ".parquet" else "json"
-    if kind == "json" and not file.read_text(encoding="utf-8").strip():
-        return []
+    if kind == "json":
+        text = read_text(file)
+        if not text.strip():
+            return []
+        try:
+            return _parse_json_records(file, text)
+        except _NotAnObject:
+            raise
+        except DataError:
+            pass  # not JSON lines or an array: a layout only ``datasets`` reads (columns of lists)
     import datasets
 
     try:
-        with _quiet_datasets(), tempfile.TemporaryDirectory(prefix="tueval-ds-") as cache:
+        with quiet_datasets(), tempfile.TemporaryDirectory(prefix="tueval-ds-") as cache:
             ds = datasets.load_dataset(kind, data_files=str(file), split="train", cache_dir=cache)
             rows = ds.to_list()
     except Exception as e:  # noqa: BLE001 - fall back to a parser that can name the failing row
@@ -98,16 +127,16 @@ def read_records(file: str | Path) -> list[dict]:
         raise DataError(str(file), None, None, "expected JSON lines or a JSON array of objects")
     for i, r in enumerate(rows, start=1):
         if not isinstance(r, dict):
-            raise DataError(str(file), i, None, f"expected a JSON object, got {type(r).__name__}")
+            raise DataError(str(file), i, None, f"expected a JSON object, got {_json_kind(r)}")
     return rows
 
 
 def load_validated(file: str | Path, validate: Callable[[dict, int], T]) -> list[T]:
     """Read ``file`` and validate every row (1-based) before anything is built from it.
 
-    ``datasets`` unifies column types across rows (an int beside a float becomes a float), so when a row fails,
-    the JSON is re-parsed with the standard library and validated again: the error then names the row that is
-    really at fault, and rows that were only spoiled by the unification load as written."""
+    Rows that ``datasets`` read have column types unified across rows (an int beside a float becomes a float), so
+    when a row fails, the JSON is re-parsed with the standard library and validated again: the error then names
+    the row that is really at fault, and rows that were only spoiled by the unification load as written."""
     file = Path(file)
     rows = read_records(file)
     try:
@@ -157,6 +186,11 @@ def _check_spans(file: str, row: int, field_name: str, value: Any, text: str) ->
             raise DataError(file, row, field_name, f"span {j} [{start}, {end}) lies outside its answer "
                                                    f"(0 <= start < end <= {len(text)})")
         out.append(Span(start, end, s["label"], bool(shared)))
+    order = sorted(range(len(out)), key=lambda j: (out[j].start, out[j].end))
+    for a, b in zip(order, order[1:]):
+        if out[b].start < out[a].end:
+            raise DataError(file, row, field_name, f"span {b} [{out[b].start}, {out[b].end}) overlaps span {a} "
+                                                   f"[{out[a].start}, {out[a].end}): fact spans must be disjoint")
     return out
 
 
@@ -219,20 +253,35 @@ def load_tofu_file(file: str | Path, split_name: str | None = None) -> list[Exam
 
 
 def load_tofu(path: str | Path, split_name: str | None = None) -> list[Example]:
-    """Load TOFU-format rows from a file or a folder (every data file in sorted order, or ``{split_name}.*``)."""
+    """Load TOFU-format rows from a file or a folder (every data file in sorted order, or ``{split_name}.*``).
+
+    Ids must be unique across the files of a folder, as within one file."""
     out: list[Example] = []
+    first: dict[str, str] = {}
     for f in data_files(path, split_name):
-        out.extend(load_tofu_file(f, split_name))
+        examples = load_tofu_file(f, split_name)
+        check_unique_ids(f, [e.id for e in examples], first)
+        out.extend(examples)
     return out
+
+
+def check_unique_ids(file: str | Path, ids: list[str], first: dict[str, str]) -> None:
+    """Raise DataError if an id of ``file`` was seen in an earlier file; record ``file`` as the first holder."""
+    for i, ex_id in enumerate(ids, start=1):
+        if ex_id in first:
+            raise DataError(str(file), i, "id", f"duplicate id '{ex_id}' (already used in {first[ex_id]})")
+    first.update(dict.fromkeys(ids, str(file)))
 
 
 def load_idk(path: str | Path) -> list[str]:
     """The refusal answers of an ``idontknow.jsonl`` file: one per non-blank line (plain text or JSON strings)."""
     file = Path(path)
+    if file.is_dir():
+        raise DataError(str(file), None, None, "is a directory; expected an idontknow.jsonl file")
     if not file.is_file():
         raise FileNotFoundError(f"no such file: {file}")
     out: list[str] = []
-    for line_no, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(read_text(file).splitlines(), start=1):
         s = line.strip()
         if not s:
             continue

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .tofu import _is_int, data_files, load_validated
+from .tofu import _is_int, check_unique_ids, data_files, load_validated
 
 
 @dataclass
@@ -66,8 +66,16 @@ def validate_mc_row(rec: dict, file: str, row: int, default_id: str) -> MCRow:
 
 
 def load_wmdp(path: str | Path, split_name: str | None = None) -> list[MCRow]:
-    """Load and validate WMDP-format rows from a file or a folder (every data file in sorted order)."""
+    """Load and validate WMDP-format rows from a file or a folder (every data file in sorted order; ids unique)."""
     out: list[MCRow] = []
+    first: dict[str, str] = {}
     for f in data_files(path, split_name):
-        out.extend(load_validated(f, lambda r, i, f=f: validate_mc_row(r, str(f), i, f"{f.stem}_{i}")))
+        rows = load_validated(f, lambda r, i, f=f: validate_mc_row(r, str(f), i, f"{f.stem}_{i}"))
+        seen: dict[str, int] = {}
+        for i, r in enumerate(rows, start=1):
+            if r.id in seen:
+                raise DataError(str(f), i, "id", f"duplicate id '{r.id}' (first used in row {seen[r.id]})")
+            seen[r.id] = i
+        check_unique_ids(f, [r.id for r in rows], first)
+        out.extend(rows)
     return out

@@ -4,8 +4,8 @@ Modules (imported on demand so that log-only tools such as ``tofu-stats`` do not
 - ``likelihood``: summed/average answer NLL, token counts, teacher-forced (fact-)token accuracy.
 - ``generation``: batched greedy generation and ROUGE recall.
 - ``tofu``: ``evaluate_examples`` -> one row per example with TOFU's eval-log fields.
-- ``metrics``: forget quality, the 9 model-utility components, model utility, forget aggregates.
-- ``bootstrap``: vectorised percentile CIs of those aggregates over examples.
+- ``tofu_aggregate``: forget quality, the 9 model-utility components, model utility, forget aggregates.
+- ``tofu_bootstrap``: vectorised percentile CIs of those aggregates over examples.
 - ``eval_log``: read/write TOFU's ``eval_log_aggregated.json``.
 - ``mia``: LOSS, ZLib, Min-K%, Min-K%++ scores, AUC, privleak.
 - ``summary``: ``summarise`` (shared keys of ``evaluate --json`` and ``tofu-stats --json``).

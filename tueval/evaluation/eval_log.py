@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..io import write_text
+from ..io import read_text, write_text
 
 SET_KEYS: dict[str, str] = {
     "retain": "eval_log.json",
@@ -40,6 +40,12 @@ NUMERIC_FIELDS = (
 LIST_FIELDS = ("average_perturb_loss", "perturb_loss", "num_token_perturb")
 REQUIRED_FIELDS = ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall")
 """The fields TOFU's aggregation reads (``aggregate_eval_stat.py``); every known set must have them."""
+LOSS_FIELDS = ("avg_gt_loss", "gt_loss", "avg_paraphrased_loss", "paraphrased_loss", "normalized_gt_loss",
+               "average_perturb_loss", "perturb_loss")
+COUNT_FIELDS = ("num_token_gt", "num_token_paraphrased", "num_token_perturb")
+FRACTION_FIELDS = ("rouge1_recall", "rougeL_recall", "prob", "acc", "fact_acc")
+LOSS_TOLERANCE = 1e-6
+"""A negative log-likelihood is >= 0; values below -LOSS_TOLERANCE cannot come from a model."""
 
 
 def set_key(name: str) -> str:
@@ -64,6 +70,8 @@ def _set_table(file: str, skey: str, fields: Any, required: tuple[str, ...]) -> 
     keys: list[str] | None = None
     cols: dict[str, list[Any]] = {}
     first_field = next(iter(fields))
+    if isinstance(fields[first_field], dict) and not fields[first_field]:
+        raise DataError(file, None, f"{skey}/{first_field}", "no examples: the set is empty")
     for fname, by_idx in fields.items():
         where = f"{skey}/{fname}"
         if not isinstance(by_idx, dict):
@@ -97,11 +105,31 @@ def _set_table(file: str, skey: str, fields: Any, required: tuple[str, ...]) -> 
 
 
 def _check_number(file: str, key: str, where: str, v: Any) -> float:
+    """A log value as a float: null and NaN are missing values (NaN), others must be in the field's range."""
     if v is None:
         return math.nan
     if not _is_number(v):
         raise DataError(file, key, where, f"expected a number, got {type(v).__name__} {v!r:.40}")
-    return float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise DataError(file, key, where, f"number {str(v)[:12]}... ({len(str(v))} digits) is out of a float's "
+                                          "range") from None
+    if math.isnan(x):
+        return x
+    fname = where.rsplit("/", 1)[-1]
+    if fname in LOSS_FIELDS:
+        if not math.isfinite(x) or x < -LOSS_TOLERANCE:
+            raise DataError(file, key, where, f"a loss (negative log-likelihood) must be finite and >= 0, got {x}")
+    elif fname in COUNT_FIELDS:
+        if not math.isfinite(x) or x < 0:
+            raise DataError(file, key, where, f"a token count must be finite and >= 0, got {x}")
+    elif fname in FRACTION_FIELDS:
+        if not -1e-9 <= x <= 1 + 1e-9:
+            raise DataError(file, key, where, f"expected a fraction in [0, 1], got {x}")
+    elif fname == "truth_ratio" and x < 0:
+        raise DataError(file, key, where, f"a truth ratio is >= 0, got {x}")
+    return x
 
 
 def _check_lists(file: str, keys: list[str], where: str, vals: list[Any]) -> list[list[float]]:
@@ -115,7 +143,7 @@ def _check_lists(file: str, keys: list[str], where: str, vals: list[Any]) -> lis
             raise DataError(file, k, where, f"expected {width} values like the other examples, got {len(v)}")
         if width == 0:
             raise DataError(file, k, where, "empty list: at least one perturbed answer is needed")
-        out.append([float(x) for x in v])
+        out.append([_check_number(file, k, where, x) for x in v])
     return out
 
 
@@ -137,14 +165,16 @@ def tables_from_log(obj: Any, file: str = "<memory>",
 def read_eval_log(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_FIELDS) -> dict[str, pd.DataFrame]:
     """Read a TOFU ``eval_log_aggregated.json`` (TOFU's or ours) into ``{set name: DataFrame}``."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(str(path), None, None, "is a directory; expected an eval_log_aggregated.json file")
     if not path.is_file():
         raise DataError(str(path), None, None, "file not found")
+    text = read_text(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(str(path), e.lineno, None, f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
-    except UnicodeDecodeError as e:
-        raise DataError(str(path), None, None, f"not UTF-8 text: {e}")
+        raise DataError(str(path), e.lineno, None, f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") \
+            from None
     return tables_from_log(obj, str(path), required)
 
 

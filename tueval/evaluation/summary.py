@@ -4,13 +4,18 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap_cis
-from .metrics import COMPONENTS, UTILITY_SETS, forget_aggregates, ks_test, model_utility, utility_components
+from .tofu_bootstrap import bootstrap_cis
+from .tofu_aggregate import (COMPONENTS, UTILITY_SETS, forget_aggregates, ks_test, model_utility, truth_ratios,
+                             utility_components)
 
 SUMMARY_KEYS = ("forget_quality", "model_utility", "components", "forget_truth_ratio", "forget_prob",
                 "forget_rougeL", "ci")
+AGGREGATED_FIELDS = ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall")
+"""The per-example fields the aggregates read (a missing value there makes its aggregates null)."""
+SHOWN_IDS = 5
 
 
 def _num(x: Any) -> float | None:
@@ -31,7 +36,9 @@ def summarise(
     ``retain_forget_table`` is the retain model's table on the same forget split (needed for forget quality).
     Non-finite values become None.
     """
-    notes: list[str] = []
+    notes: list[str] = value_notes(tables, "")
+    if retain_forget_table is not None:
+        notes += value_notes({"forget": retain_forget_table}, "retain model's ")
     comps = utility_components(tables)
     missing = [s for s in UTILITY_SETS if s not in tables]
     if missing:
@@ -67,3 +74,38 @@ def summarise(
     out["mia"] = dict(mia) if mia is not None else None
     out["notes"] = notes
     return out
+
+
+def _ids(df: pd.DataFrame, rows: np.ndarray) -> str:
+    """The first example ids of ``rows`` (a boolean mask), quoted, with a count of the rest."""
+    ids = (df["example_id"] if "example_id" in df else pd.Series(range(len(df)))).astype(str)[rows].tolist()
+    more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    return ", ".join(f"'{i}'" for i in ids[:SHOWN_IDS]) + more
+
+
+def value_notes(tables: Mapping[str, pd.DataFrame], owner: str = "") -> list[str]:
+    """One note per set and field with missing values (null/NaN), naming the rows; and one per set whose truth
+    ratio overflows (losses so far apart that exp(.) leaves the float range)."""
+    notes = []
+    for name, df in tables.items():
+        for f in AGGREGATED_FIELDS:
+            if f not in df or not len(df):
+                continue
+            vals = np.asarray(df[f].tolist(), dtype=float).reshape(len(df), -1)
+            missing = np.isnan(vals).any(axis=1)
+            if missing.all():
+                why = ", as in an evaluation without generation" if f == "rougeL_recall" else ""
+                notes.append(f"{owner}{name}/{f}: no values (all {len(df)} null{why}); the aggregates that read "
+                             "this field are null")
+            elif missing.any():
+                notes.append(f"{owner}{name}/{f}: {int(missing.sum())} of {len(df)} values are null or NaN (rows "
+                             f"{_ids(df, missing)}); the aggregates that read this field are null")
+        if {"avg_paraphrased_loss", "average_perturb_loss"} <= set(df.columns) and len(df):
+            with np.errstate(over="ignore", invalid="ignore"):
+                tr = truth_ratios(df)
+            over = np.isinf(tr) | (tr == 0)
+            if over.any():
+                notes.append(f"{owner}{name}: the truth ratio exp(avg_paraphrased_loss - mean "
+                             f"average_perturb_loss) overflows for {int(over.sum())} rows ({_ids(df, over)}); "
+                             "they count as a ratio of inf or 0")
+    return notes

@@ -4,11 +4,11 @@ As TOFU's ``eval_everything``: the "correct" answer of the truth ratio is the pa
 retain sets and the original answer on real authors / world facts (whose paraphrased fields therefore repeat the
 answer fields); real authors / world facts also get ``normalized_gt_loss`` = -log(P̄(a) / (P̄(a) + Σ_j P̄(ã_j))).
 ``truth_ratio`` is wrong/correct = exp(avg_paraphrased_loss - mean_j average_perturb_loss_j), as TOFU stores it
-(see ``metrics`` for the aggregates).
+(see ``tofu_aggregate`` for the aggregates).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,12 +84,3 @@ def evaluate_examples(
     df["acc"] = gt.acc
     df["fact_acc"] = gt.fact_acc
     return df
-
-
-def evaluate_sets(
-    model, tokenizer, sets: Mapping[str, Sequence[Example]], batch_size: int = 32, max_new_tokens: int = 64,
-    generate: bool = True,
-) -> dict[str, pd.DataFrame]:
-    """``evaluate_examples`` on each named set (``forget``, ``retain``, ``real_authors``, ``world_facts``)."""
-    return {k: evaluate_examples(model, tokenizer, ex, k, batch_size, max_new_tokens, generate)
-            for k, ex in sets.items()}

@@ -9,12 +9,14 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, SpecError, TuevalError
 from .eval_log import SET_KEYS, read_eval_log
-from .metrics import COMPONENTS
+from .tofu_aggregate import COMPONENTS
 from .summary import summarise
 
 Tables = Mapping[str, pd.DataFrame]
+MAX_BOOT = 100_000
+"""Most bootstrap resamples: the replicates hold n_boot x examples indices per set in memory at once."""
 
 
 def _tables(log: str | os.PathLike | Tables) -> tuple[Tables, str]:
@@ -31,6 +33,11 @@ def tofu_stats(
 
     Logs are paths to ``eval_log_aggregated.json`` files (TOFU's or ours) or already-read tables.
     """
+    check_n_boot(n_boot)
+    if not 0.0 < ci < 1.0:
+        raise SpecError(f"ci must be between 0 and 1, got {ci}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"--seed must be a non-negative integer, got {seed!r}")
     tables, _ = _tables(model_log)
     retain_forget = None
     if retain_log is not None:
@@ -39,6 +46,13 @@ def tofu_stats(
             raise DataError(rfile, None, SET_KEYS["forget"], "the retain-model log has no forget set")
         retain_forget = rtables["forget"]
     return summarise(tables, retain_forget, None, n_boot=n_boot, seed=seed, ci=ci)
+
+
+def check_n_boot(n_boot: Any) -> int:
+    """``n_boot`` if it is an integer in 0..MAX_BOOT (0 = no CIs), else SpecError."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or not 0 <= n_boot <= MAX_BOOT:
+        raise SpecError(f"--n-boot must be an integer from 0 (no CIs) to {MAX_BOOT:,}, got {n_boot!r}")
+    return n_boot
 
 
 def _fmt(x: float | None) -> str:
@@ -91,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="eval_log_aggregated.json of the retain model on the same forget split "
                         "(needed for forget quality)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0 = no CIs; default 1000)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help=f"bootstrap resamples, 0..{MAX_BOOT} (0 = no CIs; default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--ci", type=float, default=0.95, help="CI level (default 0.95)")
     return p
@@ -99,14 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def tofu_stats_main(argv: list[str] | None = None) -> int:
     """CLI entry of ``tueval tofu-stats``; returns the exit code (2 for a missing or malformed log)."""
+    from ..io import describe_os_error
+
     args = build_parser().parse_args(argv)
     if not 0.0 < args.ci < 1.0:
         print("error: --ci must be between 0 and 1", file=sys.stderr)
         return 2
     try:
         result = tofu_stats(args.model_log, args.retain, n_boot=args.n_boot, seed=args.seed, ci=args.ci)
-    except DataError as e:
+    except TuevalError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, allow_nan=False))

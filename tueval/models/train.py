@@ -83,6 +83,16 @@ class TrainResult:
         return asdict(self)
 
 
+def next_stop_check(cfg: TrainConfig, after: int) -> int:
+    """The first epoch after ``after`` at which training can stop: an accuracy check at or after ``min_epochs``
+    (``max_epochs`` at the latest)."""
+    for e in range(after + 1, cfg.max_epochs + 1):
+        checked = (e % cfg.eval_every == 0 and e >= cfg.eval_from) or e == cfg.max_epochs
+        if checked and e >= cfg.min_epochs:
+            return e
+    return cfg.max_epochs
+
+
 def pack(examples: Sequence[Example], tokenizer) -> Batch:
     """All examples as one right-padded Batch (sliced per step to each batch's own length)."""
     return collate(list(examples), tokenizer)
@@ -132,9 +142,11 @@ def train_model(
     t0 = time.perf_counter()
     acc = fact_acc = 0.0
     epoch = 0
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc=desc, disable=not progress, leave=False,
+    # the bar counts to the next epoch at which training may stop (the next accuracy check), moved on at each
+    # check that does not stop it: its total and ETA are what it will count, never the max_epochs cap
+    bar = tqdm(total=next_stop_check(cfg, 0), desc=desc, unit="epoch", disable=not progress, leave=False,
                position=position)
-    for epoch in bar:
+    for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.batch_size):
@@ -155,7 +167,13 @@ def train_model(
             if on_eval:
                 on_eval(rec)
             if epoch >= cfg.min_epochs and fact_acc >= cfg.stop_fact_acc:
+                bar.update(1)
                 break
+        bar.update(1)
+        if epoch >= bar.total and epoch < cfg.max_epochs:
+            bar.total = next_stop_check(cfg, epoch)
+            bar.refresh()
+    bar.close()
     model.eval()
     secs = time.perf_counter() - t0
     return TrainResult(epochs=epoch, fact_acc=fact_acc, acc=acc, train_tokens=tokens, seconds=secs,

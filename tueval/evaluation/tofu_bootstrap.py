@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from .metrics import UTILITY_SETS, example_values, harmonic_mean, truth_ratios
+from .tofu_aggregate import UTILITY_SETS, example_values, harmonic_mean, truth_ratios
 
 
 def percentile_ci(samples: np.ndarray, ci: float = 0.95) -> list[float]:

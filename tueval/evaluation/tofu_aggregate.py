@@ -40,7 +40,8 @@ def _perturb(df: pd.DataFrame) -> np.ndarray:
 
 def truth_ratios(df: pd.DataFrame) -> np.ndarray:
     """Per-example truth ratio, wrong/correct: exp(avg_paraphrased_loss - mean_j average_perturb_loss_j)."""
-    return np.exp(_col(df, "avg_paraphrased_loss") - _perturb(df).mean(axis=1))
+    with np.errstate(over="ignore"):  # losses far apart give inf (the summary notes which rows)
+        return np.exp(_col(df, "avg_paraphrased_loss") - _perturb(df).mean(axis=1))
 
 
 def example_probs(df: pd.DataFrame, normalised: bool) -> np.ndarray:
@@ -54,7 +55,8 @@ def example_probs(df: pd.DataFrame, normalised: bool) -> np.ndarray:
 def example_truth_terms(df: pd.DataFrame, forget: bool) -> np.ndarray:
     """Per-example terms whose mean is TOFU's truth-ratio aggregate (forget: min(TR,1/TR); else max(0,1-TR))."""
     tr = truth_ratios(df)
-    return np.minimum(tr, 1.0 / tr) if forget else np.maximum(0.0, 1.0 - tr)
+    with np.errstate(divide="ignore"):
+        return np.minimum(tr, 1.0 / tr) if forget else np.maximum(0.0, 1.0 - tr)
 
 
 def example_values(df: pd.DataFrame, set_name: str) -> dict[str, np.ndarray]:
