@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tueval.errors import TuevalError
+from tueval.errors import TuevalError, WriteError
 from tueval.loop import LoopState, at_steps, every_epoch, every_n_steps, run_loop
 from tueval.store import RunFolder
 from tueval.tensorfile import StateFileError, load_state, save_state
@@ -175,7 +175,7 @@ def test_unwritable_targets_give_one_line_naming_the_path(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
-    with pytest.raises(StateFileError, match=r"cannot write .*checkpoint.safetensors: No space left on device"):
+    with pytest.raises(WriteError, match=r"cannot write .*checkpoint.safetensors: no space left on device"):
         folder.save_checkpoint({"step": 1})
     assert not (folder.path / "checkpoint.safetensors").exists() and not list(folder.path.glob(".*.tmp"))
 

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from .errors import TuevalError
-from .io import write_json, write_parquet
+from .errors import TuevalError, WriteError
+from .io import as_write_error, write_json, write_parquet, writing
 from .tensorfile import StateFileError, load_state, save_state
 
 SPEC, SUMMARY, DONE, LOG, EVAL = "spec.json", "summary.json", "done.json", "log.parquet", "eval"
@@ -96,7 +96,7 @@ class RunFolder:
                           file=sys.stderr, flush=True)
                 lock.acquire()
         except OSError as e:
-            raise RunStoreError(f"cannot write {self.lock_path}: {e.strerror or _one_line(e)}") from e
+            raise (as_write_error(self.lock_path, e) or WriteError(self.lock_path, e.strerror or str(e))) from e
         try:
             yield
         finally:
@@ -106,38 +106,28 @@ class RunFolder:
     def start(self, record: dict) -> None:
         """Open the folder for computing (the caller holds the lock): drop a stale ``done.json`` and temp files
         of killed writes, and write ``spec.json``."""
-        try:
+        with writing(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / DONE).unlink(missing_ok=True)
             for tmp in self.path.rglob(".*.tmp"):
                 if tmp.is_file():
                     tmp.unlink()
-            write_json(self.path / SPEC, record)
-        except OSError as e:
-            raise RunStoreError(f"cannot write {self.path}: {e.strerror or _one_line(e)}") from e
+        write_json(self.path / SPEC, record)
 
     def write_tables(self, tables: dict[str, pd.DataFrame]) -> None:
         """``eval/<name>.parquet`` for each table."""
         for name, t in tables.items():
-            self._write(lambda p, t=t: write_parquet(p, t.reset_index(drop=True)),
-                        self.path / EVAL / f"{name}.parquet")
+            write_parquet(self.path / EVAL / f"{name}.parquet", t.reset_index(drop=True))
 
     def write_log(self, rows: list[dict]) -> None:
         """``log.parquet``: one row per step."""
-        self._write(lambda p: write_parquet(p, pd.DataFrame(rows)), self.path / LOG)
+        write_parquet(self.path / LOG, pd.DataFrame(rows))
 
     def finish(self, summary: dict, steps: int) -> None:
         """Write ``summary.json``, then ``done.json`` (the run is finished from here on); drop the checkpoint."""
-        self._write(lambda p: write_json(p, summary), self.path / SUMMARY)
-        self._write(lambda p: write_json(p, {"run_id": self.run_id, "steps": steps}), self.path / DONE)
+        write_json(self.path / SUMMARY, summary)
+        write_json(self.path / DONE, {"run_id": self.run_id, "steps": steps})
         (self.path / CHECKPOINT).unlink(missing_ok=True)
-
-    @staticmethod
-    def _write(fn, path: Path) -> None:
-        try:
-            fn(path)
-        except OSError as e:
-            raise RunStoreError(f"cannot write {path}: {e.strerror or _one_line(e)}") from e
 
     # ---- state files --------------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:

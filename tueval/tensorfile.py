@@ -32,13 +32,8 @@ def save_state(path: str | os.PathLike, state: Any) -> Path:
     views: dict[tuple, str] = {}
     tree = _encode(state, "", tensors, views)
     meta = {"format": FORMAT, "tree": json.dumps(tree, separators=(",", ":"))}
-    try:
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-    except OSError as e:
-        raise StateFileError(f"cannot write {path}: {e.strerror or e}") from e
-    except Exception as e:  # noqa: BLE001 - safetensors reports a full disk as its own error type
-        raise StateFileError(f"cannot write {path}: {' '.join(str(e).split())}") from e
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
