@@ -7,13 +7,14 @@ from pathlib import Path
 
 ANALYZE_DESC = """Answer one reviewer question and write reports/<NAME>/ (report.md with the verdict table, CSVs of
 every number plotted, figures as PNG and PDF). Analyses:
-  controls      forget-utility trade-off of each method vs random_k, permuted, magnitude_matched and uniform
-  retrain       unlearn only the scorer's top-q vs a random q vs the bottom-q tokens (ROAR-style)
-  intervention  deletion/insertion curves, comprehensiveness, sufficiency, AOPC, ABPC (2 replacement operators)
-  alignment     AP, AP lift, ROC-AUC, P/R/F1@|GT|, IoU-F1, pointing game vs both ground truths, permutation null
-  snr           gradient signal-to-noise ratio of token selections vs every control, along unlearning
-  sanity        target vs retain scores, cascading layer randomisation, heuristic controls
+{analyses}
 Missing unlearning runs are computed (use --no-compute to list them instead)."""
+
+
+def _analyses_listing() -> str:
+    from ..analysis import all_analyses
+
+    return "\n".join(f"  {a.name:13s} {a.question}" for a in all_analyses())
 
 
 def _common(p, seeds_default: int = 6) -> None:
@@ -41,9 +42,10 @@ def _config(args, **extra):
 
 
 def register_analyze(sub):
-    p = sub.add_parser("analyze", help="run one reviewer analysis and write its report", description=ANALYZE_DESC,
+    p = sub.add_parser("analyze", help="run one reviewer analysis and write its report",
+                       description=ANALYZE_DESC.format(analyses=_analyses_listing()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="controls | retrain | intervention | alignment | snr | sanity | all")
+    p.add_argument("name", help="an analysis named above, module:attr, or all")
     _common(p)
     p.add_argument("--no-compute", action="store_true", help="do not run missing unlearning runs; list them")
     p.add_argument("--no-cache", action="store_true", help="recompute the per-example tables instead of reading "
@@ -57,9 +59,9 @@ def register_analyze(sub):
 
 
 def cmd_analyze(args) -> int:
-    from ..analysis import BUILTIN, get_analysis
+    from ..analysis import all_analyses, get_analysis
 
-    names = list(BUILTIN) if args.name == "all" else [args.name]
+    names = [a.name for a in all_analyses()] if args.name == "all" else [args.name]
     extra = {}
     if args.lmeval_tasks:
         extra["lmeval_tasks"] = True if args.lmeval_tasks == "all" else args.lmeval_tasks
@@ -85,7 +87,7 @@ def register_report(sub):
 
 
 def cmd_report(args) -> int:
-    from ..index import write_index
+    from ..report.index import write_index
 
     path = write_index(Path(args.reports), workdir=args.workdir)
     print(f"wrote {path}")
