@@ -354,3 +354,38 @@ def test_grid_profile_is_the_demo_grid_on_both_objectives(tmp_path):
     assert len(specs) == 2 * (1 + 2 * len(listed)) * len(defaults.SEEDS)
     for spec in specs:
         resolve(spec, wd)
+
+
+def test_registry_finds_every_analysis_and_the_library_never_imports_them():
+    """The analyses are found through the entry points (demo order, report folder, question from each
+    descriptor), and no module of the library imports them."""
+    import ast
+    from pathlib import Path
+
+    import tueval
+    from tueval.analysis import all_analyses
+    from tueval.demo import demo_analyses
+
+    names = [a.name for a in all_analyses()]
+    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "retrain"]
+    assert all(a.question.endswith("?") and a.folder == a.name for a in all_analyses())
+    assert get_analysis("controls").primary == C.PRIMARY and get_analysis("retrain").demo_overrides
+    offenders = []
+    for p in Path(tueval.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{p.name}: {m}" for m in mods if m.split(".")[0] in ("tueval_analyses", "analyses")]
+    assert not offenders
+
+
+def test_metric_catalogue_drives_directions_and_labels():
+    from tueval.errors import SpecError
+    from tueval.metrics.catalogue import METRICS, Metric, get, higher_is_better, label
+
+    assert not higher_is_better("forget_prob") and higher_is_better("log10_fq")
+    assert label("ap_lift[spans]") == "AP lift" and get("log snr_dir @k=0.3").name == "log_snr_dir"
+    assert higher_is_better("not_a_metric") and label("not_a_metric") == "not_a_metric"
+    assert len({m.name for m in METRICS.values()}) == len(METRICS)
+    with pytest.raises(SpecError):
+        Metric("x", "run", True, "x", derive="sqrt")

@@ -44,7 +44,20 @@ def test_ground_truth_scorer_passes_alignment_family(small_workdir, tmp_path):
     assert out["passed"] and out["verdicts"][0]["decision"] == "better"
 
 
-def test_check_families_are_the_analyses_numbers(small_workdir, tmp_path):
+@pytest.fixture()
+def tiny_profiles(monkeypatch):
+    """A 'tiny' profile of each score-based analysis (few examples, coarse grids), for speed."""
+    from tueval.analysis import get_analysis
+    from tueval.analysis.profiles import AlignmentProfile, InterventionProfile, SNRProfile
+
+    tiny = {"alignment": AlignmentProfile(16, 2, 400, 20),
+            "intervention": InterventionProfile(8, 2, (0.0, 0.5, 1.0), (0.2,), 1, 400, bucket=8),
+            "snr": SNRProfile(12, 2, (0.3, 1.0), "last_block", 1, 4, (1.0,))}
+    for name, prof in tiny.items():
+        monkeypatch.setitem(get_analysis(name).profiles, "tiny", prof)
+
+
+def test_check_families_are_the_analyses_numbers(small_workdir, tmp_path, tiny_profiles):
     """`tueval check` composes the analyses' own functions with their settings and unit of analysis: its
     alignment, intervention and SNR comparisons for one scorer equal the analyses' (alignment and intervention:
     the analyses' verdict tables; SNR: the analysis' reference table and comparisons)."""
@@ -56,7 +69,7 @@ def test_check_families_are_the_analyses_numbers(small_workdir, tmp_path):
     from tueval.analysis.scores import compute_scores
     from tueval.check import score_comparisons
 
-    cfg = AnalysisConfig(workdir=small_workdir, reports=tmp_path, seeds=(0, 1), profile="quick", progress=False,
+    cfg = AnalysisConfig(workdir=small_workdir, reports=tmp_path, seeds=(0, 1), profile="tiny", progress=False,
                          workers=1, scorers=("etw",), cache=False)
     comps = score_comparisons(cfg, "etw", ("alignment", "intervention", "snr"))
     found = {}
@@ -70,12 +83,15 @@ def test_check_families_are_the_analyses_numbers(small_workdir, tmp_path):
     for name in ("alignment", "intervention"):
         get_analysis(name)(cfg)
         v = pd.read_csv(tmp_path / name / "verdicts.csv")
-        for r in v[(v.method == "etw") & (v.control == "random")].itertuples():
+        rows = v[(v.method == "etw") & (v.control == "random")]
+        assert len(rows) == 2
+        for r in rows.itertuples():
             assert found[r.metric] == pytest.approx((r.estimate, r.ci_low, r.ci_high, r.p_value), rel=1e-12)
-    prof = get_analysis("snr").profile("quick")
+    prof = get_analysis("snr").profile("tiny")
     data = load_forget(small_workdir, prof.max_examples)
     raw, _ = snr_tables.reference_table(data, prof, (0, 1), ["etw"], compute_scores(data, ["etw"], (0, 1)))
-    for c in snr_tables.snr_comparisons(snr_tables.tidy(raw, (0, 1), ["etw"]), ["etw"], prof.ks, 0.05):
-        if c.metric in found:
-            r = c.result
-            assert found[c.metric] == pytest.approx((r.estimate, r.ci_low, r.ci_high, r.p_value), rel=1e-12)
+    snr = snr_tables.snr_comparisons(snr_tables.tidy(raw, (0, 1), ["etw"]), ["etw"], prof.ks, 0.05)
+    assert {c.metric for c in snr} == {"log snr_dir @k=0.3", "log snr_dir @k=soft"}
+    for c in snr:
+        r = c.result
+        assert found[c.metric] == pytest.approx((r.estimate, r.ci_low, r.ci_high, r.p_value), rel=1e-12)

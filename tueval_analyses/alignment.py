@@ -85,10 +85,7 @@ def _report(cfg: AnalysisConfig, prof: AlignmentProfile, tables: dict, names: li
              "level: their null mean sits below 0, and `lift_over_null` (observed - null mean) is the lift over "
              "the exact permutation chance.\n" + markdown_table(null.drop(columns=["n_perm"])))
     rep.figures(alignment_figures(summ, tables["per_seed"], tables["per_label"], names))
-    for name, df in tables.items():
-        rep.table(name, df)
-    rep.text(f"## Run\nWall time {time.perf_counter() - t0:.1f} s.")
-    return rep.write(regen_command(ANALYSIS.name, cfg))
+    return rep.finish(tables, regen_command(ANALYSIS.name, cfg), t0)
 
 
 ANALYSIS = Analysis(name="alignment", title=TITLE, question="Do the scores pick the ground-truth fact tokens?",

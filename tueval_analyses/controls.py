@@ -147,16 +147,12 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
     if not secondary.empty:
         rw.text("## Exploratory metrics (BH-adjusted, not confirmatory)\n"
                 + verdict_markdown(secondary, columns=PAIRED_COLUMNS))
-    rw.table("runs_long", long_table(runs))
-    rw.table("arm_summary", arm_summary(runs, [*PRIMARY, *SECONDARY, *lm]))
-    rw.table("paired_diffs", diffs)
-    rw.table("verdicts", verdicts)
-    if not secondary.empty:
-        rw.table("exploratory_secondary", secondary)
     if figures:
         rw.text("## Figures\n")
         rw.figures(tradeoff_figures(runs, diffs, verdicts, PRIMARY))
-    report = rw.write(command)
+    report = rw.finish({"runs_long": long_table(runs), "arm_summary": arm_summary(runs, [*PRIMARY, *SECONDARY, *lm]),
+                        "paired_diffs": diffs, "verdicts": verdicts,
+                        "exploratory_secondary": None if secondary.empty else secondary}, command)
     return {"report": str(report), "files": [str(root / f) for f in sorted(set(rw.files))]}
 
 

@@ -110,10 +110,7 @@ def _report(cfg: AnalysisConfig, prof: InterventionProfile, tables: dict, names:
              + markdown_table(tables["rank_agreement"]))
     rep.figures(intervention_figures(tables["curves"], msum, tables["per_seed"], tables["rank_agreement"], names,
                                      operators))
-    for name, df in tables.items():
-        rep.table(name, df)
-    rep.text(f"## Run\nWall time {time.perf_counter() - t0:.1f} s.")
-    return rep.write(regen_command(ANALYSIS.name, cfg))
+    return rep.finish(tables, regen_command(ANALYSIS.name, cfg), t0)
 
 
 ANALYSIS = Analysis(name="intervention", title=TITLE,

@@ -82,17 +82,12 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = ("object
     rw.text("## Per-arm means with 95% CI over seeds\n" + markdown_table(arm_means_table(summ, index)))
     if not sframe.empty:
         rw.text("## Exploratory metrics (BH-adjusted)\n" + verdict_markdown(sframe, columns=PAIRED_COLUMNS))
-    rw.table("runs_long", long_table(runs))
-    rw.table("arm_summary", summ)
-    rw.table("paired_diffs", diffs)
-    rw.table("verdicts", vframe)
-    if not sframe.empty:
-        rw.table("exploratory_secondary", sframe)
     rw.text("## Figures\n")
     rw.figure("retrain_curves", selection_curves_figure(runs_by_selection(runs), ARM_LABELS),
               "Forget probability, log10 forget quality and model utility vs q for each arm (mean ± 95% t-CI over "
               "seeds, faint points = single seeds). Numbers: arm_summary.csv.")
-    report = rw.write(command)
+    report = rw.finish({"runs_long": long_table(runs), "arm_summary": summ, "paired_diffs": diffs,
+                        "verdicts": vframe, "exploratory_secondary": None if sframe.empty else sframe}, command)
     return {"verdicts": [v.to_dict() for v in verdicts], "secondary": sframe.to_dict("records"),
             "n_seeds": len(seeds), "n_runs": int(runs["run_id"].nunique()), "report": str(report),
             "files": [str(root / f) for f in sorted(set(rw.files))]}

@@ -97,10 +97,7 @@ def _report(cfg: AnalysisConfig, prof: SanityProfile, tables: dict, v_h, names: 
              + markdown_table(tables["heuristic_r2"]))
     rep.figures(sanity_figures(cas_sum, tables["knowledge_dependence"], tables["knowledge_dependence_per_seed"],
                                tables["heuristic_alignment"], names, heur))
-    for name, df in tables.items():
-        rep.table(name, df)
-    rep.text(f"## Run\nWall time {time.perf_counter() - t0:.1f} s.")
-    return rep.write(regen_command(ANALYSIS.name, cfg))
+    return rep.finish(tables, regen_command(ANALYSIS.name, cfg), t0)
 
 
 ANALYSIS = Analysis(name="sanity", title=TITLE,

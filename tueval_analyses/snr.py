@@ -64,7 +64,8 @@ def run(cfg: AnalysisConfig) -> dict:
     if not verdicts.empty:
         verdicts["n_examples"] = int(meta.n_eval_mean)
     ck = T.seed_summary(cps, ["weighting", "step"]) if len(cps) else None
-    tables = {"verdicts": verdicts, "verdicts_exploratory": explore, "summary": summ, "per_seed": t,
+    tables = {"verdicts": verdicts, "verdicts_exploratory": None if explore.empty else explore, "summary": summ,
+              "per_seed": t,
               "normalised_position": T.normalised_position(t, methods), "checkpoints_per_seed": cps,
               "checkpoints": ck}
     path = _report(cfg, prof, tables, t_curves, methods, seeds, meta, t0)
@@ -116,7 +117,7 @@ def _report(cfg: AnalysisConfig, prof: SNRProfile, tables: dict, t_curves, metho
                       "the p-values are approximate."}))
     rep.text("## Verdicts: does each scorer's selection beat random_k (hard) / permuted (soft) on log SNR?\n"
              + verdict_markdown(tables["verdicts"]))
-    if not explore.empty:
+    if explore is not None:
         rep.text("## Exploratory: the other k of the sweep (Benjamini-Hochberg, not claims)\n"
                  + verdict_markdown(explore))
     prim = summ[summ.k.isin([f"{prof.primary_k:g}", "soft", "1"])]
@@ -133,11 +134,7 @@ def _report(cfg: AnalysisConfig, prof: SNRProfile, tables: dict, t_curves, metho
                  + markdown_table(ck[["weighting", "step", "log10_snr_dir", "log10_snr_dir_ci_low",
                                       "log10_snr_dir_ci_high", "n_seeds"]]))
     rep.figures(snr_figures(summ, t_curves, cps, ck, methods, prof.primary_k))
-    for name, df in tables.items():
-        if df is not None and not (name == "verdicts_exploratory" and df.empty):
-            rep.table(name, df)
-    rep.text(f"## Run\nWall time {time.perf_counter() - t0:.1f} s.")
-    return rep.write(regen_command(ANALYSIS.name, cfg))
+    return rep.finish(tables, regen_command(ANALYSIS.name, cfg), t0)
 
 
 ANALYSIS = Analysis(name="snr", title=TITLE, question="Does token selection raise the gradient signal-to-noise ratio?",

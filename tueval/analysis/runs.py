@@ -13,11 +13,6 @@ from .grid import Cell, spec_key, unique_specs
 from .registry import AnalysisConfig
 
 
-def tabulated_metrics() -> list[str]:
-    """The run-level metrics the trade-off tables show, in catalogue order."""
-    return [k for k, m in family("run").items() if m.tabulated]
-
-
 def collect_runs(cells: Sequence[Cell], results: Sequence, extra_cols: dict | None = None) -> pd.DataFrame:
     """One row per cell: its labels, lr, ratio, run id and metrics (``results[i]`` is the RunResult of the i-th
     distinct spec, as returned by ``require_runs(unique_specs(cells), ...)``)."""

@@ -16,7 +16,7 @@ from .scores import ScoreSet, build_scorer
 HEURISTICS = ("rarity", "position", "position_early", "entropy", "surprisal")
 
 
-def knowledge_dependence(st: ScoreSet, sr: ScoreSet, data) -> pd.DataFrame:
+def knowledge_dependence(st: ScoreSet, sr: ScoreSet, data: ForgetData) -> pd.DataFrame:
     """Per (scorer, seed, GT, example): the score shift target -> retain (``score_shift``) and whether the scorer's
     scores depend on the scored model at all (``model_dependent``)."""
     from ..metrics import score_shift
@@ -38,7 +38,8 @@ def knowledge_dependence(st: ScoreSet, sr: ScoreSet, data) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def cascade(data, names, seeds, states, gt: str = "spans") -> pd.DataFrame:
+def cascade(data: ForgetData, names: Sequence[str], seeds: Sequence[int], states: dict, gt: str = "spans"
+            ) -> pd.DataFrame:
     """Cascading randomisation rows per (scorer, seed): Spearman of the scores before vs after re-initialising the
     top blocks (then embeddings and the rest) of the target model; seed = the re-initialisation seed."""
     from ..metrics import cascading_randomisation
@@ -62,7 +63,7 @@ def cascade(data, names, seeds, states, gt: str = "spans") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def heuristic_score_set(data, wd) -> ScoreSet:
+def heuristic_score_set(data: ForgetData, wd) -> ScoreSet:
     """Heuristic control scores on the forget batch (deterministic): rarity (from the target's training answers),
     position (late high), position_early (early high), entropy and surprisal of the target model."""
     from ..data.collate import collate
@@ -85,7 +86,7 @@ def _ranks_within(x: torch.Tensor, ans: torch.Tensor) -> np.ndarray:
     return ((r - 1) / (n - 1).clamp_min(1))[ans].numpy()
 
 
-def heuristic_r2(st: ScoreSet, hs: ScoreSet, data, seeds) -> pd.DataFrame:
+def heuristic_r2(st: ScoreSet, hs: ScoreSet, data: ForgetData, seeds: Sequence[int]) -> pd.DataFrame:
     """How much of each scorer's within-example ranking the heuristics explain: R^2 of an OLS fit of the scorer's
     rank on all heuristic ranks (pooled answer tokens), and the Spearman of the scorer with each heuristic."""
     ans = data.batch.answer_mask

@@ -8,7 +8,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..metrics.catalogue import higher_is_better
 from ..stats.paired import t_interval

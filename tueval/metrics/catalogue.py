@@ -11,8 +11,9 @@ from tueval.errors import SpecError
 
 INF = math.inf
 FQ_FLOOR = 1e-300  # log10 of a KS p-value that underflowed to 0
-#: how a run-level metric is derived from the summary value at ``summary_key``
-DERIVATIONS = ("value", "log10", "abs", "gap_to_half")
+#: how a run-level metric is derived from the summary value at its ``summary_key`` (NaN stays NaN)
+DERIVE = {"value": lambda x: x, "log10": lambda x: math.log10(max(x, FQ_FLOOR)) if x == x else x,
+          "abs": abs, "gap_to_half": lambda x: abs(x - 0.5)}
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class Metric:
     """One metric. ``higher_is_better`` is None when neither direction is better (e.g. a raw MIA AUC); ``chance``
     is a number, the name of the column that holds a per-example chance level, or None (no closed form: use a
     permutation null). Run-level metrics (``family='run'``) name the dotted ``summary_key`` of a run's
-    summary.json and how the metric is derived from it; ``tabulated`` says whether the trade-off tables show it."""
+    summary.json and how the metric is derived from it (a key of ``DERIVE``); ``tabulated`` says whether the
+    trade-off tables show it."""
 
     name: str
     family: str
@@ -34,6 +36,10 @@ class Metric:
     tabulated: bool = True
     description: str = ""
 
+    def __post_init__(self):
+        if self.derive not in DERIVE:
+            raise SpecError(f"metric '{self.name}': derive '{self.derive}' is not one of {', '.join(DERIVE)}")
+
     def to_dict(self) -> dict:
         """Plain-dict view."""
         return asdict(self)
@@ -43,14 +49,7 @@ class Metric:
         v: Any = summary
         for part in (self.summary_key or self.name).split("."):
             v = (v or {}).get(part) if isinstance(v, Mapping) else None
-        x = finite(v)
-        if self.derive == "log10":
-            return math.log10(max(x, FQ_FLOOR)) if x == x else x
-        if self.derive == "abs":
-            return abs(x)
-        if self.derive == "gap_to_half":
-            return abs(x - 0.5)
-        return x
+        return DERIVE[self.derive](finite(v))
 
 
 def finite(x: Any) -> float:

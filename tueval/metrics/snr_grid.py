@@ -33,6 +33,7 @@ def _answer_positions(ans: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _token_route(model, batch, splits, weights, gt, names, chunk: int, mem_mb: int) -> pd.DataFrame:
+    """Every (split, weighting) from per-token gradients: K VJPs per example, once."""
     ans = batch.answer_mask.bool()
     pos = _answer_positions(ans)
     N = len(batch)
@@ -92,6 +93,7 @@ def _token_route(model, batch, splits, weights, gt, names, chunk: int, mem_mb: i
 
 
 def _report_route(model, batch, splits, weights, gt, names, chunk: int) -> pd.DataFrame:
+    """Every (split, weighting) by ``snr_report``: 2 VJPs per weighting per example."""
     frames = []
     for j, (ref, ev) in enumerate(splits):
         keys = list(weights[j])

@@ -86,6 +86,16 @@ def _new_ax(ax, figsize):
     return ax.figure, ax
 
 
+def _labels(ax, xlabel: str, ylabel: str, title: str | None, legend: bool = False) -> None:
+    """Axis labels, an optional title and an optional legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="best", fontsize=7)
+
+
 def _err(mid: pd.Series, lo: pd.Series | None, hi: pd.Series | None):
     if lo is None or hi is None:
         return None
@@ -114,10 +124,7 @@ def pareto_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, x_ci: tuple[str, 
         ax.errorbar(r[x], r[y], xerr=_err(r[x], *(r[c] for c in x_ci)) if x_ci else None,
                     yerr=_err(r[y], *(r[c] for c in y_ci)) if y_ci else None, fmt=mk[name], color=col[name],
                     ms=6, capsize=2, lw=1, label=str(name), zorder=3, mec="white", mew=0.5)
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
+    _labels(ax, xlabel or x, ylabel or y, title)
     hx, vy = better
     arrow = {("right", "up"): "\u2197", ("right", "down"): "\u2198", ("left", "up"): "\u2196",
              ("left", "down"): "\u2199"}.get((hx, vy), "")
@@ -191,12 +198,7 @@ def curve_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, ci_low: str | None
             ax.scatter(p[x].to_numpy(float) + off, p[y], s=10, color=col[name], alpha=0.3, linewidths=0, zorder=2)
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
-    if legend:
-        ax.legend(loc="best", fontsize=7)
+    _labels(ax, xlabel or x, ylabel or y, title, legend)
     return fig
 
 
@@ -235,10 +237,5 @@ def bar_ci(df: pd.DataFrame, x: str, y: str, *, ci_low: str = "ci_low", ci_high:
     if baseline is not None:
         ax.axhline(baseline, color="0.3", lw=0.8, ls="--")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=rotation, ha="right")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
-    if hue:
-        ax.legend(loc="best", fontsize=7)
+    _labels(ax, xlabel or x, ylabel or y, title, bool(hue))
     return fig

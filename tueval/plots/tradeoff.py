@@ -39,10 +39,9 @@ def pareto_figure(runs: pd.DataFrame, objective: str, x: str = "log10_fq", y: st
         summ = summ.rename(columns={f"{x}_mean": x, f"{y}_mean": y})
         pcol = {p: col[p.split(" ")[0]] for p in summ["point"]}
         pmk = {p: mk[p.split(" ")[0]] for p in summ["point"]}
-        pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"),
-                          y_ci=(f"{y}_ci_low", f"{y}_ci_high"), points=rm,
-                          xlabel=label(x), ylabel=label(y), title=m, colours=pcol, ax=ax,
-                          legend=False, marker_map=pmk)
+        pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"), y_ci=(f"{y}_ci_low", f"{y}_ci_high"),
+                    points=rm, xlabel=label(x), ylabel=label(y), title=m, colours=pcol, ax=ax, legend=False,
+                    marker_map=pmk)
     shared_legend(fig, axes)
     fig.suptitle(title or f"Forget-utility trade-off, objective {objective} (mean ± 95% CI over seeds)", fontsize=10)
     return fig
@@ -64,8 +63,9 @@ def lmeval_figure(runs: pd.DataFrame):
         p = pts[pts["objective"] == obj]
         summ = _wide_ci(arm_summary(p, [x, y], ("point",)), ["point"])
         summ = summ.rename(columns={f"{x}_mean": x, f"{y}_mean": y})
-        pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"),
-                          y_ci=(f"{y}_ci_low", f"{y}_ci_high"), points=p, xlabel=label(x), ylabel=label(y), title=f"objective {obj}", better=("right", "down"), ax=ax)
+        pareto_plot(summ, x, y, "point", x_ci=(f"{x}_ci_low", f"{x}_ci_high"), y_ci=(f"{y}_ci_low", f"{y}_ci_high"),
+                    points=p, xlabel=label(x), ylabel=label(y), title=f"objective {obj}", better=("right", "down"),
+                    ax=ax)
     fig.suptitle("lm-eval multiple-choice trade-off per method (mean ± 95% CI over seeds)", fontsize=10)
     return fig
 
@@ -90,8 +90,8 @@ def strip_figure(diffs: pd.DataFrame, vframe: pd.DataFrame, objective: str, metr
     col = palette(dict.fromkeys(diffs["control"]))
     better = "up" if higher_is_better(metric) else "down"
     for ax, m in zip(axes, methods):
-        paired_strip_plot(d[d["method"] == m], estimates=v[v["method"] == m], ylabel=f"Δ {metric} "
-                                "(method − control)", title=m, better=better, colours=col, ax=ax)
+        paired_strip_plot(d[d["method"] == m], estimates=v[v["method"] == m], ylabel=f"Δ {metric} (method − control)",
+                          title=m, better=better, colours=col, ax=ax)
     fig.suptitle(f"Paired differences on {label(metric)}, objective {objective}", fontsize=10)
     return fig
 

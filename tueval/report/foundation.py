@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .writer import ReportWriter, fmt, markdown_table
 from ..workdir import Workdir
+from .writer import ReportWriter, fmt, markdown_table
 
 
 def _truth_ratio_figure(tr: dict[str, np.ndarray], fq: float | None):

@@ -1,6 +1,7 @@
 """Report folders: ``reports/<name>/report.md`` plus a CSV of every number plotted and figures as PNG and PDF."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -114,6 +115,16 @@ class ReportWriter:
         """Save and embed each (name, fig, caption) of ``figures`` (``tueval.plots.Figure``)."""
         for name, fig, caption in figures:
             self.figure(name, fig, caption)
+
+    def finish(self, tables: dict, command: str | None = None, started: float | None = None) -> Path:
+        """Write every table of ``tables`` (name -> frame; None is skipped), the wall time since ``started``
+        (a ``time.perf_counter()`` value) and report.md."""
+        for name, df in tables.items():
+            if df is not None:
+                self.table(name, df)
+        if started is not None:
+            self.text(f"## Run\nWall time {time.perf_counter() - started:.1f} s.")
+        return self.write(command)
 
     def write(self, command: str | None = None) -> Path:
         """Write ``report.md`` (title, the command that regenerates it, sections, file list)."""

@@ -3,9 +3,9 @@ bootstrap, Holm/BH, TOST, power, rliable aggregates, verdicts and their Monte-Ca
 from tueval.stats.aggregate import (IntervalEstimate, aggregate_mean, aggregate_median, iqm, optimality_gap,
                                     probability_of_improvement, probability_of_improvement_ci,
                                     stratified_bootstrap_ci)
+from tueval.stats.calibration import decide, simulate_arms, simulate_fpr, simulate_power
 from tueval.stats.crossed import (crossed_bootstrap, crossed_summary, paired_matrix, per_seed_means,
                                   unit_comparison, value_matrix, verdicts_frame, vs_control)
-from tueval.stats.calibration import decide, simulate_arms, simulate_fpr, simulate_power
 from tueval.stats.equivalence import EquivalenceResult, equivalence_from_diffs, equivalence_test
 from tueval.stats.multiple import adjust, adjust_batch
 from tueval.stats.paired import (PairedResult, bca_interval, effect_size_dz, group_ci, paired_difference,
