@@ -50,9 +50,9 @@ def tiny_profiles(monkeypatch):
     from tueval.analysis import get_analysis
     from tueval.analysis.profiles import AlignmentProfile, InterventionProfile, SNRProfile
 
-    tiny = {"alignment": AlignmentProfile(16, 2, 400, 20),
-            "intervention": InterventionProfile(8, 2, (0.0, 0.5, 1.0), (0.2,), 1, 400, bucket=8),
-            "snr": SNRProfile(12, 2, (0.3, 1.0), "last_block", 1, 4, (1.0,))}
+    tiny = {"alignment": AlignmentProfile(12, 2, 200, 20),
+            "intervention": InterventionProfile(6, 2, (0.0, 0.5, 1.0), (0.2,), 1, 200, bucket=8),
+            "snr": SNRProfile(8, 2, (0.3, 1.0), "last_block", 1, 4, (1.0,))}
     for name, prof in tiny.items():
         monkeypatch.setitem(get_analysis(name).profiles, "tiny", prof)
 

@@ -8,10 +8,10 @@ import shutil
 from dataclasses import replace
 
 import pytest
-import torch
 
 from tueval.analysis import AnalysisConfig
 from tueval.analysis.grid import METHOD_ARM, grid_cells, unique_specs
+from tueval.tensorfile import load_state
 from tueval_analyses.controls import grid_settings
 from tueval.unlearn import run_id, unlearn
 
@@ -41,7 +41,7 @@ def test_every_full_grid_combination_takes_a_finite_step(small_workdir):
         try:
             with pytest.raises(KeyboardInterrupt):
                 unlearn(spec, small_workdir, progress=False, stop_after=1)
-            log = torch.load(rdir / "checkpoint.pt", weights_only=False)["log"]
+            log = load_state(rdir / "checkpoint.safetensors")["log"]
             row = log[0]
             if not all(math.isfinite(row[k]) for k in ("total", "forget", "retain", "grad_norm")):
                 failures.append(f"{spec.label()}: non-finite step {row}")

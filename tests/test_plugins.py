@@ -104,3 +104,44 @@ def test_bad_plugin_references(plugin):
         make_scorer(f"{plugin}:missing")
     with pytest.raises(SpecError, match="Valid names: .*tokenunlearn"):
         make_scorer("not_a_scorer")
+
+
+# ------------------------------------------------------------------------------------ one base, Registry.build
+def test_scorers_and_objectives_share_one_settings_base():
+    from tueval.objectives import GradDiff, Objective
+    from tueval.params import Configurable
+    from tueval.scoring import ATWUSatScorer
+
+    assert issubclass(Scorer, Configurable) and issubclass(Objective, Configurable)
+    assert ATWUSatScorer._param_names()[:2] == ["beta1", "every"]
+    assert GradDiff(alpha=0.5).get_params() == {"gamma": 1.0, "alpha": 0.5, "retain_loss": "nll",
+                                                "normaliser": "weight_sum"}
+
+
+def test_registry_build_classes_instances_and_factories():
+    from tueval.objectives import GradAscent, Objective
+    from tueval.registry import Registry
+
+    reg = Registry("thing")
+    reg.register("cls", GradAscent)
+    reg.register("inst", GradAscent(gamma=2.0))
+    reg.register("factory", lambda **kw: GradAscent(**kw))
+    reg.register("wrong", lambda **kw: object())
+    assert reg.build("cls", {"gamma": 3.0}, Objective).gamma == 3.0
+    with pytest.raises(SpecError, match="thing 'cls': unknown setting.*beta.*Valid: gamma"):
+        reg.build("cls", {"beta": 1}, Objective)
+    assert reg.build("inst", {"gamma": 2.0}, Objective) is reg.get("inst"), "its own settings are no change"
+    with pytest.raises(SpecError, match="is an instance; it takes no settings"):
+        reg.build("inst", {"gamma": 1.0}, Objective)
+    assert reg.build("factory", {"alpha": 0.0}, Objective).alpha == 0.0
+    with pytest.raises(SpecError, match="did not build an instance of Objective"):
+        reg.build("wrong", {}, Objective)
+
+
+def test_the_score_stage_does_not_import_the_loss_stage():
+    import subprocess
+    import sys
+
+    code = "import sys, tueval.scoring; print(any(m.startswith('tueval.objectives') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

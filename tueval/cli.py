@@ -18,6 +18,17 @@ EPILOG = """Typical use:
 Every command works offline; --workdir defaults to ./work."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``tueval CMD: error: ...``) and exit code 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
+class UsageError(Exception):
+    """A command line argparse refused; its message is the whole line to print."""
+
+
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("--workdir", default="work", help="prepared workdir (default: ./work)")
     if json_flag:
@@ -27,7 +38,7 @@ def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    p = argparse.ArgumentParser(prog="tueval", description="Put token-level LLM-unlearning claims to the test, "
+    p = Parser(prog="tueval", description="Put token-level LLM-unlearning claims to the test, "
                                 "offline: controls, interventions, span alignment, gradient SNR, statistics.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the whole suite end to end on the embedded default and write reports/.")
     _add_common(sp, json_flag=False)
     sp.add_argument("--profile", default="default", choices=["default", "grid", "small", "full"],
-                    help="default: the demo grid sized for the 15-minute budget; grid: issue #3's demo grid (every "
-                    "seed-paper method on GA and NPO against its control, about twice the controls stage); full: "
-                    "every scorer, objective, ratio and control (hours); small: the test profile")
+                    help="default: the demo grid sized for the 15-minute budget; grid: every seed-paper method on "
+                    "GA and NPO against its control (about twice the controls stage); full: every scorer, "
+                    "objective, ratio and control (hours); small: the test profile")
     sp.add_argument("--reports", default="reports", help="output folder for reports (default: reports/)")
 
     for name, register in _extra_commands():
@@ -136,7 +147,13 @@ HANDLERS = {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "tofu-stats": cmd_
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tueval`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version: argparse printed what was asked
+        return int(e.code or 0)
     if not args.command:
         parser.print_help()
         return 2

@@ -1,13 +1,17 @@
-"""Evaluate a model on a prepared workdir: TOFU tables and summary, MIA, a TOFU eval log; cached per model."""
+"""Evaluate a model on a prepared workdir: TOFU tables and summary, MIA, a TOFU eval log; cached per model.
+Also the evaluation stage of an unlearning run: the retain reference, the in-memory evaluation and lm-eval."""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
 
+from .errors import TuevalError
 from .io import write_json, write_parquet
 from .workdir import Workdir
 
@@ -37,11 +41,16 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
     from .evaluation.summary import summarise
     from .evaluation.tofu import evaluate_examples
 
+    was_training = model.training
     model.eval()
-    ev = eval_sets(wd)
-    tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
-              for k in sets}
-    mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)), batch_size=batch_size)
+    try:
+        ev = eval_sets(wd)
+        tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
+                  for k in sets}
+        mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)),
+                          batch_size=batch_size)
+    finally:
+        model.train(was_training)  # a model evaluated mid-training (a loop hook) goes on training
     tables["mia"] = mia_t
     if is_reference:
         retain_forget = tables["forget"]
@@ -50,12 +59,27 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
     return tables, summary
 
 
-def _reference(wd: Workdir) -> tuple[pd.DataFrame | None, dict | None]:
-    """The retain model's forget table and MIA AUCs (evaluating the retain model first if needed)."""
+@dataclass(frozen=True)
+class Reference:
+    """What the unlearned model is compared with: the retain model's forget table and MIA AUCs."""
+
+    forget: pd.DataFrame
+    mia_aucs: dict
+
+
+def reference(wd: Workdir) -> Reference:
+    """The retain model's evaluation (computed first if its cache is missing, stale or incomplete)."""
     d = wd.eval_dir("retain")
-    summ = evaluate_model(wd, "retain", name="retain", progress=False)  # cached when current
-    return pd.read_parquet(d / "forget.parquet"), {k: v for k, v in (summ.get("mia") or {}).items()
-                                                   if k.startswith("mia_")}
+    for attempt in range(2):
+        summ = evaluate_model(wd, "retain", name="retain", progress=False, force=attempt > 0)
+        try:
+            forget = pd.read_parquet(d / "forget.parquet")
+            break
+        except Exception as e:  # noqa: BLE001 - an unreadable cached table is recomputed once
+            if attempt:
+                raise TuevalError(f"cannot read {d / 'forget.parquet'} after re-evaluating the retain model: "
+                                  f"{' '.join(str(e).split())}") from e
+    return Reference(forget, {k: v for k, v in (summ.get("mia") or {}).items() if k.startswith("mia_")})
 
 
 def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
@@ -77,14 +101,12 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     name = name or (model if model in ("target", "retain") else Path(model).name)
     out = wd.eval_dir(name)
     key = _cache_key(wd, model)
-    if (out / "summary.json").exists() and not force:
-        cached = json.loads((out / "summary.json").read_text())
-        if cached.get("cache_key") == key:
-            return cached
-    if model == "retain":
-        retain_forget, retain_aucs = None, None
-    else:
-        retain_forget, retain_aucs = _reference(wd)
+    cached = None if force else _cached_summary(out, key)
+    if cached is not None:
+        return cached
+    (out / "summary.json").unlink(missing_ok=True)
+    ref = None if model == "retain" else reference(wd)
+    retain_forget, retain_aucs = (None, None) if ref is None else (ref.forget, ref.mia_aucs)
     m, tok = wd.load_model(model)
     tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs, is_reference=model == "retain")
     for k, t in tables.items():
@@ -93,6 +115,20 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _cached_summary(out: Path, key: dict) -> dict | None:
+    """The cached summary in ``out`` when it is for ``key`` and every table it stands for is there."""
+    try:
+        cached = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(cached, dict) or cached.get("cache_key") != key:
+        return None
+    files = [f"{k}.parquet" for k in (*SETS, "mia")] + ["eval_log_aggregated.json"]
+    if not all((out / f).is_file() for f in files):
+        return None
+    return cached
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,3 +159,43 @@ def format_summary(s: dict[str, Any]) -> str:
     for k, v in (s.get("mia") or {}).items():
         lines.append(f"{k:20s}{f(v)}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def lmeval_setup(tasks: Sequence[str], wd: Workdir) -> Path:
+    """Export the workdir's MC tasks (no-op when unchanged) and check every task is known, before training: an
+    unknown task fails in seconds, not after the run. Returns the include path."""
+    from .evaluation.lmeval import _resolve_task_manager, export_workdir_tasks, workdir_task_dir
+
+    export_workdir_tasks(wd)
+    include = workdir_task_dir(wd)
+    _resolve_task_manager(list(tasks), include)
+    return include
+
+
+def lmeval_table(results: dict[str, dict], tasks) -> pd.DataFrame:
+    """One row per task (task, acc, acc_stderr, n) from ``run_lmeval``'s results, in ``tasks`` order."""
+    rows = []
+    for t in tasks:
+        r = results.get(t, {})
+        rows.append({"task": t, "acc": r.get("acc"), "acc_stderr": r.get("acc_stderr"), "n": r.get("n")})
+    return pd.DataFrame(rows, columns=["task", "acc", "acc_stderr", "n"]).astype(
+        {"acc": "float64", "acc_stderr": "float64", "n": "Int64"})
+
+
+def evaluate_unlearned(model, tokenizer, wd: Workdir, ref: Reference, generate: bool = True,
+                       lmeval_tasks: Sequence[str] = (), lmeval_include: Path | None = None
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The evaluation stage of a run: per-example tables (plus ``lmeval`` when tasks are given) and the summary
+    of the unlearned ``model`` against the retain reference (no files written)."""
+    model.eval()
+    tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate)
+    if lmeval_tasks:
+        from .evaluation.lmeval import run_lmeval
+
+        t1 = time.perf_counter()
+        res = run_lmeval(model, tokenizer, tasks=list(lmeval_tasks), include_path=lmeval_include)
+        tables["lmeval"] = table = lmeval_table(res, lmeval_tasks)
+        summary = {**summary, "lmeval": {r.task: (None if pd.isna(r.acc) else float(r.acc))
+                                         for r in table.itertuples()}, "lmeval_s": time.perf_counter() - t1}
+    return tables, summary

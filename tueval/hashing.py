@@ -16,3 +16,27 @@ def canonical_json(obj: Any) -> str:
 def spec_hash(obj: Any, length: int = 12) -> str:
     """A short sha256 of ``canonical_json(obj)``."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def source_digest(obj: Any) -> str:
+    """sha256 of the source that defines ``obj``: its whole module file when there is one (so an edit to a helper
+    in the same file counts), else ``inspect.getsource(obj)``; ``unavailable`` when Python cannot find either."""
+    import inspect
+    import sys
+
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    for target in (module, obj):
+        if target is None:
+            continue
+        try:
+            path = inspect.getsourcefile(target)
+            if path:
+                with open(path, "rb") as f:
+                    return hashlib.sha256(f.read()).hexdigest()
+        except (TypeError, OSError):
+            pass
+        try:
+            return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
+        except (TypeError, OSError):
+            continue
+    return "unavailable"

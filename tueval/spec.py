@@ -1,48 +1,68 @@
 """The run spec: every field that defines an unlearning run (its hash names the run folder)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
-from .errors import SpecError
+from .config.presets import defaults
+from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
 HASH_OPTIONAL = ("lmeval_tasks",)
 
 
+class _Default:
+    """The marker of a field not given: ``__post_init__`` replaces it by the resolved default."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+DEFAULT: Any = _Default()
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that defines an unlearning run (its hash names the run folder).
+
+    A field not given takes the default of the spec's objective, else the global default (both in
+    ``tueval/configs/defaults.yaml``; e.g. lr 1.5e-4 for GA, 1e-3 for NPO), resolved once at construction: the
+    spec always holds concrete values, and those alone enter the hash, so a spec written out in full and one left
+    to its defaults name the same run. Every value is checked at construction (``tueval.config.checks``: types,
+    ranges, allowed names); an int given for a float field is stored as a float. ``dataclasses.replace`` keeps the
+    other fields' concrete values (replacing ``objective`` does not re-resolve ``lr``).
 
     ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
     control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
     multiple-choice evaluation of the unlearned model on the workdir's exported tasks."""
 
-    objective: str = "ga"
-    scorer: str = "uniform"
-    mode: str = "none"
-    ratio: float = 0.3
-    control: str | None = None
-    seed: int = 0
-    lr: float = 1e-3
-    epochs: int = 5
-    batch_size: int = 16
-    weight_decay: float = 0.0
-    clip: float = 1.0
-    normaliser: str = "auto"
-    forget_split: str | None = None
-    objective_params: dict = field(default_factory=dict)
-    scorer_params: dict = field(default_factory=dict)
-    generate: bool = True
-    save_model: bool = False
-    snapshot_steps: tuple = ()
-    ckpt_every: int = 20
-    lmeval_tasks: tuple = ()
+    objective: str = DEFAULT
+    scorer: str = DEFAULT
+    mode: str = DEFAULT
+    ratio: float = DEFAULT
+    control: str | None = DEFAULT
+    seed: int = DEFAULT
+    lr: float = DEFAULT
+    epochs: int = DEFAULT
+    batch_size: int = DEFAULT
+    weight_decay: float = DEFAULT
+    clip: float = DEFAULT
+    normaliser: str = DEFAULT
+    forget_split: str | None = DEFAULT
+    objective_params: dict = DEFAULT
+    scorer_params: dict = DEFAULT
+    generate: bool = DEFAULT
+    save_model: bool = DEFAULT
+    snapshot_steps: tuple = DEFAULT
+    ckpt_every: int = DEFAULT
+    lmeval_tasks: tuple = DEFAULT
 
     def __post_init__(self):
-        if not isinstance(self.lmeval_tasks, tuple):
-            object.__setattr__(self, "lmeval_tasks", _task_tuple(self.lmeval_tasks))
+        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}
+        for k, v in run_fields(given).items():
+            object.__setattr__(self, k, v)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,21 +71,16 @@ class RunSpec:
         """``to_dict()`` without the ``HASH_OPTIONAL`` fields that hold their default (the dict the hash sees)."""
         d = self.to_dict()
         for k in HASH_OPTIONAL:
-            if d[k] == self.__dataclass_fields__[k].default:
+            if d[k] == defaults().run[k]:
                 d.pop(k)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
-        d = dict(d)
-        if "snapshot_steps" in d:
-            d["snapshot_steps"] = tuple(d["snapshot_steps"])
-        if "lmeval_tasks" in d:
-            d["lmeval_tasks"] = _task_tuple(d["lmeval_tasks"])
-        valid = {f for f in cls.__dataclass_fields__}
-        bad = sorted(set(d) - valid)
+        """A spec from a mapping of fields (missing ones resolve to their defaults; unknown ones raise)."""
+        bad = sorted(set(d) - set(cls.__dataclass_fields__))
         if bad:
-            raise SpecError(f"unknown run-spec field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
+            run_fields(d)  # raises the error that lists the valid fields
         return cls(**d)
 
     def label(self) -> str:
@@ -76,11 +91,3 @@ class RunSpec:
         if self.mode == "hard":
             s += f"{self.ratio:g}"
         return s + (f"+{self.control}" if self.control else "")
-
-
-def _task_tuple(tasks) -> tuple:
-    """lm-eval task names as a tuple: from a tuple/list of names or a comma-separated string (None/'' = none)."""
-    if tasks is None:
-        return ()
-    items = [tasks] if isinstance(tasks, str) else list(tasks)
-    return tuple(t.strip() for s in items for t in str(s).split(",") if t.strip())

@@ -37,7 +37,7 @@ def run(cfg: AnalysisConfig) -> dict:
     settings = {"seeds": list(seeds),
                 "examples": f"{len(data.examples)} of {data.n_total} forget examples ({cfg.workdir.forget_split})",
                 "scorers": ", ".join(names),
-                "learned scorers": ", ".join(f"{k}: one GA run per seed (defaults.FIXED), scorer_state.pt"
+                "learned scorers": ", ".join(f"{k}: one GA run per seed (defaults.FIXED), scorer_state.safetensors"
                                              for k in states) or "none"}
     path = _report(cfg, prof, tables, names, settings, t0)
     return {"report": str(path), "verdicts": verdicts.to_dict("records"), "summary": summ.to_dict("records"),

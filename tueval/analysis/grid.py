@@ -36,7 +36,7 @@ def _run_settings(method: dict) -> dict:
 
 def method_name(method: dict) -> str:
     """The method label without objective, e.g. ``tokenunlearn-hard0.3``."""
-    return expand_grid({"objectives": ["x"], "methods": [_run_settings(method)]})[0].label().split("/", 1)[1]
+    return expand_grid({"objectives": ["ga"], "methods": [_run_settings(method)]})[0].label().split("/", 1)[1]
 
 
 def arm_specs(objective: str, method: dict, arm: str, seeds: Sequence[int], fixed: dict, **over) -> list[RunSpec]:

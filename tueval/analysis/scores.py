@@ -69,10 +69,11 @@ def is_stateful(name: str) -> bool:
 
 def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, dict]]:
     """Learned state of each stateful scorer per seed: one GA unlearning run with that scorer (mode none, the
-    defaults.FIXED settings), run through the engine (cached in the workdir), its ``scorer_state.pt`` loaded."""
-    from tueval.defaults import FIXED
-    from tueval.sweep import require_runs
-    from tueval.spec import RunSpec
+    defaults.FIXED settings), run through the engine (cached in the workdir), its saved scorer state loaded."""
+    from ..defaults import FIXED
+    from ..spec import RunSpec
+    from ..store import load_scorer_state
+    from ..sweep import require_runs
 
     out: dict[str, dict[int, dict]] = {}
     stateful = [n for n in names if is_stateful(n)]
@@ -81,10 +82,7 @@ def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[in
     specs = [RunSpec(objective="ga", scorer=n, mode="none", seed=s, **FIXED) for n in stateful for s in seeds]
     results = require_runs(specs, cfg.workdir, cfg.compute, cfg.workers, cfg.progress)
     for spec, res in zip(specs, results):
-        p = res.path / "scorer_state.pt"
-        if not p.exists():
-            raise SpecError(f"run {res.run_id} ({spec.label()} seed {spec.seed}) has no scorer_state.pt")
-        out.setdefault(spec.scorer, {})[spec.seed] = torch.load(p, weights_only=False)
+        out.setdefault(spec.scorer, {})[spec.seed] = load_scorer_state(res.path)
     return out
 
 

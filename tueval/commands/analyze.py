@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..config.schema import PROFILES
+from ..errors import SpecError
+
 ANALYZE_DESC = """Answer one reviewer question and write reports/<NAME>/ (report.md with the verdict table, CSVs of
 every number plotted, figures as PNG and PDF). Analyses:
 {analyses}
@@ -17,27 +20,74 @@ def _analyses_listing() -> str:
     return "\n".join(f"  {a.name:13s} {a.question}" for a in all_analyses())
 
 
-def _common(p, seeds_default: int = 6) -> None:
-    p.add_argument("--workdir", default="work", help="prepared workdir (default ./work)")
-    p.add_argument("--reports", default="reports", help="report root (default ./reports)")
-    p.add_argument("--seeds", type=int, default=seeds_default, help=f"number of seeds (default {seeds_default})")
-    p.add_argument("--scorers", default="", help="comma-separated scorers to analyse (default: the analysis' set)")
-    p.add_argument("--profile", default="default", choices=["quick", "default", "grid", "full"],
-                   help="quick: CI-sized; default: demo-sized; grid: issue #3 demo grid (controls: every seed-paper "
-                   "method on GA and NPO; other analyses as default); full: every ratio, lr and control")
-    p.add_argument("--workers", type=int, default=None, help="processes for unlearning runs (default 2)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+def _common(p) -> None:
+    from ..config import defaults
+
+    d = defaults().analysis
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="grid/analysis YAML (the format of `tueval sweep FILE`): objectives, methods, controls, "
+                   "fixed, ratios, lrs, seeds, scorers and the settings below; a flag given wins over the file")
+    p.add_argument("--workdir", default=None, help=f"prepared workdir (default ./{d.workdir})")
+    p.add_argument("--reports", default=None, help=f"report root (default ./{d.reports})")
+    p.add_argument("--seeds", type=int, default=None, help=f"number of seeds, >= 1 (default {len(d.seeds)})")
+    p.add_argument("--scorers", default=None, help="comma-separated scorers to analyse (default: the analysis' set)")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help=f"quick: CI-sized; default: demo-sized; grid: every seed-paper method on GA and NPO in the "
+                   f"controls analysis (other analyses as default); full: every ratio, lr and control "
+                   f"(default {d.profile})")
+    p.add_argument("--workers", type=int, default=None, help="processes for unlearning runs, >= 1 (default 2)")
+    p.add_argument("--alpha", type=float, default=None, help=f"significance level in (0, 1) (default {d.alpha})")
     p.add_argument("--quiet", action="store_true")
 
 
-def _config(args, **extra):
+def analysis_settings(args, grid=None):
+    """The AnalysisSettings of parsed flags and an optional GridConfig: a flag given, else the file's value,
+    else the default (tueval/configs/defaults.yaml); every value checked."""
+    from ..config import AnalysisSettings, defaults
+    from ..config.checks import at_least_one, open_unit
+    from ..config.schema import name_list
+    from .unlearn import flag_value
+
+    d = defaults().analysis
+    file = dict(grid.settings) if grid is not None else {}
+    given = set(grid.given) if grid is not None else set()
+
+    def pick(flag_val, key, default):
+        return flag_val if flag_val is not None else file.get(key, default)
+
+    seeds = (tuple(range(flag_value(at_least_one, "--seeds", args.seeds))) if args.seeds is not None else
+             tuple(grid.axes["seed"]) if "seeds" in given else d.seeds)
+    scorers = (flag_value(name_list, "--scorers", args.scorers) if args.scorers is not None else
+               tuple(grid.axes["scorer"]) if "scorers" in given else d.scorers)
+    _check_scorers(scorers)
+    alpha = pick(args.alpha, "alpha", d.alpha)
+    workers = pick(args.workers, "workers", d.workers)
+    return AnalysisSettings(workdir=pick(args.workdir, "workdir", d.workdir),
+                            reports=pick(args.reports, "reports", d.reports), seeds=seeds,
+                            profile=pick(args.profile, "profile", d.profile),
+                            alpha=flag_value(open_unit, "--alpha", alpha) if args.alpha is not None else alpha,
+                            workers=(flag_value(at_least_one, "--workers", workers)
+                                     if args.workers is not None else workers),
+                            scorers=scorers)
+
+
+def _check_scorers(names) -> None:
+    from ..scoring import SCORERS
+
+    for n in names:
+        try:
+            SCORERS.get(n)
+        except SpecError as e:
+            raise SpecError(f"--scorers: {e}") from None
+
+
+def _config(args, st, **extra):
     from ..analysis import AnalysisConfig
     from ..workdir import Workdir
 
-    return AnalysisConfig(workdir=Workdir(args.workdir), reports=Path(args.reports),
-                          seeds=tuple(range(args.seeds)), compute=not getattr(args, "no_compute", False),
-                          scorers=tuple(s for s in args.scorers.split(",") if s), alpha=args.alpha,
-                          profile=args.profile, workers=args.workers, progress=not args.quiet, extra=extra,
+    return AnalysisConfig(workdir=Workdir(st.workdir), reports=Path(st.reports), seeds=st.seeds,
+                          compute=not getattr(args, "no_compute", False), scorers=st.scorers, alpha=st.alpha,
+                          profile=st.profile, workers=st.workers, progress=not args.quiet, extra=extra,
                           cache=not getattr(args, "no_cache", False))
 
 
@@ -59,19 +109,41 @@ def register_analyze(sub):
 
 
 def cmd_analyze(args) -> int:
-    from ..analysis import all_analyses, get_analysis
+    import sys
 
-    names = [a.name for a in all_analyses()] if args.name == "all" else [args.name]
+    from ..analysis import all_analyses, get_analysis
+    from ..config.checks import tasks
+    from ..config.grid import SWEEP_ONLY, load_config
+    from .unlearn import flag_value
+
+    builtin = [a.name for a in all_analyses()]
+    names = builtin if args.name == "all" else [args.name]
+    try:
+        runs = {name: get_analysis(name) for name in names}  # unknown names fail before any work
+    except SpecError:
+        if args.name in builtin:
+            raise
+        raise SpecError(f"unknown analysis '{args.name}'; valid: {', '.join(builtin)}, all (or an installed or "
+                        "module:function analysis)") from None
+    grid = load_config(args.config) if args.config else None
+    st = analysis_settings(args, grid)
+    base = grid.analysis_extra() if grid is not None else {}
+    if grid is not None and not args.quiet:
+        unused = [k for k in SWEEP_ONLY if k in grid.given]
+        if unused:
+            print(f"tueval analyze: note: {grid.source}: {', '.join(unused)} only shape `tueval sweep`; the "
+                  "analyses choose their own runs", file=sys.stderr)
     extra = {}
     if args.lmeval_tasks:
         extra["lmeval_tasks"] = True if args.lmeval_tasks == "all" else args.lmeval_tasks
+        if args.lmeval_tasks != "all":
+            flag_value(tasks, "--lmeval-tasks", args.lmeval_tasks)
     out = {}
-    for name in names:
-        run = get_analysis(name)
-        res = run(_config(args, **(extra if name == "controls" else {}))) or {}
+    for name, run in runs.items():
+        res = run(_config(args, st, **base, **(extra if name == "controls" else {}))) or {}
         out[name] = res
         if not args.json:
-            print(f"{name}: wrote {Path(args.reports) / name / 'report.md'}")
+            print(f"{name}: wrote {Path(st.reports) / name / 'report.md'}")
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     return 0
@@ -104,7 +176,7 @@ def register_check(sub):
                        "magnitude_matched,uniform --seeds 6 --json")
     p.add_argument("--scorer", required=True, help="a registered scorer name or module:function")
     p.add_argument("--mode", default="hard", choices=["hard", "soft", "none"])
-    p.add_argument("--ratio", type=float, default=0.3)
+    p.add_argument("--ratio", type=float, default=0.3, help="fraction kept by hard selection, in (0, 1]")
     p.add_argument("--objective", default="ga")
     p.add_argument("--against", default="random_k,magnitude_matched,uniform",
                    help="controls (default random_k,magnitude_matched,uniform)")
@@ -112,9 +184,9 @@ def register_check(sub):
                    help="confirmatory families to run (default all four)")
     p.add_argument("--workdir", default="work")
     p.add_argument("--reports", default=None, help="also write a report folder here")
-    p.add_argument("--seeds", type=int, default=8, help="seeds (default 8: with an exact sign-flip test and Holm "
-                   "over the family, fewer seeds cannot reach p < alpha)")
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--seeds", type=int, default=8, help="seeds, >= 2 (default 8: with an exact sign-flip test and "
+                   "Holm over the family, fewer seeds cannot reach p < alpha)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level in (0, 1) (default 0.05)")
     p.add_argument("--profile", default="quick", choices=["quick", "default", "full"])
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--json", action="store_true")
@@ -122,9 +194,32 @@ def register_check(sub):
     p.set_defaults(handler=cmd_check)
 
 
+def check_check_args(args) -> None:
+    """Check every ``tueval check`` flag (names through the registries) before any work."""
+    from ..config import checks
+    from ..config.grid import UNIFORM
+    from ..objectives import OBJECTIVES
+    from .unlearn import flag_value
+
+    _check_scorers([args.scorer])
+    try:
+        OBJECTIVES.get(args.objective)
+    except SpecError as e:
+        raise SpecError(f"--objective: {e}") from None
+    flag_value(checks.unit_ratio, "--ratio", args.ratio)
+    flag_value(lambda f, v: checks.integer(f, v, low=2), "--seeds", args.seeds)
+    flag_value(checks.open_unit, "--alpha", args.alpha)
+    if args.workers is not None:
+        flag_value(checks.at_least_one, "--workers", args.workers)
+    for c in (c.strip() for c in args.against.split(",")):
+        if c != UNIFORM:
+            flag_value(checks.control, "--against", c)
+
+
 def cmd_check(args) -> int:
     from ..check import run_check
 
+    check_check_args(args)
     return run_check(args)
 
 

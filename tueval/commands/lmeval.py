@@ -30,14 +30,28 @@ EPILOG = """examples:
 
 
 def _limit(s: str) -> int | float:
-    """An integer row count or a fraction."""
+    """A row count >= 1 or a fraction in (0, 1)."""
     try:
-        return int(s)
+        v: int | float = int(s)
     except ValueError:
         try:
-            return float(s)
+            v = float(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--limit expects an integer or a fraction, got '{s}'") from None
+            v = float("nan")
+    if not ((isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v < 1)):
+        raise argparse.ArgumentTypeError(f"expects a row count >= 1 or a fraction in (0, 1), got '{s}'")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    """An integer >= 1."""
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 1, got '{s}'")
+    return v
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +74,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--include-path", metavar="DIR", default=None,
                    help="folder of exported tasks (default: WORKDIR/lmeval/tasks, exported on demand)")
     p.add_argument("--limit", type=_limit, default=None, help="evaluate only the first N rows (or a fraction)")
-    p.add_argument("--batch-size", type=int, default=32, help="lm-eval batch size (default 32)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="lm-eval batch size, >= 1 (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--print-command", action="store_true",
                    help="with --model: print the equivalent offline lm_eval command line and exit")

@@ -24,14 +24,30 @@ SWEEP_EPILOG = """A grid file is YAML; plural keys are crossed, e.g.
   objectives: [ga, npo]
   methods:                       # (or scorers: [...] and modes: [...])
     - {scorer: tokenunlearn, mode: hard, ratio: 0.3}
-    - {scorer: etw, mode: soft}
-  controls: [null, random_k, permuted, magnitude_matched]
+    - {scorer: etw, mode: soft, controls: [null, permuted]}   # its own controls
+  controls: [null, random_k, permuted, magnitude_matched, uniform]   # null: the method; uniform: sequence base
   seeds: [0, 1, 2, 3, 4, 5]
-  lrs: [0.001]
+  lrs: [1e-3]
   fixed: {epochs: 5, batch_size: 16}
 Any RunSpec field may go under `fixed` (or in a `methods`/`include` entry); a list there is ONE value, not an
-axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` (or the string
-"tueval_forget_mc,tueval_utility_mc") adds lm-eval MC accuracies to every run of the grid."""
+axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` adds lm-eval MC accuracies to every
+run. Fields not given resolve as in `tueval unlearn`: the objective's defaults, then the global defaults
+(tueval/configs/defaults.yaml). The sweep runs exactly the arms listed; `tueval analyze NAME --config FILE`
+reads the same format and adds the arms its question needs (the method itself, and uniform unless
+`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform. The
+file is checked before any run starts, also with --dry-run."""
+
+
+#: RunSpec field -> its ``tueval unlearn`` flag (every field has one)
+FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ratio": "--ratio",
+         "control": "--control", "seed": "--seed", "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size",
+         "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
+         "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
+         "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
+         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks"}
+#: flags whose value is taken as given (a flag that is given is never replaced by a default)
+_PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
+          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -47,30 +63,65 @@ def _kv(items: list[str] | None, flag: str) -> dict:
     return out
 
 
+def _steps(text: str) -> list:
+    """``--snapshot-steps 10,20`` as a list (each item an int where it reads as one; the field rule checks)."""
+    out = []
+    for t in (x.strip() for x in text.split(",")):
+        if t:
+            try:
+                out.append(int(t))
+            except ValueError:
+                out.append(t)
+    return out
+
+
+def _defaults_help() -> dict[str, str]:
+    """``default ...`` for each flag: the global default and, grouped by value, the objectives that differ."""
+    from ..config import defaults
+
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    d = defaults()
+    out = {}
+    for f in FLAGS:
+        by: dict[str, list[str]] = {}
+        for o in sorted(d.objectives):
+            if f in d.objectives[o]:
+                by.setdefault(fmt(d.objectives[o][f]), []).append(o)
+        out[f] = "; ".join([f"default {fmt(d.run[f])}", *(f"{', '.join(os)}: {v}" for v, os in by.items())])
+    return out
+
+
 def register_unlearn(sub) -> argparse.ArgumentParser:
     """Add ``tueval unlearn``."""
-    from ..spec import RunSpec
-
-    d = RunSpec()
+    dh = _defaults_help()
     p = sub.add_parser("unlearn", help="one unlearning run (cached by its spec, resumable)", description=UNLEARN_DESC,
                        epilog=UNLEARN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--objective", default=d.objective, help=f"objective name (default {d.objective})")
-    p.add_argument("--scorer", default=d.scorer, help="token scorer name or module:function (default uniform)")
-    p.add_argument("--mode", default=d.mode, choices=["hard", "soft", "none"],
+    p.add_argument("--objective", help=f"objective name ({dh['objective']})")
+    p.add_argument("--scorer", help=f"token scorer name or module:function ({dh['scorer']})")
+    p.add_argument("--mode", choices=["hard", "soft", "none"],
                    help="hard = top-ratio tokens per sequence; soft = scores scaled to mean 1; none = scores as "
-                   "weights (default none)")
-    p.add_argument("--ratio", type=float, default=d.ratio, help="fraction kept by hard selection, in (0, 1]")
-    p.add_argument("--control", default=None, help="replace the method's weights by a control built from them")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: tueval.defaults.FIXED)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs over the forget split (default: FIXED)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--normaliser", default="auto", choices=["auto", "weight_sum", "tokens"])
+                   f"weights ({dh['mode']})")
+    p.add_argument("--ratio", type=float, help=f"fraction kept by hard selection, in (0, 1] ({dh['ratio']})")
+    p.add_argument("--control", help="replace the method's weights by a control built from them (default none)")
+    p.add_argument("--seed", type=int, help=f"integer seed >= 0 ({dh['seed']})")
+    p.add_argument("--lr", type=float, help=f"learning rate, > 0 ({dh['lr']})")
+    p.add_argument("--epochs", type=int, help=f"epochs over the forget split, >= 1 ({dh['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"forget examples per step, >= 1 ({dh['batch_size']})")
+    p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay, >= 0 ({dh['weight_decay']})")
+    p.add_argument("--clip", type=float, help=f"gradient-norm clip, > 0 ({dh['clip']})")
+    p.add_argument("--normaliser", choices=["auto", "weight_sum", "tokens"], help=f"loss normaliser "
+                   f"({dh['normaliser']}: weight_sum for hard selection, tokens otherwise)")
+    p.add_argument("--forget-split", help="forget split name, e.g. forget05 (default: the workdir's)")
     p.add_argument("--objective-param", action="append", metavar="KEY=VALUE", help="e.g. beta=0.2 (repeatable)")
     p.add_argument("--scorer-param", action="append", metavar="KEY=VALUE", help="e.g. alpha=0.5 (repeatable)")
     p.add_argument("--save-model", action="store_true", help="also save the unlearned model in the run folder")
     p.add_argument("--no-generate", action="store_true", help="skip greedy generation (no ROUGE)")
-    p.add_argument("--lmeval-tasks", default="", metavar="TASK[,TASK...]",
+    p.add_argument("--snapshot-steps", metavar="STEP[,STEP...]",
+                   help="also save the model after these steps (positive integers; default none)")
+    p.add_argument("--ckpt-every", type=int, help=f"checkpoint every N steps, >= 1 ({dh['ckpt_every']})")
+    p.add_argument("--lmeval-tasks", metavar="TASK[,TASK...]",
                    help="also score the unlearned model with lm-eval (offline) on these comma-separated tasks, "
                    "e.g. tueval_forget_mc,tueval_retain_mc,tueval_utility_mc (the workdir's exported "
                    "multiple-choice tasks); writes eval/lmeval.parquet and summary 'lmeval' {task: acc}. "
@@ -83,21 +134,56 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     return p
 
 
+def spec_from_args(args):
+    """The RunSpec of parsed ``tueval unlearn`` flags: the flags given, then the objective's defaults, then the
+    global defaults (``tueval.config.resolve_spec``); checked, names included, before any work."""
+    from ..config import FieldError, resolve_spec
+
+    given = {f: getattr(args, f) for f in _PLAIN if getattr(args, f) is not None}
+    if args.objective_param is not None:
+        given["objective_params"] = _kv(args.objective_param, "--objective-param")
+    if args.scorer_param is not None:
+        given["scorer_params"] = _kv(args.scorer_param, "--scorer-param")
+    if args.snapshot_steps is not None:
+        given["snapshot_steps"] = _steps(args.snapshot_steps)
+    if args.no_generate:
+        given["generate"] = False
+    if args.save_model:
+        given["save_model"] = True
+    try:
+        return resolve_spec(**given)
+    except FieldError as e:
+        raise SpecError(f"{FLAGS.get(e.field, e.field)} (field '{e.field}'): {e.problem}") from None
+
+
+def spec_words(spec) -> str:
+    """The ``tueval unlearn`` flags that reproduce ``spec``: its objective and every field off its defaults."""
+    import shlex
+
+    from ..config import non_default_fields
+
+    words = []
+    for f, v in non_default_fields(spec).items():
+        flag = FLAGS[f]
+        if f in ("objective_params", "scorer_params"):
+            words += [w for k, x in v.items() for w in (flag, f"{k}={json.dumps(x)}")]
+        elif f in ("generate", "save_model"):
+            words.append(flag)
+        elif f in ("snapshot_steps", "lmeval_tasks"):
+            words += [flag, ",".join(map(str, v))]
+        elif v is None:
+            words += [flag, "none"]
+        else:
+            words += [flag, f"{v:g}" if isinstance(v, float) and float(f"{v:g}") == v else str(v)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def cmd_unlearn(args) -> int:
-    from ..defaults import FIXED
     from ..evaluate import format_summary
-    from ..spec import RunSpec
     from ..unlearn import unlearn
-    from ..weighting import check_ratio
     from ..workdir import Workdir
 
-    check_ratio(args.ratio)
-    spec = RunSpec(objective=args.objective, scorer=args.scorer, mode=args.mode, ratio=args.ratio,
-                   control=args.control, seed=args.seed, lr=args.lr or FIXED["lr"],
-                   epochs=args.epochs or FIXED["epochs"], batch_size=args.batch_size or FIXED["batch_size"],
-                   normaliser=args.normaliser, objective_params=_kv(args.objective_param, "--objective-param"),
-                   scorer_params=_kv(args.scorer_param, "--scorer-param"), generate=not args.no_generate,
-                   save_model=args.save_model, lmeval_tasks=args.lmeval_tasks)
+    spec = spec_from_args(args)
     res = unlearn(spec, Workdir(args.workdir), progress=not (args.quiet or args.json), force=args.force)
     out = {"run_id": res.run_id, "path": str(res.path), "cached": res.cached, "label": spec.label(),
            **res.summary}
@@ -111,6 +197,16 @@ def cmd_unlearn(args) -> int:
     return 0
 
 
+def flag_value(rule, flag: str, value):
+    """``value`` of ``flag`` checked by a field rule; a broken rule names the flag."""
+    from ..config.checks import FieldError
+
+    try:
+        return rule(flag.lstrip("-").replace("-", "_"), value)
+    except FieldError as e:
+        raise SpecError(f"{flag}: {e.problem}") from None
+
+
 def register_sweep(sub) -> argparse.ArgumentParser:
     """Add ``tueval sweep``."""
     p = sub.add_parser("sweep", help="run a grid of unlearning runs over a process pool",
@@ -118,9 +214,10 @@ def register_sweep(sub) -> argparse.ArgumentParser:
                        "(one torch thread per worker), with a progress bar. Finished runs are reused.",
                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("grid", help="grid YAML file")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: min(cores, 2))")
+    p.add_argument("--workers", type=int, default=None, help="processes, >= 1 (default: the file's `workers`, "
+                   "else min(cores, 2))")
     p.add_argument("--dry-run", action="store_true", help="list the specs and which are missing; run nothing")
-    p.add_argument("--workdir", default="work")
+    p.add_argument("--workdir", default=None, help="prepared workdir (default: the file's `workdir`, else ./work)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_sweep)
@@ -128,18 +225,26 @@ def register_sweep(sub) -> argparse.ArgumentParser:
 
 
 def cmd_sweep(args) -> int:
-    from ..sweep import load_grid, missing, run_grid
+    from ..config import defaults
+    from ..config.checks import at_least_one
+    from ..config.grid import load_config
+    from ..sweep import missing, run_grid
     from ..workdir import Workdir
 
-    wd = Workdir(args.workdir)
-    specs = load_grid(args.grid)
+    g = load_config(args.grid)
+    specs = g.specs()
+    workers = args.workers if args.workers is not None else g.settings.get("workers")
+    if workers is not None:
+        flag_value(at_least_one, "--workers", workers)
+    wd = Workdir(args.workdir if args.workdir is not None else g.settings.get("workdir",
+                                                                             defaults().analysis.workdir))
     if args.dry_run:
         miss = {id(s) for s in missing(specs, wd)}
         for s in specs:
             print(f"{'missing ' if id(s) in miss else 'done    '} {s.label()} seed={s.seed} lr={s.lr:g}")
         print(f"{len(specs)} specs, {len(miss)} missing")
         return 0
-    results = run_grid(specs, wd, workers=args.workers, progress=not (args.quiet or args.json))
+    results = run_grid(specs, wd, workers=workers, progress=not (args.quiet or args.json))
     rows = [{"run_id": r.run_id, "label": r.spec.label(), "seed": r.spec.seed, "lr": r.spec.lr,
              "forget_quality": r.summary.get("forget_quality"), "model_utility": r.summary.get("model_utility")}
             for r in results]

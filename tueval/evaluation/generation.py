@@ -8,7 +8,7 @@ import torch
 from rouge_score import rouge_scorer
 
 from ..data.format import prompt_text
-from .likelihood import eval_mode, model_device
+from ..forward import eval_mode, model_device
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

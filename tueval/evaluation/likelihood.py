@@ -2,15 +2,15 @@
 teacher-forced answer-token and fact-token accuracy."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..data.collate import Batch, answer_variants, tokenize_pairs
 from ..data.schema import Example, Span
+from ..forward import eval_mode, model_device
 from ..tokens import forward_logits, masked_mean, token_logprobs
 
 
@@ -31,24 +31,6 @@ class SequenceStats:
 
     def __len__(self) -> int:
         return len(self.sum_nll)
-
-
-@contextlib.contextmanager
-def eval_mode(model) -> Iterator[None]:
-    """Put ``model`` in eval mode under ``torch.no_grad`` and restore its training flag afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def model_device(model) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameterless model)."""
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def batch_answer_stats(logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:

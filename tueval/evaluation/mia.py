@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from ..data.collate import collate
 from ..data.schema import Example
 from ..tokens import forward_logits
-from .likelihood import eval_mode, model_device
+from ..forward import eval_mode, model_device
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 DEFAULT_K = 0.4

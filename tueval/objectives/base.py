@@ -7,7 +7,6 @@ Weights are [B, T], aligned with input positions, zero outside ``answer_mask``; 
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -15,46 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpecError
+from ..forward import ForwardOut, model_device, model_forward, position_ids_for  # noqa: F401 - re-exported
+from ..params import Configurable
 from ..registry import Registry
-from ..tokens import token_logprobs
 
 OBJECTIVES: Registry = Registry("objective", "tueval.objectives")
 RETAIN_LOSSES = ("nll", "kl", "none")
 NORMALISERS = ("weight_sum", "tokens")
-
-
-@dataclass
-class ForwardOut:
-    """One forward of a causal LM on a Batch: raw logits [B,T,V] (HF convention: position t-1 predicts t),
-    per-token log-probs ``logp`` [B,T] aligned with input positions (position 0 = 0), and optionally the
-    last-layer hidden states ``hidden`` [B,T,H] aligned the same way (``hidden[:, t]`` is the state that
-    predicts token t; position 0 is zeros)."""
-
-    logits: torch.Tensor
-    logp: torch.Tensor
-    hidden: torch.Tensor | None = None
-
-    def detach(self) -> "ForwardOut":
-        """A copy without autograd history."""
-        return ForwardOut(self.logits.detach(), self.logp.detach(),
-                          None if self.hidden is None else self.hidden.detach())
-
-
-def position_ids_for(input_ids: torch.Tensor) -> torch.Tensor:
-    """Plain positions 0..T-1 for every row (right padding; masking tokens never shifts positions)."""
-    return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
-
-
-def model_forward(model, batch, hidden: bool = False, attention_mask: torch.Tensor | None = None) -> ForwardOut:
-    """Run ``model`` once on ``batch`` (grad as the caller's context) and derive log-probs (and hidden states)."""
-    am = batch.attention_mask if attention_mask is None else attention_mask
-    out = model(input_ids=batch.input_ids, attention_mask=am, position_ids=position_ids_for(batch.input_ids),
-                output_hidden_states=hidden)
-    h = None
-    if hidden:
-        last = out.hidden_states[-1]
-        h = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)
-    return ForwardOut(out.logits, token_logprobs(out.logits, batch.input_ids), h)
 
 
 def gt_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -124,7 +90,7 @@ class LossOutput:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Objective:
+class Objective(Configurable):
     """Base class: ``__init__`` only stores settings; ``__call__`` computes a LossOutput from one policy forward
     on the forget batch (plus a no-grad reference forward when ``needs_ref`` and a retain forward when used).
 
@@ -141,21 +107,7 @@ class Objective:
         self.gamma, self.alpha, self.retain_loss, self.normaliser = gamma, alpha, retain_loss, normaliser
         self._validate()
 
-    # ---- settings -------------------------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in klass.__dict__:
-                for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
-                        names.append(p.name)
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        """Every setting of this objective (the run spec records it)."""
-        return {k: getattr(self, k) for k in self._param_names()}
-
+    # ---- settings ----------------------------------------------------------------------------------------
     def _validate(self) -> None:
         if self.retain_loss not in RETAIN_LOSSES:
             raise SpecError(f"objective '{self.name}': retain_loss '{self.retain_loss}' is not one of "
@@ -187,7 +139,7 @@ class Objective:
     def retain_term(self, model, retain_batch, ref_model=None) -> torch.Tensor:
         """The retain term on ``retain_batch`` (one policy forward, plus a no-grad ref forward for KL)."""
         if not self.needs_retain:
-            return torch.zeros((), device=_device(model))
+            return torch.zeros((), device=model_device(model))
         if retain_batch is None:
             raise SpecError(f"objective '{self.name}' with retain_loss='{self.retain_loss}' needs a retain batch")
         out = model_forward(model, retain_batch)
@@ -227,36 +179,6 @@ class Objective:
         return LossOutput(total=total, forget=forget, retain=retain, extras=base)
 
 
-def _device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        return torch.device("cpu")
-
-
 def make_objective(name: str, params: dict[str, Any] | None = None) -> Objective:
     """Build the objective ``name`` with ``params``; unknown names or settings raise SpecError."""
-    cls = OBJECTIVES.get(name)
-    params = dict(params or {})
-    if isinstance(cls, type) and issubclass(cls, Objective):
-        valid = cls._param_names()
-        bad = sorted(set(params) - set(valid))
-        if bad:
-            raise SpecError(f"objective '{name}': unknown setting(s) {', '.join(bad)}. Valid: {', '.join(valid)}")
-        return cls(**params)
-    if isinstance(cls, Objective):
-        return cls
-    if callable(cls):
-        obj = cls(**params)
-        if not isinstance(obj, Objective):
-            raise SpecError(f"objective '{name}' did not build an Objective (got {type(obj).__name__})")
-        return obj
-    raise SpecError(f"objective '{name}' is not an Objective class")
-
-
-def compute_loss(objective: str | Objective, model, forget_batch, retain_batch=None,
-                 weights: torch.Tensor | None = None, ref_model=None, params: dict[str, Any] | None = None,
-                 **kw) -> LossOutput:
-    """Functional form: build ``objective`` (a name or instance) with ``params`` and evaluate it once."""
-    obj = objective if isinstance(objective, Objective) else make_objective(objective, params)
-    return obj(model, forget_batch, retain_batch, weights, ref_model, **kw)
+    return OBJECTIVES.build(name, params, Objective)

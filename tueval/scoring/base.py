@@ -8,14 +8,14 @@ dynamic ones are called every step with the current model. ``cost`` = extra forw
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..errors import SpecError
-from ..objectives.base import ForwardOut, model_forward
+from ..forward import ForwardOut, model_forward
+from ..params import Configurable
 from ..registry import Registry
 
 SCORERS: Registry = Registry("scorer", "tueval.scorers")
@@ -35,7 +35,7 @@ class ScoringContext:
     outputs: ForwardOut | None = None
 
 
-class Scorer:
+class Scorer(Configurable):
     """Base class (sklearn-style: ``__init__`` only stores settings; ``get_params()`` returns them).
 
     Class attributes: ``name``, ``static`` (computed once on the reference model and cached by the engine),
@@ -50,20 +50,6 @@ class Scorer:
     needs_hidden: ClassVar[bool] = False
     needs_ref_model: bool = False  # reads context.ref_model
     needs_retain_model: bool = False  # reads context.retain_model
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in klass.__dict__ and klass is not object:
-                for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
-                        names.append(p.name)
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        """Every setting of this scorer (the run spec records it)."""
-        return {k: getattr(self, k) for k in self._param_names()}
 
     def describe(self) -> dict[str, Any]:
         """Name, settings, static flag and cost, for the run spec."""

@@ -28,6 +28,11 @@ class FunctionScorer(Scorer):
         except (TypeError, ValueError):
             self._takes_context = False
 
+    @property
+    def code_target(self) -> Callable:
+        """The user code this scorer runs (its source enters the run hash)."""
+        return self.fn
+
     def get_params(self) -> dict[str, Any]:
         """The plugin reference and its declared flags (the function itself is recorded by name)."""
         return {"fn": self.name, "static": self.static, "cost": self.cost,
@@ -47,30 +52,23 @@ def make_scorer(name: str | Scorer, params: dict[str, Any] | None = None) -> Sco
     ``needs_retain_model``). Unknown names/settings -> SpecError."""
     if isinstance(name, Scorer):
         return name
-    obj = SCORERS.get(name)
-    params = dict(params or {})
-    if isinstance(obj, type) and issubclass(obj, Scorer):
-        valid = obj._param_names()
-        bad = sorted(set(params) - set(valid))
-        if bad:
-            raise SpecError(f"scorer '{name}': unknown setting(s) {', '.join(bad)}. Valid: "
-                            f"{', '.join(valid) or '(none)'}")
-        s = obj(**params)
-        if not getattr(s, "name", ""):
-            s.name = name
-        return s
-    if isinstance(obj, Scorer):
-        if params:
-            raise SpecError(f"scorer '{name}' is an instance; it takes no settings (got {', '.join(params)})")
-        return obj
-    if callable(obj):
-        allowed = {"static", "cost", "needs_ref_model", "needs_retain_model"}
-        bad = sorted(set(params) - allowed)
-        if bad:
-            raise SpecError(f"scorer '{name}' is a plain function; settings allowed: {', '.join(sorted(allowed))} "
-                            f"(got {', '.join(bad)})")
-        return FunctionScorer(obj, name=name, **params)
-    raise SpecError(f"scorer '{name}' is neither a Scorer nor a callable (got {type(obj).__name__})")
+    s = SCORERS.build(name, params, Scorer, wrap=_wrap_function)
+    if not getattr(s, "name", ""):
+        s.name = name
+    return s
+
+
+def _wrap_function(fn: Callable, name: str, params: dict[str, Any]) -> FunctionScorer:
+    allowed = {"static", "cost", "needs_ref_model", "needs_retain_model"}
+    bad = sorted(set(params) - allowed)
+    if bad:
+        raise SpecError(f"scorer '{name}' is a plain function; settings allowed: {', '.join(sorted(allowed))} "
+                        f"(got {', '.join(bad)})")
+    return FunctionScorer(fn, name=name, **params)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def _call(scorer: Scorer, model, batch, context: ScoringContext, seed: int) -> torch.Tensor:
@@ -83,7 +81,7 @@ def _call(scorer: Scorer, model, batch, context: ScoringContext, seed: int) -> t
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure inside user code is reported with the scorer's name
-        raise SpecError(f"scorer '{scorer.name}' raised {type(e).__name__}: {e}") from e
+        raise SpecError(_one_line(f"scorer '{scorer.name}' raised {type(e).__name__}: {e}")) from e
 
 
 def check_scorer(scorer: Scorer | str, model, batch, seed: int = 0, context: ScoringContext | None = None) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from ..data.schema import Span
 from ..errors import DataError, SpecError
-from ..objectives.base import model_forward
+from ..forward import model_forward
 from .base import SCORERS, Scorer, ScoringContext, require
 from .tokenunlearn import MASK_MODES, question_mask
 

@@ -15,7 +15,7 @@ import torch
 
 from ..data.format import PROMPT_TEMPLATE
 from ..errors import SpecError
-from ..objectives.base import model_forward
+from ..forward import model_forward
 from ..tokens import token_entropy
 from .base import SCORERS, Scorer, ScoringContext, current_outputs, minmax_per_sequence, on_answers, require
 

@@ -1,0 +1,225 @@
+"""One unlearning step and what it needs: models, collated forget/retain data, RNG streams, optimiser, static
+scores, and the checks that guard it (plugin scorers on the first batch, non-finite losses at every step)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .data.collate import Batch, collate
+from .errors import SpecError, TuevalError
+from .forward import model_forward
+from .registry import is_plugin
+from .spec import RunSpec
+from .workdir import Workdir
+
+
+class NonFiniteLossError(TuevalError):
+    """The loss or its gradient became NaN or infinite: the run stops before that step's update."""
+
+
+@torch.no_grad()
+def static_scores(scorer, ref_model, data: Batch, ctx, chunk: int = 64) -> torch.Tensor:
+    """Scores of a static scorer on every forget example, computed once on the reference model ([N, T])."""
+    out = torch.zeros(data.input_ids.shape, dtype=torch.float32)
+    for i in range(0, len(data), chunk):
+        b = Batch.trim(data.select(range(i, min(i + chunk, len(data)))))
+        s = scorer.score(ref_model, b, ctx)
+        out[i: i + len(b), : s.shape[1]] = s.float()
+    return out
+
+
+def _load_frozen(wd: Workdir, which: str):
+    m, _ = wd.load_model(which)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()
+
+
+def _nonfinite_kinds(x: torch.Tensor) -> str:
+    return "/".join(k for k, f in (("NaN", torch.isnan), ("inf", torch.isinf)) if bool(f(x).any()))
+
+
+@dataclass
+class Trainer:
+    """The state of one unlearning run and its step: ``trainer(step) -> log row``."""
+
+    spec: RunSpec
+    model: Any
+    tokenizer: Any
+    scorer: Any
+    wspec: Any
+    objective: Any
+    forget: Batch
+    retain: Batch
+    static: torch.Tensor | None
+    ctx: Any
+    gens: dict[str, torch.Generator]
+    ref_model: Any
+    opt: torch.optim.Optimizer
+    plugin_scorer: bool
+    _perm_epoch: int = -1
+    _perm: torch.Tensor | None = None
+
+    @classmethod
+    def build(cls, spec: RunSpec, wd: Workdir, scorer, wspec, objective, forget_split: str) -> "Trainer":
+        """Load models and data for ``spec``; a plugin scorer is checked on the first batch before any step.
+        The caller seeds torch's global RNG first: model loading and the scorers draw from it in this order."""
+        from .scoring import ScoringContext
+
+        model, tok = wd.load_model("target")
+        model.train()
+        needs_ref = objective.needs_ref_model or scorer.static or getattr(scorer, "needs_ref_model", False)
+        ref_model = _load_frozen(wd, "target") if needs_ref else None
+        retain_model = _load_frozen(wd, "retain") if getattr(scorer, "needs_retain_model", False) else None
+        bench = wd.benchmark
+        retain_split = "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
+        F, R = collate(bench.split(forget_split), tok), collate(bench.split(retain_split), tok)
+        gens = {"data": torch.Generator().manual_seed(spec.seed),
+                "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
+                "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}
+        ctx = ScoringContext(ref_model=ref_model, retain_model=retain_model, tokenizer=tok, generator=gens["weights"])
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
+                                weight_decay=spec.weight_decay)
+        t = cls(spec, model, tok, scorer, wspec, objective, F, R, None, ctx, gens, ref_model, opt,
+                is_plugin(scorer))
+        if t.plugin_scorer:
+            t.check_scorer()
+        if scorer.static:
+            t.static = static_scores(scorer, ref_model, F, ctx)
+            if t.plugin_scorer:
+                t._require_finite_scores(t.static, F.answer_mask, "on the forget split")
+        return t
+
+    # ---- geometry -----------------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.forget) / self.spec.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.spec.epochs * self.steps_per_epoch
+
+    def _indices(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            # the permutation of an epoch is a function of the seed and the epoch only (resume-safe)
+            self._perm = torch.randperm(len(self.forget),
+                                        generator=torch.Generator().manual_seed(self.spec.seed * 7919 + epoch))
+            self._perm_epoch = epoch
+        bs = self.spec.batch_size
+        return self._perm[pos * bs: (pos + 1) * bs]
+
+    def forget_batch(self, step: int) -> tuple[torch.Tensor, Batch]:
+        """The indices and the prepared forget batch of ``step``. Objectives may attach what they need (IdkPO:
+        refusal answers), drawn from a seed-and-step generator so that a resumed run draws the same."""
+        idx = self._indices(step)
+        fb = self.objective.prepare_batch(Batch.trim(self.forget.select(idx)), self.tokenizer,
+                                          torch.Generator().manual_seed(self.spec.seed * 104_729 + step))
+        return idx, fb
+
+    # ---- checks -------------------------------------------------------------------------------------------
+    def check_scorer(self) -> None:
+        """The conformance check of ``tueval check`` on the first forget batch (the global RNG is left as it
+        was, so a checked run trains exactly as an unchecked one)."""
+        from .scoring import check_scorer
+
+        with torch.random.fork_rng():
+            _, fb = self.forget_batch(0)
+            model = self.ref_model if self.scorer.static else self.model
+            try:
+                check_scorer(self.scorer, model, fb, seed=self.spec.seed, context=self.ctx)
+            except SpecError as e:
+                msg = str(e) if f"'{self.spec.scorer}'" in str(e) else f"scorer '{self.spec.scorer}': {e}"
+                raise SpecError(f"{msg} (checked on the first forget batch, before training)") from None
+
+    def _require_finite_scores(self, scores: torch.Tensor, answer_mask: torch.Tensor, where: str) -> None:
+        vals = scores.detach().float()[answer_mask.to(scores.device)]
+        bad = ~torch.isfinite(vals)
+        if bool(bad.any()):
+            raise SpecError(f"scorer '{self.spec.scorer}' returned non-finite values ({_nonfinite_kinds(vals)}) "
+                            f"on {int(bad.sum())} of {vals.numel()} answer tokens {where}")
+
+    def _plugin_scores(self, fb: Batch, step: int) -> torch.Tensor:
+        name = self.spec.scorer
+        try:
+            s = self.scorer.score(self.model, fb, self.ctx)
+        except TuevalError:
+            raise
+        except Exception as e:  # noqa: BLE001 - user code: reported with the scorer's name and the step
+            raise SpecError(" ".join(f"scorer '{name}' raised {type(e).__name__} at step {step}: {e}".split())) \
+                from e
+        if not torch.is_tensor(s) or tuple(s.shape) != tuple(fb.answer_mask.shape):
+            got = list(s.shape) if torch.is_tensor(s) else type(s).__name__
+            raise SpecError(f"scorer '{name}' returned {got} at step {step}; expected a tensor [B, T] = "
+                            f"{list(fb.answer_mask.shape)}")
+        self._require_finite_scores(s, fb.answer_mask, f"at step {step}")
+        return s
+
+    @staticmethod
+    def _require_finite(step: int, what: str, value: torch.Tensor, loss) -> None:
+        if not bool(torch.isfinite(value.detach()).all()):
+            parts = ", ".join(f"{k} {float(getattr(loss, k).detach()):.4g}" for k in ("total", "forget", "retain"))
+            raise NonFiniteLossError(f"unlearning stopped at step {step}: the {what} is not finite ({parts}); "
+                                     "the model was not updated and no checkpoint was written at this step")
+
+    # ---- the step -----------------------------------------------------------------------------------------
+    def __call__(self, step: int) -> dict:
+        """One optimisation step; returns its log row."""
+        from .weighting import apply_weighting, grad_norm_matched_scale
+
+        spec, model, objective, scorer, ctx = self.spec, self.model, self.objective, self.scorer, self.ctx
+        epoch = step // self.steps_per_epoch
+        idx, fb = self.forget_batch(step)
+        rb = Batch.trim(self.retain.select(torch.randint(len(self.retain), (spec.batch_size,),
+                                                         generator=self.gens["retain"])))
+        ctx.step = step
+        out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))
+        ctx.outputs = out
+        if self.static is not None:
+            scores = self.static[idx][:, : fb.input_ids.shape[1]]
+        elif self.plugin_scorer:
+            scores = self._plugin_scores(fb, step)
+        else:
+            scores = scorer.score(model, fb, ctx)
+        wr = apply_weighting(self.wspec, scores, fb.answer_mask, generator=self.gens["weights"])
+        loss = objective(model, fb, rb, wr.weights, self.ref_model, forget_out=out)
+        total = loss.total
+        if wr.needs_grad_scale:
+            method = objective(model, fb, None, wr.method_weights, self.ref_model, forget_out=out,
+                               compute_retain=False)
+            c = grad_norm_matched_scale(model, method.forget, loss.forget)
+            total = objective.gamma * c * loss.forget + objective.alpha * loss.retain
+        self._require_finite(step, "loss", total, loss)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
+        self._require_finite(step, "gradient norm", gnorm, loss)
+        self.opt.step()
+        if scorer.stateful:
+            scorer.update(model, fb, ctx, outputs=out.detach())
+        return {"step": step, "epoch": epoch, "total": float(total.detach()), "forget": float(loss.forget.detach()),
+                "retain": float(loss.retain.detach()), "grad_norm": float(gnorm),
+                **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}}
+
+    # ---- checkpoints --------------------------------------------------------------------------------------
+    def state_dict(self, step: int, log: list[dict]) -> dict:
+        """Everything a resumed run needs to continue bit for bit."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "rng": {k: g.get_state() for k, g in self.gens.items()}, "scorer": self.scorer.state_dict(),
+                "step": step, "log": log, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> tuple[int, list[dict]]:
+        """Restore ``state_dict()``; returns (steps done, log rows)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        for k, g in self.gens.items():
+            g.set_state(state["rng"][k])
+        self.scorer.load_state_dict(state["scorer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, log = int(state["step"]), list(state["log"])
+        if not 0 <= step <= self.total_steps or len(log) != step:
+            raise ValueError(f"step {step} with {len(log)} log rows does not fit a run of {self.total_steps} steps")
+        return step, log
