@@ -12,8 +12,8 @@ import pytest
 from tueval.analysis import AnalysisConfig
 from tueval.analysis.grid import METHOD_ARM, grid_cells, unique_specs
 from tueval.tensorfile import load_state
-from tueval_analyses.controls import grid_settings
 from tueval.unlearn import run_id, unlearn
+from tueval_analyses.controls import grid_settings
 
 
 def _specs(wd):
