@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from analyses.alignment import crossed_bootstrap, paired_matrix, token_labels, unit_comparison
-from analyses.snr import snr_grid, weightings
+from tueval.analysis.forget import token_labels
+from tueval.metrics.snr_grid import snr_grid
+from tueval.stats import crossed_bootstrap, paired_matrix, unit_comparison
+from tueval.weighting import control_weightings as weightings
 
 
 # ------------------------------------------------------------------------------------------------ helpers (fast)

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from tueval.analysis_cache import cache_dir, cached_tables
+from tueval.analysis.cache import cache_dir, cached_tables
 from tueval.workdir import Workdir
 
 

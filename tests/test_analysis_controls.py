@@ -1,5 +1,6 @@
-"""The controls and retrain analyses on a FAKE store: synthetic finished runs with planted effects across seeds,
-found by the engine's own run ids; plus the figure helpers of tueval.plots."""
+"""The controls and retrain analyses and the library they are built from (grid, tidy runs table, seed-paired
+families) on a FAKE store: synthetic finished runs with planted effects across seeds, found by the engine's own run
+ids; plus the figure helpers of tueval.plots."""
 from __future__ import annotations
 
 
@@ -7,9 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses import controls as C
-from analyses import retrain as R
+import tueval_analyses.controls as C
+import tueval_analyses.retrain as R
 from tueval.analysis import AnalysisConfig, get_analysis
+from tueval.analysis.families import identical_arms, method_comparisons, paired_verdicts
+from tueval.analysis.grid import BASE, METHOD_ARM, grid_cells, spec_key, unique_specs
+from tueval.analysis.runs import gather, method_runs
+from tueval.metrics.catalogue import run_metrics
 from tueval.errors import MissingRunsError
 from tueval.io import write_json
 from tueval.unlearn import run_id
@@ -50,12 +55,12 @@ def plant_controls(wd: Workdir, cells) -> None:
     base = {s: (rng.normal(-3, 0.5), rng.normal(0.6, 0.02)) for s in SEEDS}  # seed effect shared by arms
     written = set()
     for c in cells:
-        if C.spec_key(c.spec) in written:
+        if spec_key(c.spec) in written:
             continue
-        written.add(C.spec_key(c.spec))
+        written.add(spec_key(c.spec))
         lfq, mu = base[c.seed]
         lfq, mu = lfq + rng.normal(0, 0.1), mu + rng.normal(0, 0.005)
-        if c.arm == C.METHOD_ARM and c.spec.scorer == "tokenunlearn":
+        if c.arm == METHOD_ARM and c.spec.scorer == "tokenunlearn":
             lfq, mu = lfq + 1.5, mu + 0.05
         write_run(wd, c.spec, summary(10 ** lfq, mu, 0.3 + rng.normal(0, 0.01)))
 
@@ -63,7 +68,7 @@ def plant_controls(wd: Workdir, cells) -> None:
 @pytest.fixture(scope="module")
 def controls_store(tmp_path_factory):
     wd = fake_workdir(tmp_path_factory.mktemp("wd"))
-    cells = C.grid_cells(["ga"], [PLANTED, NULL], ["random_k", "permuted", "magnitude_matched", "uniform"], SEEDS)
+    cells = grid_cells(["ga"], [PLANTED, NULL], ["random_k", "permuted", "magnitude_matched", "uniform"], SEEDS)
     plant_controls(wd, cells)
     return wd
 
@@ -118,13 +123,13 @@ def test_controls_lmeval_metrics_and_figure(tmp_path):
     cfg = cfg_for(wd, tmp_path, seeds=seeds, extra={"lmeval_tasks": True, "controls": ["random_k"]})
     with pytest.raises(MissingRunsError):  # the default-run ids (none here) are not the lm-eval runs' ids
         C.run(cfg)
-    st = C._settings(cfg)
+    st = C.grid_settings(cfg)
     fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]}
-    cells = C.grid_cells(["ga"], [PLANTED, NULL], ["random_k", "uniform"], seeds, fixed)
+    cells = grid_cells(["ga"], [PLANTED, NULL], ["random_k", "uniform"], seeds, fixed)
     assert all(c.spec.lmeval_tasks == C.LMEVAL_TASKS for c in cells)
     rng = np.random.default_rng(1)
     for c in cells:
-        forget = 0.3 if (c.arm == C.METHOD_ARM and c.spec.scorer == "tokenunlearn") else 0.8
+        forget = 0.3 if (c.arm == METHOD_ARM and c.spec.scorer == "tokenunlearn") else 0.8
         lm = {"tueval_forget_mc": forget + rng.normal(0, 0.02), "tueval_retain_mc": 0.9,
               "tueval_utility_mc": 0.7 + rng.normal(0, 0.02)}
         write_run(wd, c.spec, {**summary(1e-3, 0.6, 0.3), "lmeval": lm})
@@ -142,9 +147,11 @@ def test_controls_lmeval_metrics_and_figure(tmp_path):
     md = (out / "report.md").read_text()
     assert "lm-eval multiple-choice accuracy" in md and "lm-eval tasks" in md
     assert len(res["verdicts"]) == 2 * 2 * 2  # verdicts stay on the confirmatory metrics
-    fig = C.lmeval_figure(C.gather(cfg, cells))
+    from tueval.plots.tradeoff import lmeval_figure
+
+    fig = lmeval_figure(gather(cfg, cells))
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "lm-eval forget MC accuracy (fraction correct)"
+    assert ax.get_ylabel() == "lm-eval forget MC accuracy (fraction correct)"  # the metric catalogue's label
     assert ax.get_xlabel() == "lm-eval utility MC accuracy (fraction correct)"
     # one point per method + the sequence-level base
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == sorted(
@@ -158,10 +165,10 @@ def test_paired_verdicts_pure_family_and_direction():
             rows.append({"objective": "ga", "method": "ga/x", "arm": arm, "seed": s, "role": "confirmatory",
                          "forget_prob": fp + 0.01 * s, "model_utility": 0.5 + 0.001 * ((s * 7 + len(arm)) % 5)})
     runs = pd.DataFrame(rows)
-    vs, frame = C.paired_verdicts(runs, ["forget_prob"], family="method", alpha=0.05)
+    vs, frame = paired_verdicts(runs, ["forget_prob"], family="method", alpha=0.05)
     assert [v.decision for v in vs] == ["better", "better"]  # lower forget prob is better; family of 2, n=6
     assert all(v.estimate < 0 and not v.higher_is_better for v in vs)
-    vs, _ = C.paired_verdicts(runs, ["forget_prob", "model_utility"], family="method")
+    vs, _ = paired_verdicts(runs, ["forget_prob", "model_utility"], family="method")
     assert len(vs) == 4 and vs[0].family_size == 4
     assert {v.decision for v in vs if v.metric == "model_utility"} <= {"not better", "worse"}
 
@@ -218,17 +225,19 @@ def test_retrain_detects_planted_effect(retrain_store, tmp_path):
 
 
 def test_run_metrics_directions_and_floor():
-    m = C.run_metrics({"forget_quality": 0.0, "model_utility": 0.5, "forget_prob": 0.2,
+    m = run_metrics({"forget_quality": 0.0, "model_utility": 0.5, "forget_prob": 0.2,
                        "mia": {"mia_min_k": 0.3, "privleak": -12.0}})
     assert m["log10_fq"] == pytest.approx(-300) and m["mia_min_k_gap"] == pytest.approx(0.2)
-    assert m["privleak_abs"] == 12.0 and np.isnan(C.run_metrics({})["model_utility"])
+    assert m["privleak_abs"] == 12.0 and np.isnan(run_metrics({})["model_utility"])
 
 
 def test_plots_draw_labelled_figures(tmp_path):
     from tueval import plots
 
     pts = pd.DataFrame({"arm": ["a", "a", "b", "b"], "x": [0.0, 0.2, 1.0, 1.1], "y": [1.0, 1.2, 0.5, 0.7]})
-    summ = plots.group_ci(pts, "arm", "x")
+    from tueval.stats import group_ci
+
+    summ = group_ci(pts, "arm", "x")
     assert summ["n"].tolist() == [2, 2] and (summ["ci_low"] < summ["mean"]).all()
     mean = pts.groupby("arm", as_index=False)[["x", "y"]].mean().assign(lo=lambda d: d.x - .1, hi=lambda d: d.x + .1)
     fig = plots.pareto_plot(mean, "x", "y", "arm", x_ci=("lo", "hi"), points=pts, xlabel="X (units)", ylabel="Y")
@@ -273,21 +282,27 @@ def test_identical_arms_flags_degenerate_controls():
     rows = [{"objective": "ga", "method": "ga/m", "arm": arm, "seed": s, "role": "confirmatory",
              "log10_fq": -2.0 - s - (arm == "method"), "model_utility": 0.5}
             for s in range(3) for arm in ("method", "magnitude_matched", "uniform")]
-    same = C.identical_arms(pd.DataFrame(rows))
+    same = identical_arms(pd.DataFrame(rows))
     assert same[["arm", "same_as"]].values.tolist() == [["magnitude_matched", "uniform"]]
 
 
 def test_check_tradeoff_family_from_comparisons(controls_store, tmp_path):
     """`tueval check`'s trade-off family: the uncorrected comparisons carry per-seed diffs, so check can correct
     them together with its other families; the planted method beats every control, the null one does not."""
+    from tueval.check import tradeoff_comparisons
     from tueval.stats import beats_all, verdict_table
 
     cfg = cfg_for(controls_store, tmp_path)
     controls = ["random_k", "magnitude_matched", "uniform"]
-    comps = C.controls_verdicts(cfg, "tokenunlearn", "hard", 0.3, controls, "ga", comparisons=True)
+    comps = tradeoff_comparisons(cfg, "tokenunlearn", "hard", 0.3, controls, "ga")
     assert len(comps) == len(controls) * 2 and all(len(c.result.diffs) == len(SEEDS) for c in comps)
     assert beats_all(verdict_table(comps, alpha=0.05, correction="holm"))
-    null = C.controls_verdicts(cfg, "etw", "soft", None, ["permuted", "uniform"], "ga", comparisons=True)
+    # the same numbers as the controls analysis' own verdicts for that method
+    vs = {(v.metric, v.control): v for v in C.controls_verdicts(cfg, "tokenunlearn", "hard", 0.3, controls, "ga")}
+    for c in comps:
+        v = vs[(c.metric, c.control)]
+        assert (c.result.estimate, c.result.ci_low, c.result.p_value) == (v.estimate, v.ci_low, v.p_value)
+    null = method_comparisons(method_runs(cfg, "etw", "soft", None, ["permuted", "uniform"], "ga"), C.PRIMARY)
     assert not beats_all(verdict_table(null, alpha=0.05, correction="holm"))
 
 
@@ -300,22 +315,22 @@ def test_full_profile_grid_covers_every_scorer_objective_and_control(tmp_path):
     wd = fake_workdir(tmp_path)
     cfg = AnalysisConfig(workdir=wd, reports=tmp_path / "r", seeds=(0, 1), compute=False, progress=False,
                          profile="full")
-    st = C._settings(cfg)
-    cells = C.grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
+    st = C.grid_settings(cfg)
+    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
                          st["lrs"])
-    pairs = {(c.objective, c.spec.scorer) for c in cells if c.arm == C.METHOD_ARM}
+    pairs = {(c.objective, c.spec.scorer) for c in cells if c.arm == METHOD_ARM}
     scorers = {m["scorer"] for m in defaults.FULL_METHODS}
     assert pairs == {(o, s) for o in defaults.FULL_OBJECTIVES for s in scorers}
     arms = {(c.method, c.arm) for c in cells}
     for method in {c.method for c in cells}:
-        assert {a for m, a in arms if m == method} >= {C.METHOD_ARM, *defaults.FULL_CONTROLS, C.BASE}, method
-    specs = C.unique_specs(cells)
+        assert {a for m, a in arms if m == method} >= {METHOD_ARM, *defaults.FULL_CONTROLS, BASE}, method
+    specs = unique_specs(cells)
     assert len(specs) > 1000
     for spec in specs:
         resolve(spec, wd)
 
 
-def test_grid_profile_is_issue_3_demo_grid(tmp_path):
+def test_grid_profile_is_the_demo_grid_on_both_objectives(tmp_path):
     """`--profile grid`: sequence-level, TokenUnlearn hard and soft, ETW, ATWU, TIF and SatImp, each on GA and NPO
     against its own control and the uniform base, over the demo seeds; every spec resolves."""
     from tueval import defaults
@@ -324,18 +339,53 @@ def test_grid_profile_is_issue_3_demo_grid(tmp_path):
     wd = fake_workdir(tmp_path)
     cfg = AnalysisConfig(workdir=wd, reports=tmp_path / "r", seeds=tuple(defaults.SEEDS), compute=False,
                          progress=False, profile="grid")
-    st = C._settings(cfg)
-    cells = C.grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
+    st = C.grid_settings(cfg)
+    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, st["fixed"], st["ratios"],
                          st["lrs"])
-    methods = {(c.objective, c.spec.scorer, c.spec.mode) for c in cells if c.arm == C.METHOD_ARM}
+    methods = {(c.objective, c.spec.scorer, c.spec.mode) for c in cells if c.arm == METHOD_ARM}
     listed = {("tokenunlearn", "hard"), ("tokenunlearn", "soft"), ("etw", "soft"), ("atwu_proto", "none"),
               ("tif", "none"), ("satimp", "none")}
     assert methods == {(o, s, m) for o in ("ga", "npo") for s, m in listed}
     for method in {c.method for c in cells}:
         arms = {c.arm for c in cells if c.method == method}
-        assert C.BASE in arms and len(arms - {C.METHOD_ARM, C.BASE}) == 1, (method, arms)
+        assert BASE in arms and len(arms - {METHOD_ARM, BASE}) == 1, (method, arms)
         assert {c.seed for c in cells if c.method == method} == set(defaults.SEEDS)
-    specs = C.unique_specs(cells)
+    specs = unique_specs(cells)
     assert len(specs) == 2 * (1 + 2 * len(listed)) * len(defaults.SEEDS)
     for spec in specs:
         resolve(spec, wd)
+
+
+def test_registry_finds_every_analysis_and_the_library_never_imports_them():
+    """The analyses are found through the entry points (demo order, report folder, question from each
+    descriptor), and no module of the library imports them."""
+    import ast
+    from pathlib import Path
+
+    import tueval
+    from tueval.analysis import all_analyses
+    from tueval.demo import demo_analyses
+
+    names = [a.name for a in all_analyses()]
+    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "retrain"]
+    assert all(a.question.endswith("?") and a.folder == a.name for a in all_analyses())
+    assert get_analysis("controls").primary == C.PRIMARY and get_analysis("retrain").demo_overrides
+    offenders = []
+    for p in Path(tueval.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{p.name}: {m}" for m in mods if m.split(".")[0] in ("tueval_analyses", "analyses")]
+    assert not offenders
+
+
+def test_metric_catalogue_drives_directions_and_labels():
+    from tueval.errors import SpecError
+    from tueval.metrics.catalogue import METRICS, Metric, get, higher_is_better, label
+
+    assert not higher_is_better("forget_prob") and higher_is_better("log10_fq")
+    assert label("ap_lift[spans]") == "AP lift" and get("log snr_dir @k=0.3").name == "log_snr_dir"
+    assert higher_is_better("not_a_metric") and label("not_a_metric") == "not_a_metric"
+    assert len({m.name for m in METRICS.values()}) == len(METRICS)
+    with pytest.raises(SpecError):
+        Metric("x", "run", True, "x", derive="sqrt")

@@ -48,18 +48,18 @@ def _fake_workdir(root: Path) -> Workdir:
 
 # ------------------------------------------------------------------------------------------- same words, same spec
 def test_readme_npo_command_trains_the_controls_analysis_npo_arm():
-    from analyses import controls as C
+    from tueval.analysis.grid import BASE, grid_cells
 
     words = _readme_npo_words()
     cli = _cli_spec(words)
     a = build_parser().parse_args(["unlearn", *words])
     method = {"scorer": a.scorer, "mode": a.mode, "ratio": a.ratio}
-    cells = C.grid_cells(["npo"], [method], [a.control, C.BASE], [a.seed])
+    cells = grid_cells(["npo"], [method], [a.control, BASE], [a.seed])
     arm = next(c.spec for c in cells if c.arm == a.control)
     assert cli == arm
     assert (cli.lr, cli.epochs, cli.batch_size) == (1e-3, 3, 16)
     # and the sequence-level NPO base of the analysis is `tueval unlearn --objective npo --seed S`
-    base = next(c.spec for c in cells if c.arm == C.BASE)
+    base = next(c.spec for c in cells if c.arm == BASE)
     assert _cli_spec(["--objective", "npo", "--seed", str(a.seed)]) == base
 
 
@@ -144,15 +144,16 @@ def test_profile_presets_name_known_objectives_and_scorers(name):
 
 def test_analyze_config_of_a_profile_preset_asks_for_the_profile_grid(tmp_path):
     """`tueval analyze controls --config profiles/grid.yaml` needs exactly the runs of `--profile grid`."""
-    from analyses import controls as C
     from tueval.analysis import AnalysisConfig
+    from tueval.analysis.grid import grid_cells
+    from tueval_analyses.controls import grid_settings
 
     wd = Workdir(tmp_path)
     g = load_config(config_dir() / "profiles" / "grid.yaml")
 
     def cells(**kw):
-        st = C._settings(AnalysisConfig(workdir=wd, compute=False, progress=False, **kw))
-        return [c.spec for c in C.grid_cells(st["objectives"], st["methods"], st["controls"], (0, 1), st["fixed"])]
+        st = grid_settings(AnalysisConfig(workdir=wd, compute=False, progress=False, **kw))
+        return [c.spec for c in grid_cells(st["objectives"], st["methods"], st["controls"], (0, 1), st["fixed"])]
 
     assert cells(extra=g.analysis_extra()) == cells(profile="grid")
 

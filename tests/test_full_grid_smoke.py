@@ -9,25 +9,25 @@ from dataclasses import replace
 
 import pytest
 
-from analyses import controls as C
-from tueval import defaults
 from tueval.analysis import AnalysisConfig
+from tueval.analysis.grid import METHOD_ARM, grid_cells, unique_specs
 from tueval.tensorfile import load_state
 from tueval.unlearn import run_id, unlearn
+from tueval_analyses.controls import grid_settings
 
 
 def _specs(wd):
     """Each method on each objective, plus every control on every method for GA and on one method per objective."""
     cfg = AnalysisConfig(workdir=wd, seeds=(0,), compute=False, progress=False, profile="full")
-    st = C._settings(cfg)
-    cells = C.grid_cells(st["objectives"], st["methods"], st["controls"], (0,), st["fixed"])
+    st = grid_settings(cfg)
+    cells = grid_cells(st["objectives"], st["methods"], st["controls"], (0,), st["fixed"])
     first_method = {}
     keep = []
     for c in cells:
         first_method.setdefault(c.objective, c.method)
-        if c.arm == C.METHOD_ARM or c.objective == "ga" or c.method == first_method[c.objective]:
+        if c.arm == METHOD_ARM or c.objective == "ga" or c.method == first_method[c.objective]:
             keep.append(c.spec)
-    return C.unique_specs([type("Cell", (), {"spec": s})() for s in keep])
+    return unique_specs([type("Cell", (), {"spec": s})() for s in keep])
 
 
 def test_every_full_grid_combination_takes_a_finite_step(small_workdir):

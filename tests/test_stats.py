@@ -12,12 +12,11 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from tueval.errors import DataError, SpecError
-from tueval.stats import (Comparison, PairedResult, adjust, adjust_batch, aggregate_mean, align_arms, bca_interval,
-                          beats_all, compare, effect_size_dz, equivalence_test, hierarchical_bootstrap, iqm,
-                          min_seeds_for_exact, optimality_gap, paired_difference, paired_hierarchical_bootstrap,
-                          paired_t, power_paired, probability_of_improvement, probability_of_improvement_ci,
-                          seeds_needed, sign_flip_pvalue, stratified_bootstrap_ci, t_interval, verdict_table,
-                          verdicts_to_frame)
+from tueval.stats import (Comparison, PairedResult, adjust, adjust_batch, aggregate_mean, bca_interval, beats_all,
+                          compare, crossed_bootstrap, crossed_summary, effect_size_dz, equivalence_test, group_ci, iqm,
+                          min_seeds_for_exact, optimality_gap, paired_difference, paired_t, power_paired,
+                          probability_of_improvement, probability_of_improvement_ci, seeds_needed, sign_flip_pvalue,
+                          stratified_bootstrap_ci, t_interval, value_matrix, verdict_table, verdicts_to_frame)
 from tueval.stats import aggregate as agg
 
 rng = np.random.default_rng(1234)
@@ -143,78 +142,31 @@ def test_t_interval_batch_matches_rows():
         assert (lo[i], hi[i]) == pytest.approx(t_interval(d[i], 0.9))
 
 
-# ---------------------------------------------------------------- hierarchical bootstrap --------------------------
+# ---------------------------------------------------------------- the one t-interval; crossed summaries -----------
 
-def _nested(n_seeds, n_ex, seed_sd, ex_sd, mu, g):
-    seed_eff = g.normal(0, seed_sd, n_seeds)
-    vals = mu + seed_eff[:, None] + g.normal(0, ex_sd, (n_seeds, n_ex))
-    return vals.ravel(), np.repeat(np.arange(n_seeds), n_ex)
-
-
-def test_hierarchical_bootstrap_covers_true_mean():
-    g = np.random.default_rng(0)
-    hits = 0
-    for _ in range(60):
-        v, s = _nested(10, 15, 1.0, 1.0, 2.0, g)
-        r = hierarchical_bootstrap(v, s, n_resamples=999, seed=int(g.integers(1 << 30)))
-        hits += r.ci_low <= 2.0 <= r.ci_high
-    assert hits / 60 >= 0.85  # nominal 0.95; percentile intervals with 10 seeds run a little short
+def test_t_interval_min_n_and_group_ci_use_the_same_interval():
+    v = rng.normal(size=5)
+    assert t_interval(v[:1]) == (pytest.approx(float("nan"), nan_ok=True),) * 2
+    lo, hi = t_interval(v[:2], min_n=3)
+    assert math.isnan(lo) and math.isnan(hi)
+    ref = scipy.stats.t.interval(0.95, 4, loc=v.mean(), scale=scipy.stats.sem(v))
+    assert t_interval(v) == pytest.approx(ref)
+    df = pd.DataFrame({"g": ["a"] * 5 + ["b"], "x": [*v, 1.0]})
+    out = group_ci(df, "g", "x").set_index("g")
+    assert (out.loc["a", "ci_low"], out.loc["a", "ci_high"]) == pytest.approx(ref)
+    assert out.loc["b", "n"] == 1 and math.isnan(out.loc["b", "ci_low"])
 
 
-def test_hierarchical_bootstrap_widens_with_seed_variance_and_beats_naive_width():
-    g = np.random.default_rng(1)
-    widths = []
-    for sd in (0.0, 1.0, 3.0):
-        v, s = _nested(8, 20, sd, 1.0, 0.0, np.random.default_rng(5))
-        v = v + np.repeat(np.random.default_rng(9).normal(0, 1, 8), 20) * sd  # extra seed-level variance
-        r = hierarchical_bootstrap(v, s, n_resamples=1999, seed=0)
-        widths.append(r.ci_high - r.ci_low)
-    assert widths[0] < widths[1] < widths[2]
-    v, s = _nested(8, 20, 2.0, 1.0, 0.0, g)
-    hier = hierarchical_bootstrap(v, s, n_resamples=1999)
-    naive = scipy.stats.bootstrap((v,), np.mean, method="percentile", n_resamples=1999, rng=np.random.default_rng(0))
-    assert hier.ci_high - hier.ci_low > 2 * (naive.confidence_interval.high - naive.confidence_interval.low)
-
-
-def test_hierarchical_statistics_unequal_seeds_and_frame_input():
-    v = np.array([1.0, 3.0, 10.0, 0.0, 0.0, 0.0])
-    s = np.array(["a", "a", "b", "c", "c", "c"])
-    assert hierarchical_bootstrap(v, s, n_resamples=50).estimate == pytest.approx((2 + 10 + 0) / 3)
-    assert hierarchical_bootstrap(v, s, statistic="pooled_mean", n_resamples=50).estimate == pytest.approx(14 / 6)
-    df = pd.DataFrame({"value": v, "seed": s})
-    a = hierarchical_bootstrap(df, n_resamples=200, seed=4)
-    b = hierarchical_bootstrap(v, s, n_resamples=200, seed=4)
-    assert a == b
-    one_seed = hierarchical_bootstrap(v[3:], s[3:], n_resamples=100)
-    assert one_seed.ci_low == one_seed.ci_high == 0.0
-    with pytest.raises(DataError) as e:
-        hierarchical_bootstrap(np.array([1.0, np.inf]), np.array([0, 1]))
-    assert e.value.row == 1
-
-
-def test_paired_hierarchical_equals_bootstrap_of_differences_for_the_mean():
-    g = np.random.default_rng(2)
-    c, s = _nested(6, 12, 1.0, 1.0, 0.0, g)
-    m = c + 0.3 + g.normal(0, 0.2, c.size)
-    p = paired_hierarchical_bootstrap(m, c, s, n_resamples=999, seed=11)
-    d = hierarchical_bootstrap(m - c, s, n_resamples=999, seed=11)
-    assert p.estimate == pytest.approx(d.estimate)
-    assert (p.ci_low, p.ci_high) == pytest.approx((d.ci_low, d.ci_high))
-    # pairing removes the shared seed effect: far narrower than the unpaired difference of the two CIs
-    wm = hierarchical_bootstrap(m, s, n_resamples=999, seed=11)
-    assert p.ci_high - p.ci_low < 0.5 * (wm.ci_high - wm.ci_low)
-    assert p.ci_low > 0
-
-
-def test_align_arms_joins_and_rejects_missing_pairs():
-    a = pd.DataFrame({"seed": [0, 0, 1], "example_id": ["x", "y", "x"], "value": [1.0, 2.0, 3.0]})
-    b = pd.DataFrame({"seed": [1, 0, 0], "example_id": ["x", "y", "x"], "value": [0.5, 1.0, 0.0]})
-    j = align_arms(a, b).sort_values(["seed", "example_id"])
-    assert list(j["method"] - j["control"]) == [1.0, 1.0, 2.5]
-    r = paired_hierarchical_bootstrap(j, n_resamples=100)
-    assert r.estimate == pytest.approx((1.0 + 2.5) / 2)
-    with pytest.raises(DataError, match="missing in the control arm"):
-        align_arms(a, b.iloc[:2])
+def test_crossed_summary_matches_the_crossed_bootstrap_per_group():
+    rows = pd.DataFrame({"scorer": ["m"] * 6 + ["d"] * 3, "seed": [0, 0, 0, 1, 1, 1, -1, -1, -1],
+                         "example_id": list("abc") * 3, "v": [1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 0.0, 1.0, 5.0]})
+    out = crossed_summary(rows, ["scorer"], ["v"], 500).set_index("scorer")
+    D, seeds, ex = value_matrix(rows[rows.scorer == "m"], "v")
+    assert D.shape == (2, 3) and seeds == [0, 1] and ex == ["a", "b", "c"]
+    est, lo, hi = crossed_bootstrap(D, 500)
+    assert (out.loc["m", "mean"], out.loc["m", "ci_low"], out.loc["m", "ci_high"]) == (est, lo, hi)
+    assert out.loc["d", "n_seeds"] == 1 and out.loc["d", "mean"] == pytest.approx(2.0)
+    assert set(out["metric"]) == {"v"} and "metric" not in crossed_summary(rows, ["scorer"], "v", 50)
 
 
 # ---------------------------------------------------------------- multiple comparisons ----------------------------

@@ -1,89 +1,117 @@
 """``tueval check``: the confirmatory family for one scorer against the named controls, as a CI gate.
 
-Families (each comparison paired by seed, one-sided in the better direction, all Holm-adjusted together):
-- alignment: mean AP lift over the forget split (AP minus its exact chance level) vs a random scorer;
-- intervention: mean ABPC (LeRF minus MoRF deletion curves, attention-mask operator) of the knowledge margin
-  (target minus retain answer log-probability on the same perturbed input) vs a random scorer;
-- snr: log directional gradient SNR of the scorer's hard top-r selection vs ``random_k`` (same count);
-- tradeoff: forget quality (log10) and model utility of unlearning runs vs each named control.
-Exit code 0 only when every verdict is "better"; 1 when the scorer does not beat every control; 2 on bad input.
+Each family is computed by the same library functions, with the same settings (the analyses' profiles, found
+through the registry) and the same unit of analysis as ``tueval analyze``, restricted to the scorer and the
+controls it is compared with, so the two cannot disagree:
+- alignment: AP lift (AP minus its exact chance level) vs a random scorer under both ground truths; the example
+  is the unit (crossed bootstrap CI, sign-flip test over examples);
+- intervention: ABPC (LeRF minus MoRF deletion curves of the knowledge margin) vs a random scorer under every
+  replacement operator; the example is the unit;
+- snr: log directional gradient SNR of the scorer's hard top-k selection vs ``random_k`` and of its soft weights
+  vs its permuted weights; the seed is the unit;
+- tradeoff: the controls analysis' confirmatory metrics of unlearning runs vs each named control; the seed is
+  the unit.
+The profiles' seed caps are lifted: every family uses the ``--seeds`` asked for. All comparisons are one family
+(Holm). Exit code 0 only when every verdict is "better"; 1 when the scorer does not beat every control; 2 on bad
+input.
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import Sequence
 
 from .errors import TuevalError
 
 FAMILIES = ("alignment", "intervention", "snr", "tradeoff")
 
 
-def _scores(scorer, model, batch, ctx) -> torch.Tensor:
-    with torch.no_grad():
-        return scorer.score(model, batch, ctx).float()
+class _Forget:
+    """The forget data of each example cap, loaded once."""
+
+    def __init__(self, wd):
+        self.wd, self._data = wd, {}
+
+    def __call__(self, max_examples: int | None):
+        from .analysis.forget import load_forget
+
+        if max_examples not in self._data:
+            self._data[max_examples] = load_forget(self.wd, max_examples)
+        return self._data[max_examples]
 
 
-def score_family_values(scorer_name: str, wd, seeds, ratio: float, families, max_examples: int = 96) -> dict:
-    """Per-seed values of the scorer and its random control for the score-based families."""
-    from .data.collate import collate
-    from .metrics.alignment import alignment_metrics
-    from .metrics.intervention import PerturbationSpec, perturbation_curves
-    from .metrics.snr import snr_report
+def _validate(scorer: str, data) -> None:
+    """A clear error for a scorer that raises or returns bad scores, before any family runs."""
+    import torch
+
     from .scoring import ScoringContext, check_scorer, make_scorer
-    from .weighting import hard_weights, random_k
 
-    model, tok = wd.load_model("target")
-    scorer = make_scorer(scorer_name)
-    retain, _ = wd.load_model("retain")
-    examples = wd.benchmark.split(wd.forget_split)[:max_examples]
-    batch = collate(examples, tok)
-    ctx = ScoringContext(ref_model=model, retain_model=retain, tokenizer=tok,
+    ctx = ScoringContext(ref_model=data.target, retain_model=data.retain, tokenizer=data.tokenizer,
                          generator=torch.Generator().manual_seed(0))
-    check_scorer(scorer, model, batch.select(range(min(8, len(batch)))), context=ctx)
-    S = _scores(scorer, model, batch, ctx)
-    ans = batch.answer_mask
-    out: dict[str, dict[str, list[float]]] = {}
-    for seed in seeds:
-        g = torch.Generator().manual_seed(1000 + seed)
-        R = torch.rand(S.shape, generator=g)
-        if "alignment" in families:
-            a = float(np.nanmean(alignment_metrics(S, batch.gt_mask, ans)["ap_lift"].numpy()))
-            b = float(np.nanmean(alignment_metrics(R, batch.gt_mask, ans)["ap_lift"].numpy()))
-            out.setdefault("alignment:ap_lift", {"method": [], "control": []})
-            out["alignment:ap_lift"]["method"].append(a)
-            out["alignment:ap_lift"]["control"].append(b)
-        if "intervention" in families:
-            spec = PerturbationSpec(operators=("attention_mask",), grid=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), n_random=1,
-                                    seed=seed)
-            sm = perturbation_curves(model, batch, S, spec, baseline=retain).summary["abpc"].mean()
-            sr = perturbation_curves(model, batch, R, spec, baseline=retain).summary["abpc"].mean()
-            out.setdefault("intervention:abpc", {"method": [], "control": []})
-            out["intervention:abpc"]["method"].append(float(sm))
-            out["intervention:abpc"]["control"].append(float(sr))
-        if "snr" in families:
-            perm = torch.randperm(len(batch), generator=g)
-            half = len(batch) // 2
-            ref, ev = batch.select(perm[:half]), batch.select(perm[half:])
-            w = hard_weights(S[perm[half:]], ev.answer_mask, ratio)
-            wr = random_k(w, ev.answer_mask, g)
-            rep = snr_report(model, ev, ref, {"method": w, "random_k": wr}).set_index("weighting")
-            out.setdefault("snr:log_snr_dir", {"method": [], "control": []})
-            out["snr:log_snr_dir"]["method"].append(math.log(max(rep.loc["method", "snr_dir"], 1e-300)))
-            out["snr:log_snr_dir"]["control"].append(math.log(max(rep.loc["random_k", "snr_dir"], 1e-300)))
+    check_scorer(make_scorer(scorer), data.target, data.batch.select(range(min(8, len(data.batch)))), context=ctx)
+
+
+def _profile(name: str, cfg):
+    """The profile analysis ``name`` uses under ``cfg.profile``, without its seed cap."""
+    from .analysis import get_analysis
+
+    return replace(get_analysis(name).profile(cfg.profile), max_seeds=None)
+
+
+def score_comparisons(cfg, scorer: str, families: Sequence[str], ratio: float | None = None, forget=None) -> list:
+    """The uncorrected comparisons of the score-based ``families`` for ONE scorer under ``cfg`` (an
+    AnalysisConfig): the members the analyses' own families hold for that scorer."""
+    from .analysis import alignment_tables, intervention_tables, snr_tables
+    from .analysis.scores import compute_scores, learned_states, with_gt_controls
+
+    forget = forget or _Forget(cfg.workdir)
+    seeds, names, out = tuple(cfg.seeds), [scorer, "random"], []
+    states = learned_states(cfg, [scorer], seeds)
+    if "alignment" in families:
+        prof = _profile("alignment", cfg)
+        data = forget(prof.max_examples)
+        rows = alignment_tables.all_gt_rows(
+            with_gt_controls(data, compute_scores(data, names, seeds, states=states), names, seeds), data)
+        out += alignment_tables.ap_lift_vs_random(rows, names, prof.n_boot, cfg.alpha)
+    if "intervention" in families:
+        prof = _profile("intervention", cfg)
+        data = forget(prof.max_examples)
+        scores = compute_scores(data, names, seeds, states=states)
+        _, summ = intervention_tables.intervention_tables(data.target, data, scores, seeds, prof)
+        ops = intervention_tables.perturbation_spec(prof).operators
+        out += intervention_tables.abpc_vs_random(summ, names, ops, prof.n_boot, cfg.alpha)
+    if "snr" in families:
+        prof = _profile("snr", cfg)
+        if ratio is not None and f"{ratio:g}" != f"{prof.primary_k:g}":
+            prof = replace(prof, primary_k=ratio, ks=tuple(sorted({*prof.ks, ratio})))
+        data = forget(prof.max_examples)
+        scores = compute_scores(data, [scorer], seeds, states=states)
+        raw, _ = snr_tables.reference_table(data, prof, seeds, [scorer], scores)
+        items = snr_tables.snr_comparisons(snr_tables.tidy(raw, seeds, [scorer]), [scorer], prof.ks, cfg.alpha)
+        out += [c for c in items if c.metric.rsplit("=", 1)[-1] in snr_tables.confirmatory_labels(prof)]
     return out
+
+
+def tradeoff_comparisons(cfg, scorer: str, mode: str, ratio: float | None, controls: Sequence[str],
+                         objective: str) -> list:
+    """The uncorrected seed-paired comparisons of ONE method against ``controls`` on the controls analysis'
+    confirmatory metrics."""
+    from .analysis import get_analysis
+    from .analysis.families import method_comparisons
+    from .analysis.runs import method_runs
+
+    runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
+    return method_comparisons(runs, get_analysis("controls").primary, alpha=cfg.alpha)
 
 
 def run_check(args) -> int:
     """Entry point of ``tueval check`` (see module docstring)."""
-    from .stats import beats_all, compare, verdict_table, verdicts_to_frame
+    from .analysis import AnalysisConfig
+    from .stats import beats_all, verdict_table, verdicts_to_frame
     from .workdir import Workdir
 
-    wd = Workdir(args.workdir)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = sorted(set(families) - set(FAMILIES))
     if bad:
@@ -91,24 +119,18 @@ def run_check(args) -> int:
               file=sys.stderr)
         return 2
     controls = [c.strip() for c in args.against.split(",") if c.strip()]
-    seeds = list(range(args.seeds))
-    comparisons = []
+    seeds = tuple(range(args.seeds))
+    ratio = args.ratio if args.mode == "hard" else None
     try:
-        vals = score_family_values(args.scorer, wd, seeds, args.ratio, families)
-        for key, v in vals.items():
-            fam, metric = key.split(":")
-            comparisons.append(compare(v["method"], v["control"], metric=metric, method=args.scorer,
-                                       control="random_k" if fam == "snr" else "random", alpha=args.alpha))
+        wd = Workdir(args.workdir)
+        cfg = AnalysisConfig(workdir=wd, reports=Path(args.reports or "reports"), seeds=seeds, compute=True,
+                             scorers=(args.scorer,), alpha=args.alpha, profile=args.profile, workers=args.workers,
+                             progress=not (args.quiet or args.json))
+        forget = _Forget(wd)
+        _validate(args.scorer, forget(None))
+        comparisons = score_comparisons(cfg, args.scorer, families, ratio, forget)
         if "tradeoff" in families:
-            from analyses.controls import controls_verdicts
-            from .analysis import AnalysisConfig
-
-            cfg = AnalysisConfig(workdir=wd, reports=Path(args.reports or "reports"), seeds=tuple(seeds),
-                                 compute=True, scorers=(args.scorer,), alpha=args.alpha, profile=args.profile,
-                                 workers=args.workers, progress=not (args.quiet or args.json))
-            comparisons.extend(controls_verdicts(cfg, args.scorer, args.mode,
-                                                 args.ratio if args.mode == "hard" else None, controls,
-                                                 args.objective, comparisons=True))
+            comparisons += tradeoff_comparisons(cfg, args.scorer, args.mode, ratio, controls, args.objective)
     except TuevalError as e:
         print(f"tueval check: error: scorer '{args.scorer}': {e}", file=sys.stderr)
         return 2

@@ -1,28 +1,30 @@
 """``tueval demo``: prepare the embedded default, run every analysis and write reports/ (the main job)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from .io import write_json
 
-# analyses of the demo, in order (cheap score-based ones first, the unlearning grid last)
-DEMO_ANALYSES = ("alignment", "sanity", "intervention", "snr", "controls", "retrain")
-# per-analysis overrides of the default demo profile, sized by measurement (see benchmarks/README.md)
-DEMO_OVERRIDES = {"retrain": {"profile": "quick", "scorers": ("tokenunlearn",)}}
+
+
+def demo_analyses() -> tuple[str, ...]:
+    """The analyses of the demo in their declared order (cheap score-based ones first, the unlearning grid last)."""
+    from .analysis import all_analyses
+
+    return tuple(a.name for a in all_analyses())
 
 
 def run_demo(workdir: str | Path = "work", profile: str = "default", reports: str | Path = "reports",
-             quiet: bool = False, analyses: tuple[str, ...] = DEMO_ANALYSES) -> int:
-    """Run the main job end to end; returns the exit code."""
+             quiet: bool = False, analyses: tuple[str, ...] | None = None) -> int:
+    """Run the main job end to end (``analyses``: default every installed analysis); returns the exit code."""
     import torch
 
     from .analysis import AnalysisConfig, get_analysis
     from .defaults import SEEDS
-    from .foundation import write_foundation_report
-    from .index import write_index
     from .prepare import prepare
+    from .report.foundation import write_foundation_report
+    from .report.index import write_index
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     reports = Path(reports)
@@ -37,15 +39,17 @@ def run_demo(workdir: str | Path = "work", profile: str = "default", reports: st
     timings["foundation_s"] = time.perf_counter() - t0 - timings["prepare_s"]
     analysis_profile = {"small": "quick", "default": "default", "grid": "grid", "full": "full"}[profile]
     seeds = tuple(SEEDS) if profile != "small" else (0, 1)
-    for name in analyses:
+    for name in demo_analyses() if analyses is None else analyses:
         t = time.perf_counter()
         if not quiet:
             print(f"[tueval demo] analysis '{name}' ...", flush=True)
-        over = DEMO_OVERRIDES.get(name, {}) if profile in ("default", "grid") else {}
+        analysis = get_analysis(name)
+        # the overrides are sized for the demo budget (benchmarks/README.md); the small profile is small already
+        over = analysis.demo_overrides if profile in ("default", "grid") else {}
         cfg = AnalysisConfig(workdir=wd, reports=reports, seeds=seeds, compute=True,
                              profile=over.get("profile", analysis_profile), scorers=over.get("scorers", ()),
                              progress=not quiet)
-        get_analysis(name)(cfg)
+        analysis(cfg)
         timings[f"{name}_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     write_json(reports / "demo_timings.json", {"profile": profile, "timings": timings})

@@ -2,7 +2,7 @@
 weights (random_k, permuted, magnitude_matched, bottom_k, gradient-norm matching).
 
 All tensors are [B, T], aligned with input positions; weights are exactly zero outside ``answer_mask``.
-Normaliser rule (methods.md §10 A1), made explicit by ``WeightingSpec.loss_normaliser``:
+Normaliser rule (A1), made explicit by ``WeightingSpec.loss_normaliser``:
   soft -> per-sequence mean-1 weights, then a token mean (Z = number of answer tokens);
   hard -> mean over the selected tokens (Z = sum of weights);
   none -> the scores are the weights as they are, token mean (the WGA/SatImp/TNPO/ATWU-prototype form).
@@ -231,3 +231,36 @@ def apply_weighting(spec: WeightingSpec, scores: torch.Tensor, answer_mask: torc
     else:  # magnitude_matched_grad: uniform weights; the engine scales by grad_norm_matched_scale
         out, grad_scale = uniform_weights(m), True
     return WeightResult(out.reshape(shape), w.reshape(shape), spec.loss_normaliser, grad_scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the weightings of the gradient-SNR comparisons
+def control_weightings(scores: dict[str, torch.Tensor], gt: torch.Tensor, ans: torch.Tensor, ks: Sequence[float],
+                       seed: int, soft: bool = True) -> dict[tuple[str, str], torch.Tensor]:
+    """Every weighting the SNR comparisons use for one seed, keyed (name, k label): each method's hard top-k and
+    soft weights and the controls (random_k, oracle, anti, magnitude_matched per k; uniform at k = 1; permuted,
+    oracle, anti for soft). ``gt`` [B, T] is the ground truth the oracle and anti select."""
+    gen = torch.Generator().manual_seed(10_007 + seed)
+    g = gt.float() * ans
+    anti = (1.0 - gt.float()) * ans
+    out: dict[tuple[str, str], torch.Tensor] = {}
+    for k in ks:
+        if k >= 1.0:
+            out[("uniform", "1")] = ans.float()
+            continue
+        lab = f"{k:g}"
+        for m, s in scores.items():
+            out[(m, lab)] = hard_weights(s, ans, k)
+        w_or = hard_weights(g, ans, k)
+        out[("oracle", lab)] = w_or
+        out[("anti", lab)] = hard_weights(anti, ans, k)
+        out[("random_k", lab)] = random_k(w_or, ans, gen)
+        out[("magnitude_matched", lab)] = magnitude_matched(w_or, ans)
+    if soft:
+        for m, s in scores.items():
+            w = soft_weights(s, ans)
+            out[(m, "soft")] = w
+            out[(f"permuted:{m}", "soft")] = permuted(w, ans, gen)
+        out[("oracle", "soft")] = soft_weights(g, ans)
+        out[("anti", "soft")] = soft_weights(anti, ans)
+    return out

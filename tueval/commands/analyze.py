@@ -10,13 +10,14 @@ from ..errors import SpecError
 
 ANALYZE_DESC = """Answer one reviewer question and write reports/<NAME>/ (report.md with the verdict table, CSVs of
 every number plotted, figures as PNG and PDF). Analyses:
-  controls      forget-utility trade-off of each method vs random_k, permuted, magnitude_matched and uniform
-  retrain       unlearn only the scorer's top-q vs a random q vs the bottom-q tokens (ROAR-style)
-  intervention  deletion/insertion curves, comprehensiveness, sufficiency, AOPC, ABPC (2 replacement operators)
-  alignment     AP, AP lift, ROC-AUC, P/R/F1@|GT|, IoU-F1, pointing game vs both ground truths, permutation null
-  snr           gradient signal-to-noise ratio of token selections vs every control, along unlearning
-  sanity        target vs retain scores, cascading layer randomisation, heuristic controls
+{analyses}
 Missing unlearning runs are computed (use --no-compute to list them instead)."""
+
+
+def _analyses_listing() -> str:
+    from ..analysis import all_analyses
+
+    return "\n".join(f"  {a.name:13s} {a.question}" for a in all_analyses())
 
 
 def _common(p) -> None:
@@ -91,9 +92,10 @@ def _config(args, st, **extra):
 
 
 def register_analyze(sub):
-    p = sub.add_parser("analyze", help="run one reviewer analysis and write its report", description=ANALYZE_DESC,
+    p = sub.add_parser("analyze", help="run one reviewer analysis and write its report",
+                       description=ANALYZE_DESC.format(analyses=_analyses_listing()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", help="controls | retrain | intervention | alignment | snr | sanity | all")
+    p.add_argument("name", help="an analysis named above, module:attr, or all")
     _common(p)
     p.add_argument("--no-compute", action="store_true", help="do not run missing unlearning runs; list them")
     p.add_argument("--no-cache", action="store_true", help="recompute the per-example tables instead of reading "
@@ -109,18 +111,19 @@ def register_analyze(sub):
 def cmd_analyze(args) -> int:
     import sys
 
-    from ..analysis import BUILTIN, get_analysis
+    from ..analysis import all_analyses, get_analysis
     from ..config.checks import tasks
     from ..config.grid import SWEEP_ONLY, load_config
     from .unlearn import flag_value
 
-    names = list(BUILTIN) if args.name == "all" else [args.name]
+    builtin = [a.name for a in all_analyses()]
+    names = builtin if args.name == "all" else [args.name]
     try:
         runs = {name: get_analysis(name) for name in names}  # unknown names fail before any work
     except SpecError:
-        if args.name in BUILTIN:
+        if args.name in builtin:
             raise
-        raise SpecError(f"unknown analysis '{args.name}'; valid: {', '.join(BUILTIN)}, all (or an installed or "
+        raise SpecError(f"unknown analysis '{args.name}'; valid: {', '.join(builtin)}, all (or an installed or "
                         "module:function analysis)") from None
     grid = load_config(args.config) if args.config else None
     st = analysis_settings(args, grid)
@@ -156,7 +159,7 @@ def register_report(sub):
 
 
 def cmd_report(args) -> int:
-    from ..index import write_index
+    from ..report.index import write_index
 
     path = write_index(Path(args.reports), workdir=args.workdir)
     print(f"wrote {path}")

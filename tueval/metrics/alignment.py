@@ -30,22 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from tueval.errors import DataError
-from tueval.metrics import MetricInfo
+from tueval.metrics.catalogue import Metric, family
 
-METRICS: dict[str, MetricInfo] = {m.name: m for m in (
-    MetricInfo("ap", True, "ap_chance", (0.0, 1.0), "step-wise average precision of GT tokens"),
-    MetricInfo("ap_lift", True, 0.0, (-1.0, 1.0), "AP minus its exact chance level E[AP] under random ranking"),
-    MetricInfo("ap_lift_norm", True, 0.0, (-np.inf, 1.0), "(AP - E[AP]) / (1 - E[AP])"),
-    MetricInfo("ap_lift_prevalence", True, None, (-1.0, 1.0),
-               "AP - prevalence (conventional; biased upwards on short answers, see ap_lift)"),
-    MetricInfo("roc_auc", True, 0.5, (0.0, 1.0), "rank-based ROC-AUC (Mann-Whitney, ties count 1/2)"),
-    MetricInfo("precision_at_k", True, "prevalence", (0.0, 1.0), "precision of the top-|GT| tokens"),
-    MetricInfo("recall_at_k", True, "prevalence", (0.0, 1.0), "recall of the top-|GT| tokens"),
-    MetricInfo("f1_at_k", True, "prevalence", (0.0, 1.0), "F1 of the top-|GT| tokens (= R-precision at k=|GT|)"),
-    MetricInfo("iou_f1", True, None, (0.0, 1.0), "ERASER IoU-F1 of top-|GT| runs vs GT spans at tau"),
-    MetricInfo("pointing_game", True, "prevalence", (0.0, 1.0), "is the top-1 token a GT token"),
-    MetricInfo("relevance_mass", True, "prevalence", (0.0, 1.0), "share of positive score mass on GT tokens"),
-)}
+METRICS: dict[str, Metric] = family("alignment")
 
 _EULER = 0.5772156649015329
 

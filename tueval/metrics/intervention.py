@@ -44,24 +44,14 @@ import pandas as pd
 import torch
 
 from tueval.errors import SpecError
-from tueval.metrics import MetricInfo
+from tueval.metrics.catalogue import Metric, family
 from tueval.registry import Registry
 from tueval.tokens import masked_mean, token_logprobs
 
 Operator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 OPERATORS: Registry[Operator] = Registry("replacement operator", "tueval.replacement_operators")
 
-METRICS: dict[str, MetricInfo] = {m.name: m for m in (
-    MetricInfo("abpc", True, 0.0, (-np.inf, np.inf), "area between LeRF and MoRF deletion curves of f"),
-    MetricInfo("abpc_insertion", True, 0.0, (-np.inf, np.inf), "area between MoRF and LeRF insertion curves"),
-    MetricInfo("comprehensiveness", True, "comprehensiveness_random", (-np.inf, np.inf),
-               "f(x) - f(x without the top-|GT| tokens)"),
-    MetricInfo("sufficiency", False, "sufficiency_random", (-np.inf, np.inf),
-               "f(x) - f(only the top-|GT| tokens kept)"),
-    MetricInfo("aopc_comp", True, "aopc_comp_random", (-np.inf, np.inf), "mean comprehensiveness over AOPC bins"),
-    MetricInfo("aopc_suff", False, "aopc_suff_random", (-np.inf, np.inf), "mean sufficiency over AOPC bins"),
-    MetricInfo("deletion_auc_morf", False, "deletion_auc_random", (-np.inf, 0.0), "mean f over the MoRF curve"),
-)}
+METRICS: dict[str, Metric] = family("intervention")
 
 
 @OPERATORS.register("attention_mask")

@@ -32,15 +32,10 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from tueval.errors import SpecError
-from tueval.metrics import MetricInfo
+from tueval.metrics.catalogue import Metric, family
 from tueval.tokens import token_logprobs
 
-METRICS: dict[str, MetricInfo] = {m.name: m for m in (
-    MetricInfo("snr_dir", True, None, (0.0, np.inf), "(mean <g_i,u>)^2 / var <g_i,u> along the held-out GT direction"),
-    MetricInfo("inv_b_simple", True, None, (-np.inf, np.inf), "|G|^2 / tr Sigma (unbiased per-example estimators)"),
-    MetricInfo("composition_db", True, None, (-np.inf, np.inf), "10 log10 ||sum s_i||^2 / ||sum n_i||^2"),
-    MetricInfo("cos_mean_u", True, 0.0, (-1.0, 1.0), "cosine of the summed gradient to u"),
-)}
+METRICS: dict[str, Metric] = family("snr")
 
 
 def transformer_blocks(model) -> list[tuple[str, torch.nn.Module]]:
@@ -199,25 +194,32 @@ class _GradStats:
             setattr(self, name, v if cur is None else cur + v)
 
     def compute(self, u: torch.Tensor) -> dict[str, float]:
-        p = torch.cat(self.proj)
-        sq = torch.cat(self.sqnorm)
-        n = p.numel()
-        S2 = float(self.sum_g @ self.sum_g)
-        sum_sq = float(sq.sum())
-        g2 = (S2 - sum_sq) / (n * (n - 1)) if n > 1 else float("nan")
-        tr = (sum_sq - S2 / n) / (n - 1) if n > 1 else float("nan")
-        var = float(p.var(unbiased=True)) if n > 1 else float("nan")
-        mean = float(p.mean())
-        ns, nn_ = float(self.sum_s @ self.sum_s), float(self.sum_n @ self.sum_n)
-        ratio = ns / nn_ if nn_ > 0 else float("inf")
-        gnorm = float(self.sum_g.norm())
-        return {
-            "n_examples": n, "mean_proj": mean, "sd_proj": var ** 0.5 if var == var else float("nan"),
-            "snr_dir": mean ** 2 / var if var > 0 else float("nan"),
-            "g_sq_unbiased": g2, "tr_sigma": tr, "inv_b_simple": g2 / tr if tr > 0 else float("nan"),
-            "composition_ratio": ratio, "composition_db": 10 * np.log10(ratio) if ratio > 0 else -np.inf,
-            "cos_mean_u": float(self.sum_g @ u.double()) / gnorm if gnorm > 0 else float("nan"),
-        }
+        return snr_metrics(torch.cat(self.proj), torch.cat(self.sqnorm), self.sum_g, self.sum_s, self.sum_n, u)
+
+
+def snr_metrics(proj: torch.Tensor, sqnorm: torch.Tensor, sum_g: torch.Tensor, sum_s: torch.Tensor,
+                sum_n: torch.Tensor, u: torch.Tensor) -> dict[str, float]:
+    """Every SNR metric (module docstring) from the sufficient statistics over the n evaluation examples: the
+    projections <g_i, u> [n], the squared norms ||g_i||^2 [n], the sums of g_i, s_i and n_i [P] and u [P]."""
+    p, sq = torch.as_tensor(proj).double(), torch.as_tensor(sqnorm).double()
+    sum_g, sum_s, sum_n = sum_g.double(), sum_s.double(), sum_n.double()
+    n = p.numel()
+    S2 = float(sum_g @ sum_g)
+    sum_sq = float(sq.sum())
+    g2 = (S2 - sum_sq) / (n * (n - 1)) if n > 1 else float("nan")
+    tr = (sum_sq - S2 / n) / (n - 1) if n > 1 else float("nan")
+    var = float(p.var(unbiased=True)) if n > 1 else float("nan")
+    mean = float(p.mean())
+    ns, nn_ = float(sum_s @ sum_s), float(sum_n @ sum_n)
+    ratio = ns / nn_ if nn_ > 0 else float("inf")
+    gnorm = float(sum_g.norm())
+    return {
+        "n_examples": n, "mean_proj": mean, "sd_proj": var ** 0.5 if var == var else float("nan"),
+        "snr_dir": mean ** 2 / var if var > 0 else float("nan"),
+        "g_sq_unbiased": g2, "tr_sigma": tr, "inv_b_simple": g2 / tr if tr > 0 else float("nan"),
+        "composition_ratio": ratio, "composition_db": 10 * np.log10(ratio) if ratio > 0 else -np.inf,
+        "cos_mean_u": float(sum_g @ u.double()) / gnorm if gnorm > 0 else float("nan"),
+    }
 
 
 def snr_from_grads(s: torch.Tensor, n: torch.Tensor, u: torch.Tensor) -> dict[str, float]:

@@ -7,7 +7,7 @@ from .etw import ETWScorer, ETWStaticScorer
 from .atwu import ATWUSatScorer, ATWUScorer
 from .tif import TIFAnnotation, TIFScorer, tif_annotations
 from .probability import SatImpScorer, TNPOScorer, WGAScorer
-from .controls import AntiScorer, OracleScorer, RandomScorer, UniformScorer
+from .control_scorers import AntiScorer, OracleScorer, RandomScorer, UniformScorer
 from .plugins import FunctionScorer, check_scorer, make_scorer
 
 __all__ = ["SCORERS", "Scorer", "ScoringContext", "current_outputs", "minmax_per_sequence", "on_answers",

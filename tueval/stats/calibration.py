@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tueval.stats.bootstrap import bca_interval
 from tueval.stats.multiple import adjust_batch
-from tueval.stats.paired import BCA_MIN_N, sign_flip_pvalue, t_interval
+from tueval.stats.paired import BCA_MIN_N, bca_interval, sign_flip_pvalue, t_interval
 
 
 def simulate_arms(n_sims: int, n_seeds: int, n_controls: int, effect: float = 0.0, noise_sd: float = 1.0,

@@ -1,15 +1,16 @@
 """Paired per-seed differences: t-interval or BCa CI, sign-flip p-value and d_z (the seed is the unit)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 
 from tueval.errors import DataError
-from tueval.stats.bootstrap import bca_interval
 
 Alternative = Literal["greater", "less", "two-sided"]
 ALTERNATIVES = ("greater", "less", "two-sided")
@@ -111,17 +112,31 @@ def sign_flip_pvalue(diffs, alternative: Alternative = "greater", n_resamples: i
     return float(p) if scalar else p
 
 
-def t_interval(diffs, level: float = 0.95) -> tuple[np.ndarray, np.ndarray] | tuple[float, float]:
-    """Two-sided Student-t confidence interval of mean(diffs) over the last axis (batch-aware)."""
-    d = np.asarray(diffs, dtype=float)
+def t_interval(values, level: float = 0.95, min_n: int = 2) -> tuple[np.ndarray, np.ndarray] | tuple[float, float]:
+    """Two-sided Student-t CI of the mean over the last axis (batch-aware): mean +- t_{n-1} sd / sqrt(n).
+
+    The one t-interval of the suite. With fewer than ``min_n`` values (at least 2) the bounds are NaN."""
+    d = np.asarray(values, dtype=float)
     n = d.shape[-1]
-    if n < 2:
-        raise ValueError("a t-interval needs at least 2 paired seeds")
+    if n < max(min_n, 2):
+        nan = np.full(d.shape[:-1], np.nan)
+        return (float("nan"), float("nan")) if d.ndim == 1 else (nan, nan)
     mean = d.mean(axis=-1)
     se = d.std(axis=-1, ddof=1) / np.sqrt(n)
     half = scipy.stats.t.ppf(0.5 + level / 2, df=n - 1) * se
     lo, hi = mean - half, mean + half
     return (float(lo), float(hi)) if d.ndim == 1 else (lo, hi)
+
+
+def group_ci(df: pd.DataFrame, by: Sequence[str] | str, value: str, level: float = 0.95) -> pd.DataFrame:
+    """Mean, SD, n and the two-sided ``t_interval`` of ``value`` per group (NaN CI for n < 2): what the
+    trade-off tables and figures show."""
+    by = [by] if isinstance(by, str) else list(by)
+    g = df.groupby(by, sort=False, dropna=False)[value]
+    out = g.agg(mean="mean", sd=lambda s: s.std(ddof=1), n="count").reset_index()
+    cis = [t_interval(s.dropna().to_numpy(float), level) for _, s in g]
+    out["ci_low"], out["ci_high"] = [c[0] for c in cis], [c[1] for c in cis]
+    return out
 
 
 def effect_size_dz(diffs) -> np.ndarray | float:
@@ -148,6 +163,24 @@ def paired_t(method, control, alternative: Alternative = "greater") -> tuple[flo
         return float(t), p
     r = scipy.stats.ttest_rel(np.asarray(method, float), np.asarray(control, float), alternative=alternative)
     return float(r.statistic), float(r.pvalue)
+
+
+def bca_interval(diffs, level: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
+    """BCa bootstrap CI of mean(diffs) via scipy.stats.bootstrap; zero width for constant data, never NaN."""
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 1 or d.size < 2:
+        raise ValueError(f"bca_interval needs a 1-D array of at least 2 values, got shape {d.shape}")
+    if np.ptp(d) == 0:
+        return float(d[0]), float(d[0])
+    kw = dict(confidence_level=level, n_resamples=n_resamples, vectorized=True, axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns when BCa degenerates; we fall back below
+        r = scipy.stats.bootstrap((d,), np.mean, method="BCa", rng=np.random.default_rng(seed), **kw)
+        lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            r = scipy.stats.bootstrap((d,), np.mean, method="percentile", rng=np.random.default_rng(seed), **kw)
+            lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
+    return lo, hi
 
 
 def ci_for(diffs: np.ndarray, level: float, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float, str]:

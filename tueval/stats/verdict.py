@@ -166,6 +166,12 @@ def verdicts_to_frame(verdicts: Iterable[Verdict]) -> pd.DataFrame:
     return pd.DataFrame([v.to_dict() for v in verdicts], columns=[f.name for f in fields(Verdict)])
 
 
+def verdicts_from_frame(frame: pd.DataFrame) -> list[Verdict]:
+    """The Verdicts of a frame written by ``verdicts_to_frame`` (extra columns are ignored)."""
+    names = [f.name for f in fields(Verdict)]
+    return [Verdict(**{k: r[k] for k in names}) for r in frame.to_dict("records")]
+
+
 def beats_all(verdicts: Iterable[Verdict]) -> bool:
     """True only when the family is non-empty and every verdict says 'better' (the CI gate)."""
     vs = list(verdicts)

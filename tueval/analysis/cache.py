@@ -12,8 +12,8 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from .hashing import canonical_json, spec_hash
-from .io import atomic_dir
+from ..hashing import canonical_json, spec_hash
+from ..io import atomic_dir
 
 
 def cache_key(workdir, name: str, key: Mapping[str, Any]) -> dict[str, Any]:

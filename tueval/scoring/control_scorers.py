@@ -72,6 +72,11 @@ class OracleScorer(Scorer):
         return on_answers(g.float(), batch.answer_mask)
 
 
+def _from_base(attr: str, kind: type) -> property:
+    """A read-only property that reads ``attr`` of the wrapped base scorer."""
+    return property(lambda self: kind(getattr(self._inner, attr)), doc=f"The base scorer's ``{attr}``.")
+
+
 @SCORERS.register("anti")
 class AntiScorer(Scorer):
     """Reversed scores of ``base`` (a scorer name, default the oracle, with ``base_params``):
@@ -89,29 +94,12 @@ class AntiScorer(Scorer):
 
         self._inner = make_scorer(base, base_params)
 
-    @property
-    def static(self) -> bool:  # type: ignore[override]
-        return bool(self._inner.static)
-
-    @property
-    def cost(self) -> float:  # type: ignore[override]
-        return float(self._inner.cost)
-
-    @property
-    def stateful(self) -> bool:  # type: ignore[override]
-        return bool(self._inner.stateful)
-
-    @property
-    def needs_hidden(self) -> bool:  # type: ignore[override]
-        return bool(self._inner.needs_hidden)
-
-    @property
-    def needs_ref_model(self) -> bool:  # type: ignore[override]
-        return bool(self._inner.needs_ref_model)
-
-    @property
-    def needs_retain_model(self) -> bool:  # type: ignore[override]
-        return bool(self._inner.needs_retain_model)
+    static = _from_base("static", bool)
+    cost = _from_base("cost", float)
+    stateful = _from_base("stateful", bool)
+    needs_hidden = _from_base("needs_hidden", bool)
+    needs_ref_model = _from_base("needs_ref_model", bool)
+    needs_retain_model = _from_base("needs_retain_model", bool)
 
     def update(self, model, batch, context=None, outputs=None) -> bool:
         """Delegates to the base scorer."""

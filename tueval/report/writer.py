@@ -1,13 +1,14 @@
 """Report folders: ``reports/<name>/report.md`` plus a CSV of every number plotted and figures as PNG and PDF."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from .io import atomic_path, write_csv, write_text
+from ..io import atomic_path, write_csv, write_text
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -35,16 +36,37 @@ def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_markdown(verdicts: Sequence, digits: int = 3) -> str:
-    """A verdict table (estimate, CI, p, adjusted p, family size, decision, n seeds) in markdown."""
-    from .stats import verdicts_to_frame
+#: the columns of a verdict table in a report
+VERDICT_COLUMNS = ("family", "metric", "method", "control", "estimate", "ci_low", "ci_high", "effect_size",
+                   "p_value", "p_adjusted", "family_size", "n_seeds", "n_examples", "decision")
+#: the same without the family and example columns (the seed-paired trade-off tables)
+PAIRED_COLUMNS = tuple(c for c in VERDICT_COLUMNS if c not in ("family", "n_examples"))
 
-    df = verdicts_to_frame(list(verdicts))
+
+def verdict_markdown(verdicts, digits: int = 3, columns: Sequence[str] = VERDICT_COLUMNS) -> str:
+    """A verdict table (a frame or a list of Verdicts) in markdown, with the ``columns`` it holds."""
+    from ..stats import verdicts_to_frame
+
+    df = verdicts if isinstance(verdicts, pd.DataFrame) else verdicts_to_frame(list(verdicts))
     if df.empty:
         return "_(no verdicts)_\n"
-    keep = [c for c in ("metric", "method", "control", "estimate", "ci_low", "ci_high", "effect_size", "p_value",
-                        "p_adjusted", "family_size", "n_seeds", "decision") if c in df.columns]
-    return markdown_table(df[keep], digits)
+    return markdown_table(df[[c for c in columns if c in df.columns]], digits)
+
+
+def settings_md(settings: dict) -> str:
+    """A settings dict as a markdown bullet list."""
+    return "\n".join(f"- **{k}**: {v}" for k, v in settings.items()) + "\n"
+
+
+def regen_command(name: str, cfg) -> str:
+    """The CLI command that regenerates analysis ``name``'s report under the settings ``cfg``
+    (an AnalysisConfig); seeds that are not 0..n-1 are noted after the command."""
+    seeds = list(cfg.seeds)
+    cmd = (f"tueval analyze {name} --workdir {cfg.workdir.root} --reports {cfg.reports} --profile {cfg.profile} "
+           f"--seeds {len(seeds)}")
+    if cfg.scorers:
+        cmd += f" --scorers {','.join(cfg.scorers)}"
+    return cmd if seeds == list(range(len(seeds))) else f"{cmd}  # seeds {seeds}"
 
 
 @dataclass
@@ -88,6 +110,21 @@ class ReportWriter:
         self.text(f"![{caption or name}]({name}.png)\n\n*{caption}* ([PDF]({name}.pdf))" if caption else
                   f"![{name}]({name}.png)")
         return out
+
+    def figures(self, figures) -> None:
+        """Save and embed each (name, fig, caption) of ``figures`` (``tueval.plots.Figure``)."""
+        for name, fig, caption in figures:
+            self.figure(name, fig, caption)
+
+    def finish(self, tables: dict, command: str | None = None, started: float | None = None) -> Path:
+        """Write every table of ``tables`` (name -> frame; None is skipped), the wall time since ``started``
+        (a ``time.perf_counter()`` value) and report.md."""
+        for name, df in tables.items():
+            if df is not None:
+                self.table(name, df)
+        if started is not None:
+            self.text(f"## Run\nWall time {time.perf_counter() - started:.1f} s.")
+        return self.write(command)
 
     def write(self, command: str | None = None) -> Path:
         """Write ``report.md`` (title, the command that regenerates it, sections, file list)."""

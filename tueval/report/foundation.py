@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import ReportWriter, fmt, markdown_table
-from .workdir import Workdir
+from ..workdir import Workdir
+from .writer import ReportWriter, fmt, markdown_table
 
 
 def _truth_ratio_figure(tr: dict[str, np.ndarray], fq: float | None):
@@ -36,9 +36,9 @@ def _truth_ratio_figure(tr: dict[str, np.ndarray], fq: float | None):
 
 def write_foundation_report(wd: Workdir, reports: str | Path = "reports", command: str | None = None) -> Path:
     """Write ``reports/foundation/``: report.md, CSVs, and the truth-ratio figure (PNG + PDF)."""
-    from .data.benchmark import describe
-    from .evaluate import evaluate_pair
-    from .evaluation.tofu_aggregate import truth_ratios
+    from ..data.benchmark import describe
+    from ..evaluate import evaluate_pair
+    from ..evaluation.tofu_aggregate import truth_ratios
 
     summaries = evaluate_pair(wd, progress=False)
     man = wd.manifest

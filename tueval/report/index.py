@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import write_text
-from .report import fmt
+from ..io import write_text
+from .writer import fmt
 
 CLAIMS = [
     ("TokenUnlearn", "tokenunlearn",
@@ -20,16 +20,7 @@ CLAIMS = [
     ("TIF", "tif", "Unlearning unwanted words (and preserving general words) improves the forget-utility trade-off."),
 ]
 
-ANALYSIS_QUESTIONS = {
-    "foundation": "Do the target and retain models behave as TOFU assumes?",
-    "controls": "Does the method beat random-token selection, its own permuted weights, a magnitude-matched "
-                "uniform update and the sequence-level base?",
-    "retrain": "Does unlearning only the scorer's top-q tokens beat a random q and the bottom q?",
-    "alignment": "Do the scores pick the ground-truth fact tokens?",
-    "intervention": "Does removing the attributed tokens change the model's answer more than removing random ones?",
-    "snr": "Does token selection raise the gradient signal-to-noise ratio?",
-    "sanity": "Do the scores depend on the model's knowledge, and do they beat trivial heuristics?",
-}
+FOUNDATION_QUESTION = "Do the target and retain models behave as TOFU assumes?"
 
 
 def _verdict_tables(reports: Path) -> dict[str, pd.DataFrame]:
@@ -63,6 +54,8 @@ def _claim_row(key: str, tables: dict[str, pd.DataFrame]) -> list[str]:
 
 def write_index(reports: str | Path = "reports", workdir: str | Path | None = None) -> Path:
     """Write ``reports/README.md`` from the analyses' verdict tables and report folders."""
+    from ..analysis import all_analyses
+
     reports = Path(reports)
     tables = _verdict_tables(reports)
     lines = ["# tueval reports on the embedded default\n",
@@ -83,7 +76,28 @@ def write_index(reports: str | Path = "reports", workdir: str | Path | None = No
         found = "<br>".join(cells) if cells else "_not tested in this run_"
         lines.append(f"| {paper} | {claim} | {found} |")
     lines.append("\n## Reports\n")
-    for name, q in ANALYSIS_QUESTIONS.items():
+    for name, q in [("foundation", FOUNDATION_QUESTION), *((a.folder, a.question) for a in all_analyses())]:
         if (reports / name / "report.md").exists():
             lines.append(f"- [{name}]({name}/report.md): {q}")
+    lines += _metric_legend(tables)
     return write_text(reports / "README.md", "\n".join(lines) + "\n")
+
+
+def _metric_legend(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """One line per catalogue metric the verdicts test: its label, better direction and meaning."""
+    from ..metrics.catalogue import get
+
+    seen = {}
+    for df in tables.values():
+        for m in df["metric"].astype(str).unique():
+            entry = get(m)
+            if entry is not None:
+                seen.setdefault(entry.name, entry)
+    if not seen:
+        return []
+    out = ["\n## Metrics in the verdicts\n"]
+    for m in seen.values():
+        way = {True: "higher is better", False: "lower is better", None: "no better direction"}[m.higher_is_better]
+        unit = f", {m.unit}" if m.unit else ""
+        out.append(f"- `{m.name}`: {m.label} ({way}{unit})" + (f"; {m.description}" if m.description else ""))
+    return out

@@ -1,4 +1,5 @@
-"""Paper-ready figures shared by the analyses: Pareto fronts, paired strip plots, curves with CI bands, bars.
+"""Figure primitives shared by the analyses' figures: style, colours, Pareto fronts, paired strip plots, curves with
+CI bands, bars with CIs.
 
 Every function draws numbers it is given (the caller writes the same numbers to a CSV), shows every seed as a
 faint point where per-seed values are passed, and uses one style (``style()``) and one colour per name
@@ -6,7 +7,7 @@ faint point where per-seed values are passed, and uses one style (``style()``) a
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import matplotlib
 
@@ -25,6 +26,14 @@ FIXED_COLOURS = {"method": "#0072B2", "top": "#0072B2", "random_k": "#D55E00", "
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 
 
+class Figure(NamedTuple):
+    """A figure with the name its files get in a report folder and its caption."""
+
+    name: str
+    fig: object
+    caption: str = ""
+
+
 def style() -> None:
     """Apply the suite's figure style (white grid, readable sizes, vector-safe fonts)."""
     plt.rcParams.update({
@@ -35,35 +44,24 @@ def style() -> None:
 
 
 def palette(names: Iterable) -> dict:
-    """One colour per name (the usual arms keep fixed colours; others are assigned in order)."""
-    out, i = {}, 0
-    for n in dict.fromkeys(names):
-        if n in FIXED_COLOURS:
-            out[n] = FIXED_COLOURS[n]
-        else:
-            while _COLOURS[i % len(_COLOURS)] in out.values() and i < 2 * len(_COLOURS):
-                i += 1
-            out[n] = _COLOURS[i % len(_COLOURS)]
+    """One colour per name: the usual arms keep their fixed colours, the others get the remaining colours in
+    order (so no name shares a fixed colour)."""
+    names = list(dict.fromkeys(names))
+    out = {n: FIXED_COLOURS[n] for n in names if n in FIXED_COLOURS}
+    i = 0
+    for n in names:
+        if n in out:
+            continue
+        while _COLOURS[i % len(_COLOURS)] in out.values() and i < 2 * len(_COLOURS):
             i += 1
-    return out
+        out[n] = _COLOURS[i % len(_COLOURS)]
+        i += 1
+    return {n: out[n] for n in names}
 
 
 def markers(names: Iterable) -> dict:
     """One marker per name, in order."""
     return {n: _MARKERS[i % len(_MARKERS)] for i, n in enumerate(dict.fromkeys(names))}
-
-
-def group_ci(df: pd.DataFrame, by: Sequence[str] | str, value: str, level: float = 0.95) -> pd.DataFrame:
-    """Mean, SD, n and the two-sided Student-t CI of ``value`` per group (NaN CI for n < 2): what the plots show."""
-    from scipy import stats
-
-    by = [by] if isinstance(by, str) else list(by)
-    g = df.groupby(by, sort=False, dropna=False)[value]
-    out = g.agg(mean="mean", sd=lambda s: s.std(ddof=1), n="count").reset_index()
-    half = stats.t.ppf(0.5 + level / 2, np.maximum(out["n"] - 1, 1)) * out["sd"] / np.sqrt(out["n"])
-    half = half.where(out["n"] >= 2)
-    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out
 
 
 def facet_axes(n: int, ncols: int = 3, width: float = 3.2, height: float = 2.8, sharex: bool = False,
@@ -86,6 +84,16 @@ def _new_ax(ax, figsize):
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
+
+
+def _labels(ax, xlabel: str, ylabel: str, title: str | None, legend: bool = False) -> None:
+    """Axis labels, an optional title and an optional legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="best", fontsize=7)
 
 
 def _err(mid: pd.Series, lo: pd.Series | None, hi: pd.Series | None):
@@ -116,10 +124,7 @@ def pareto_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, x_ci: tuple[str, 
         ax.errorbar(r[x], r[y], xerr=_err(r[x], *(r[c] for c in x_ci)) if x_ci else None,
                     yerr=_err(r[y], *(r[c] for c in y_ci)) if y_ci else None, fmt=mk[name], color=col[name],
                     ms=6, capsize=2, lw=1, label=str(name), zorder=3, mec="white", mew=0.5)
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
+    _labels(ax, xlabel or x, ylabel or y, title)
     hx, vy = better
     arrow = {("right", "up"): "\u2197", ("right", "down"): "\u2198", ("left", "up"): "\u2196",
              ("left", "down"): "\u2199"}.get((hx, vy), "")
@@ -193,46 +198,44 @@ def curve_plot(df: pd.DataFrame, x: str, y: str, hue: str, *, ci_low: str | None
             ax.scatter(p[x].to_numpy(float) + off, p[y], s=10, color=col[name], alpha=0.3, linewidths=0, zorder=2)
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
-    if legend:
-        ax.legend(loc="best", fontsize=7)
+    _labels(ax, xlabel or x, ylabel or y, title, legend)
     return fig
 
 
 def bar_ci(df: pd.DataFrame, x: str, y: str, *, ci_low: str = "ci_low", ci_high: str = "ci_high",
-           hue: str | None = None, points: pd.DataFrame | None = None, xlabel: str | None = None,
-           ylabel: str | None = None, title: str | None = None, colours: dict | None = None, ax=None,
-           baseline: float | None = None, figsize=(4.5, 3.2)):
-    """Bars of ``y`` per ``x`` (grouped by ``hue``) with CI whiskers, per-seed values of ``points`` as dots,
-    and an optional horizontal ``baseline`` (e.g. chance). Returns the figure."""
+           hue: str | None = None, points: pd.DataFrame | None = None, point_y: str | None = None,
+           xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+           colours: dict | None = None, colour_by: str | None = None, hatches: dict | None = None, ax=None,
+           baseline: float | None = None, order: Sequence | None = None, rotation: float = 20,
+           figsize=(4.5, 3.2)):
+    """Bars of ``y`` per ``x`` (grouped by ``hue``) with CI whiskers, the per-seed values of ``points`` (column
+    ``point_y``, default ``y``) as jittered dots, and an optional horizontal ``baseline`` (e.g. chance). Bars are
+    coloured by ``colour_by`` (``x`` or ``hue``; default hue when there is one), hatched per hue by ``hatches``;
+    ``order`` fixes the x order. Returns the figure."""
     fig, ax = _new_ax(ax, figsize)
-    xs = list(dict.fromkeys(df[x]))
+    xs = list(order) if order is not None else list(dict.fromkeys(df[x]))
     hues = list(dict.fromkeys(df[hue])) if hue else [None]
-    col = colours or palette(hues if hue else xs)
+    by = colour_by or ("hue" if hue else "x")
+    col = colours or palette(hues if by == "hue" else xs)
     w = 0.8 / len(hues)
     rng = np.random.default_rng(0)
+    py = point_y or y
     for j, h in enumerate(hues):
-        sub = df if h is None else df[df[hue] == h]
-        pos = np.array([xs.index(v) for v in sub[x]]) - 0.4 + w * (j + 0.5)
-        colour = [col[v] for v in sub[x]] if h is None else col[h]
-        ax.bar(pos, sub[y], width=w * 0.9, color=colour, alpha=0.8, label=None if h is None else str(h))
+        sub = (df if h is None else df[df[hue] == h]).set_index(x).reindex(xs).reset_index()
+        pos = np.arange(len(xs)) - 0.4 + w * (j + 0.5)
+        colour = [col[v] for v in xs] if by == "x" else col[h]
+        ax.bar(pos, sub[y], width=w * 0.9, color=colour, alpha=0.8, label=None if h is None else str(h),
+               hatch=(hatches or {}).get(h), edgecolor="white" if hatches else None)
         ax.errorbar(pos, sub[y], yerr=_err(sub[y], sub.get(ci_low), sub.get(ci_high)), fmt="none", ecolor="0.2",
                     capsize=2, lw=1)
         if points is not None:
             p = points if h is None else points[points[hue] == h]
+            p = p[p[x].isin(xs)]
             pp = np.array([xs.index(v) for v in p[x]]) - 0.4 + w * (j + 0.5)
-            ax.scatter(pp + rng.uniform(-w * 0.2, w * 0.2, len(pp)), p[y], s=9, color="0.15", alpha=0.4,
-                       linewidths=0, zorder=3)
+            ax.scatter(pp + rng.uniform(-w * 0.2, w * 0.2, len(pp)), p[py], s=9, color="0.15", alpha=0.4,
+                       linewidths=0, zorder=3, label="per seed" if j == 0 and hue is None else None)
     if baseline is not None:
         ax.axhline(baseline, color="0.3", lw=0.8, ls="--")
-    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=20, ha="right")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    if title:
-        ax.set_title(title)
-    if hue:
-        ax.legend(loc="best", fontsize=7)
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=rotation, ha="right")
+    _labels(ax, xlabel or x, ylabel or y, title, bool(hue))
     return fig

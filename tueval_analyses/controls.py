@@ -1,0 +1,179 @@
+"""Controls on the forget-utility trade-off: does each token-level method beat its own weighting controls, paired
+by seed?
+
+For every objective and method the grid holds the method itself, the method with each control (``random_k``:
+as many tokens at random positions; ``permuted``: its own weights shuffled within the sequence;
+``magnitude_matched``: uniform weights with the method's total weight) and the sequence-level base
+(``uniform``: scorer uniform, mode none), all over the same seeds with ``defaults.FIXED`` settings. Runs become
+the tidy runs table (``tueval.analysis.runs``), which ``analyse`` turns into seed-paired Holm-corrected verdicts
+(``tueval.analysis.families``) and the report.
+
+lm-eval: with ``extra={"lmeval_tasks": True}`` (the three exported tasks) or a list of task names, every run is
+computed with ``RunSpec.lmeval_tasks`` (other run ids than the default runs: off by default so cached runs are
+reused). Runs whose summaries hold ``lmeval`` add the MC accuracies ``lmeval_forget_mc`` (lower is better),
+``lmeval_retain_mc`` and ``lmeval_utility_mc`` to runs_long.csv and arm_summary.csv (descriptive, no verdicts)
+and the figure ``lmeval_tradeoff``; without them the report is unchanged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tueval import defaults
+from tueval.analysis import Analysis, AnalysisConfig
+
+NAME = "controls"
+TITLE = "Controls on the forget-utility trade-off"
+LMEVAL_TASKS = ("tueval_forget_mc", "tueval_retain_mc", "tueval_utility_mc")
+#: the confirmatory trade-off metrics (Holm family) and the exploratory ones (BH, reported only)
+PRIMARY = ("log10_fq", "model_utility")
+SECONDARY = ("forget_prob", "mia_min_k_gap", "privleak_abs")
+#: the default family: per objective, method and metric, the method against its controls (2 in the demo grid:
+#: its own control and uniform), so that 6 seeds can reach Holm-adjusted p < 0.05 with the exact sign-flip test
+DEFAULT_FAMILY = "method_metric"
+QUICK_METHODS = [defaults.GRID_METHODS[0], defaults.GRID_METHODS[2]]  # TokenUnlearn hard, ETW soft
+SWEEP_RATIOS = (0.1, 0.3, 0.5)
+SWEEP_LRS = (5e-4, 1e-3, 2e-3)
+
+
+def grid_settings(cfg: AnalysisConfig) -> dict:
+    """The grid of a profile (``cfg.extra`` overrides any key): objectives, methods, controls, fixed settings,
+    Holm family, sweep ratios and learning rates, lm-eval tasks."""
+    from tueval.analysis.grid import BASE
+    from tueval.spec import RunSpec
+
+    quick, full, ex = cfg.profile == "quick", cfg.profile == "full", cfg.extra or {}
+    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else defaults.FULL_METHODS if full else
+                                       defaults.GRID_METHODS if cfg.profile == "grid" else defaults.DEMO_METHODS)]
+    if cfg.scorers:
+        keep = [m for m in methods if m["scorer"] in cfg.scorers]
+        known = {m["scorer"] for m in keep}
+        methods = keep + [{"scorer": s, "mode": "hard", "ratio": 0.3} for s in cfg.scorers if s not in known]
+    controls = list(ex.get("controls", (["random_k", "magnitude_matched"] if quick else
+                                        defaults.FULL_CONTROLS if full else defaults.CONTROLS)))
+    if ex.get("uniform", True) and BASE not in controls:
+        controls.append(BASE)
+    lmeval = ex.get("lmeval_tasks", ())
+    lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
+    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else
+                                                          defaults.FULL_OBJECTIVES if full else defaults.OBJECTIVES)),
+            "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
+            "family": ex.get("family", DEFAULT_FAMILY),
+            "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
+            "lrs": list(ex.get("lrs", SWEEP_LRS if full else ()))}
+
+
+def run(cfg: AnalysisConfig) -> dict:
+    """Controls analysis: runs (or reads) the grid, writes reports/controls/, returns verdicts and paths."""
+    from tueval.analysis.grid import grid_cells, method_name
+    from tueval.analysis.runs import gather
+    from tueval.report import regen_command
+
+    st = grid_settings(cfg)
+    fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]} if st["lmeval_tasks"] else st["fixed"]
+    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, fixed, st["ratios"], st["lrs"])
+    lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
+    return analyse(gather(cfg, cells), Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
+                   settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
+                             "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
+                             "controls": st["controls"], "fixed optimiser settings": st["fixed"],
+                             "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
+                             "Holm family": st["family"], **lm_setting},
+                   command=regen_command(NAME, cfg), figures=bool((cfg.extra or {}).get("figures", True)))
+
+
+def analyse(runs, out: Path, alpha: float = 0.05, family: str = "objective", settings: dict | None = None,
+            command: str | None = None, figures: bool = True) -> dict:
+    """The pure half of ``run``: verdicts and the report folder from a tidy runs table."""
+    from tueval.analysis.families import paired_diffs, paired_verdicts
+
+    verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=alpha, family=family)
+    _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=family, correction="fdr_bh")
+    diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY])
+    paths = write_report(Path(out), runs, vframe, sframe, diffs, settings or {}, command or "", alpha, figures)
+    return {"verdicts": [v.to_dict() for v in verdicts], "secondary": sframe.to_dict("records"),
+            "family": family, "n_seeds": int(runs["seed"].nunique()), "n_runs": int(runs["run_id"].nunique()),
+            **paths}
+
+
+def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, command: str, alpha: float,
+                 figures: bool = True) -> dict[str, Any]:
+    """Write report.md, the CSVs and (unless ``figures`` is False) the figures of the analysis into ``root``."""
+    from tueval.analysis.families import arm_means_table, arm_summary, family_note, identical_arms, plain_summary
+    from tueval.analysis.runs import lmeval_columns, long_table
+    from tueval.plots.tradeoff import tradeoff_figures
+    from tueval.report import PAIRED_COLUMNS, ReportWriter, markdown_table, settings_md, verdict_markdown
+
+    rw = ReportWriter(root, TITLE)
+    seeds = sorted(runs["seed"].unique().tolist())
+    conf = runs[runs["role"] == "confirmatory"]
+    rw.text("## What was tested\n"
+            "Does each token-level method beat its own controls on the forget-utility trade-off? Every method is "
+            "run with the same seeds as: `random_k` (as many tokens per sequence at uniformly drawn positions, "
+            "same total weight), `permuted` (its own weights shuffled within each sequence), `magnitude_matched` "
+            "(uniform weights on every answer token, scaled to the method's total weight) and `uniform` (the "
+            "sequence-level base: scorer uniform, mode none). Arms are paired by seed (the seed fixes data order "
+            "and sampling); the seed is the unit of analysis.\n")
+    rw.text("## Settings\n" + settings_md({**settings, "seeds": f"{seeds} (n={len(seeds)})",
+                                          "runs": f"{conf['run_id'].nunique()} confirmatory, "
+                                                  f"{runs.loc[runs['role'] == 'sweep', 'run_id'].nunique()} sweep"}))
+    rw.text("## Statistics\n"
+            "Estimand: the mean over seeds of the paired difference method − control. CI: two-sided 95% Student-t "
+            "interval (n < 10). Test: one-sided exact sign-flip permutation test in the better direction. "
+            "Metrics: forget quality as log10 of the KS p-value (higher is better), model utility (higher is "
+            "better) are **confirmatory**; forget probability (lower is better), |Min-K% AUC − 0.5| (lower is "
+            "better) and |privleak| (lower is better) are exploratory (Benjamini-Hochberg within the same "
+            "family grouping, not used for claims). Decision 'better' = Holm-adjusted p < α AND the CI excludes 0 "
+            "on the better side; 'worse' mirrors it; otherwise 'not better'.\n\n" + family_note(verdicts, alpha))
+    same = identical_arms(runs)
+    if not same.empty:
+        rw.text("## Degenerate controls\nThese arms gave the same metrics as another arm of the same method on every "
+                "seed (within 0.1%), so the comparison against them tests nothing new (e.g. `magnitude_matched` "
+                "equals `uniform` when the loss is normalised by the weight sum, and `random_k` equals `uniform` "
+                "when the method's weights have no zeros):\n" + markdown_table(same))
+        rw.table("identical_arms", same)
+    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(verdicts, columns=PAIRED_COLUMNS))
+    rw.text("## In plain words\n" + plain_summary(verdicts))
+    index = ["objective", "method", "arm"]
+    rw.text("## Per-arm means with 95% CI over seeds\n"
+            + markdown_table(arm_means_table(arm_summary(conf, [*PRIMARY, *SECONDARY]), index)))
+    lm = lmeval_columns(runs)
+    if lm:
+        rw.text("## lm-eval multiple-choice accuracy (descriptive)\n"
+                "Accuracy (fraction correct, chance 0.25 with 4 choices) of the unlearned model on the workdir's "
+                "exported lm-eval tasks: `lmeval_forget_mc` (lower = more forgetting), `lmeval_retain_mc` and "
+                "`lmeval_utility_mc` (higher = more kept). Mean [95% CI] over seeds; no tests.\n"
+                + markdown_table(arm_means_table(arm_summary(conf, lm), index)))
+    if not secondary.empty:
+        rw.text("## Exploratory metrics (BH-adjusted, not confirmatory)\n"
+                + verdict_markdown(secondary, columns=PAIRED_COLUMNS))
+    if figures:
+        rw.text("## Figures\n")
+        rw.figures(tradeoff_figures(runs, diffs, verdicts, PRIMARY))
+    report = rw.finish({"runs_long": long_table(runs), "arm_summary": arm_summary(runs, [*PRIMARY, *SECONDARY, *lm]),
+                        "paired_diffs": diffs, "verdicts": verdicts,
+                        "exploratory_secondary": None if secondary.empty else secondary}, command)
+    return {"report": str(report), "files": [str(root / f) for f in sorted(set(rw.files))]}
+
+
+def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float | None, controls: list[str],
+                      objective: str, report: bool = False) -> list:
+    """Verdicts of ONE scorer vs ``controls`` (control names and/or ``uniform``) on the confirmatory trade-off
+    metrics, Holm over controls x metrics; runs (or reads) what it needs; ``report`` also writes
+    reports/check_controls/."""
+    from tueval.analysis.families import paired_verdicts
+    from tueval.analysis.runs import method_runs
+
+    runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
+    verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method")
+    if report:
+        analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha, family="method",
+                settings={"scorer": scorer, "mode": mode, "ratio": ratio, "objective": objective,
+                          "controls": list(controls)})
+    return verdicts
+
+
+ANALYSIS = Analysis(name=NAME, title=TITLE,
+                    question="Does the method beat random-token selection, its own permuted weights, a "
+                             "magnitude-matched uniform update and the sequence-level base?",
+                    run=run, demo_order=5, primary=PRIMARY)
