@@ -57,16 +57,21 @@ def arm_cells(objective: str, name: str, method: dict, arms: Iterable[str], seed
             for arm in arms for s in arm_specs(objective, method, arm, seeds, fixed, **over)]
 
 
+def objective_settings(objective: str, fixed: dict | None = None) -> dict:
+    """The shared run settings of ``objective``'s arms: the defaults, the objective's own, then ``fixed`` (the
+    user's settings win, as they do on the command line)."""
+    return {**defaults.FIXED, **defaults.OBJECTIVE_FIXED.get(objective, {}), **(fixed or {})}
+
+
 def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Sequence[str], seeds: Sequence[int],
                fixed: dict | None = None, ratios: Sequence[float] = (), lrs: Sequence[float] = ()) -> list[Cell]:
-    """Every run the analysis needs: the confirmatory arms at the fixed settings (an objective's own settings in
-    ``defaults.OBJECTIVE_FIXED`` on top), plus (if ``ratios``/``lrs``) a sweep of hard ratios (method and
-    random_k) and learning rates (method and uniform) for the Pareto plot. A method entry may name its own
-    ``controls`` (the base is kept when ``controls`` holds it) and the ``objectives`` it runs on."""
-    base_fixed = dict(defaults.FIXED if fixed is None else fixed)
+    """Every run the analysis needs: the confirmatory arms at ``objective_settings``, plus (if ``ratios``/``lrs``)
+    a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot. A
+    method entry may name its own ``controls`` (the base is kept when ``controls`` holds it) and the
+    ``objectives`` it runs on."""
     cells = []
     for obj in objectives:
-        fx = {**base_fixed, **defaults.OBJECTIVE_FIXED.get(obj, {})}
+        fx = objective_settings(obj, fixed)
         for m in methods:
             if "objectives" in m and obj not in m["objectives"]:
                 continue
@@ -91,7 +96,7 @@ def selection_cells(scorers: Sequence[str], ratios: Sequence[float], seeds: Sequ
                     ) -> list[Cell]:
     """Hard selections of q of each answer's tokens per scorer, one arm per entry of ``arms`` (arm name ->
     weighting control, None = the scorer's own top-q), over seeds; the method label is the top-q run's."""
-    fixed = dict(defaults.FIXED if fixed is None else fixed)
+    fixed = objective_settings(objective, fixed)
     cells = []
     for sc in scorers:
         params = {"scorer_params": dict(scorer_params[sc])} if scorer_params and sc in scorer_params else {}
