@@ -16,6 +16,7 @@ UNLEARN_EPILOG = """examples:
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --control random_k --seed 3
   tueval unlearn --objective ga --scorer my_module:my_scorer --mode soft --json
   tueval unlearn --objective ga --lmeval-tasks tueval_forget_mc,tueval_retain_mc   # + lm-eval MC accuracy
+  accelerate launch --num_processes 4 -m tueval unlearn --objective npo --launcher accelerate   # data parallel
 scorers: tokenunlearn etw etw_static atwu_proto atwu_sat tif wga satimp tnpo uniform random oracle anti
 objectives: ga graddiff npo simnpo idkpo tpo rmu
 controls: random_k permuted magnitude_matched magnitude_matched_grad bottom_k"""
@@ -129,6 +130,10 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
                    "multiple-choice tasks); writes eval/lmeval.parquet and summary 'lmeval' {task: acc}. "
                    "Part of the run's spec (a different run id); default none")
     p.add_argument("--force", action="store_true", help="recompute even if the run is finished")
+    p.add_argument("--launcher", choices=["none", "accelerate"], default="none",
+                   help="accelerate: this process is one of several started by `accelerate launch` (or torchrun); "
+                   "they train the run data parallel, splitting each batch (same result as one process up to "
+                   "floating-point reduction order; docs/scale_out.md). Default none: one process")
     p.add_argument("--workdir", default="work")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -185,8 +190,13 @@ def cmd_unlearn(args) -> int:
     from ..unlearn import unlearn
     from ..workdir import Workdir
 
+    from ..distributed import launch
+
     spec = spec_from_args(args)
+    group = launch(args.launcher)
     res = unlearn(spec, Workdir(args.workdir), progress=not (args.quiet or args.json), force=args.force)
+    if not group.is_main:
+        return 0
     out = {"run_id": res.run_id, "path": str(res.path), "cached": res.cached, "label": spec.label(),
            **res.summary}
     if args.json:
