@@ -43,9 +43,16 @@ def failure_table(failures: Sequence[Failure]) -> str:
 
 
 class Executor:
-    """Computes run specs into a workdir's run store. Subclasses set ``name`` and implement ``run``."""
+    """Computes run specs into a workdir's run store. Subclasses set ``name`` and implement ``run``; after a
+    ``run``, ``counts`` says how many runs it computed, found finished by another process meanwhile (it waited
+    for that run's lock), and how many failed."""
 
     name: str = ""
+    counts: dict
+
+    def _count(self, out: dict) -> None:
+        counts = self.__dict__.setdefault("counts", {"computed": 0, "cached": 0, "failed": 0})
+        counts["failed" if not out["ok"] else "cached" if out.get("cached") else "computed"] += 1
 
     def run(self, specs: Sequence, wd, progress: bool = True) -> list[Failure]:
         """Compute every spec (the caller passes the unfinished ones); return the ones that failed."""
@@ -79,7 +86,7 @@ def compute(spec_dict: dict, root: str, threads: int = 1) -> dict:
         where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb and not isinstance(
             e, TuevalError) else ""
         return {"ok": False, "error": one_line(e) + where}
-    return {"ok": True, "run_id": res.run_id}
+    return {"ok": True, "run_id": res.run_id, "cached": res.cached}
 
 
 def make_executor(engine: str = "local", **settings: Any) -> Executor:

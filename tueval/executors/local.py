@@ -37,7 +37,10 @@ class LocalExecutor(Executor):
         bar = tqdm(total=len(specs), desc=f"unlearning runs ({self.describe()})", disable=not progress)
         failures: list[Failure] = []
 
+        self.counts = {"computed": 0, "cached": 0, "failed": 0}
+
         def done(i: int, out: dict, attempts: int) -> None:
+            self._count(out)
             if not out["ok"]:
                 failures.append(Failure(specs[i], out["error"], attempts))
             bar.update(1)
@@ -47,12 +50,12 @@ class LocalExecutor(Executor):
                 for i, s in enumerate(specs):
                     done(i, compute(s.to_dict(), root), 1)
             else:
-                self._pool(specs, root, done, failures, bar)
+                self._pool(specs, root, done)
         finally:
             bar.close()
         return failures
 
-    def _pool(self, specs: Sequence, root: str, done, failures: list[Failure], bar) -> None:
+    def _pool(self, specs: Sequence, root: str, done) -> None:
         attempts = [0] * len(specs)
         pending = list(range(len(specs)))
         while pending:
@@ -74,16 +77,14 @@ class LocalExecutor(Executor):
                         except BrokenProcessPool:
                             died.append(i)
                         except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be sent back
-                            failures.append(Failure(specs[i], one_line(e), attempts[i]))
-                            bar.update(1)
+                            done(i, {"ok": False, "error": one_line(e)}, attempts[i])
                     if died:  # the pool is broken: what is still queued waits for the fresh pool
                         died += queue + list(running.values())
                         break
             pending = []
             for i in dict.fromkeys(died):
                 if attempts[i] > self.retries:
-                    failures.append(Failure(specs[i], f"the worker process died {attempts[i]} times (killed, or out "
-                                                      "of memory?)", attempts[i]))
-                    bar.update(1)
+                    done(i, {"ok": False, "error": f"the worker process died {attempts[i]} times (killed, or out of "
+                                                   "memory?)"}, attempts[i])
                 else:
                     pending.append(i)

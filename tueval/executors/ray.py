@@ -93,6 +93,7 @@ class RayExecutor(Executor):
         task = _REMOTE["task"].options(**self.options())
         root, threads = str(wd.root.resolve()), max(1, int(self.resources.get("cpus", 1)))
         failures: list[Failure] = []
+        self.counts = {"computed": 0, "cached": 0, "failed": 0}
         queue, running = list(specs), {}
         bar = tqdm(total=len(specs), desc=f"unlearning runs ({self.describe()})", disable=not progress)
         try:
@@ -108,6 +109,7 @@ class RayExecutor(Executor):
                     except ray.exceptions.RayError as e:  # the worker died more often than it is retried
                         out = {"ok": False, "error": one_line(getattr(e, "cause", None) or e),
                                "attempts": self.retries + 1}
+                    self._count(out)
                     if not out["ok"]:
                         failures.append(Failure(s, out["error"], out.get("attempts", 1)))
                     bar.update(1)
