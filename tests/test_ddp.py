@@ -108,6 +108,7 @@ def test_two_processes_train_the_one_process_run(name, small_workdir, tmp_path):
 
     a, b = json.loads(r1.stdout), json.loads(r2.stdout)  # rank 1 prints nothing: one JSON object
     assert a["run_id"] == b["run_id"] and not b["cached"]
+    assert b["processes"] == 2 and "processes" not in a, "the batch was split over two processes"
     la = pd.read_parquet(os.path.join(one, "runs", a["run_id"], "log.parquet"))
     lb = pd.read_parquet(os.path.join(two, "runs", b["run_id"], "log.parquet"))
     assert len(la) == len(lb) >= 2 and list(la.columns) == list(lb.columns)

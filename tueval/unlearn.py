@@ -140,6 +140,8 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             save_model(trainer.model, trainer.tokenizer, folder.path / "model")
         summary = {**summary, "steps": state.step, "wall_s": time.perf_counter() - t0, "train_s": train_s,
                    "label": spec.label()}
+        if group.parallel:
+            summary["processes"] = group.world
         folder.finish(summary, state.step)
         group.barrier()
     return RunResult(folder.run_id, folder.path, spec, summary)
