@@ -1,4 +1,4 @@
-"""One run across several processes: data parallel through accelerate (DDP; FSDP/DeepSpeed configs on big models).
+"""One run across several processes: data parallel through accelerate (torch DDP over gloo; docs/scale_out.md).
 
 ``tueval unlearn ... --launcher accelerate``, started by ``accelerate launch`` (or ``torchrun``), makes every
 process a rank of one run: each rank computes the forward and backward of its contiguous share of every forget
@@ -30,6 +30,8 @@ import torch
 from .errors import SpecError, TuevalError
 
 LAUNCHERS = ("none", "accelerate")
+#: accelerate strategies that shard the model (refused: see docs/scale_out.md)
+SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
 
 
 @dataclass
@@ -146,8 +148,13 @@ def launch(launcher: str = "accelerate") -> ProcessGroup:
         from accelerate import Accelerator
     except ImportError as e:
         raise TuevalError(f"--launcher accelerate needs accelerate ({e.msg}); pip install accelerate") from None
-    # without a GPU, processes started by torchrun join over gloo on the CPU (accelerate's MULTI_CPU)
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    # the engine computes on the CPU (models and batches stay there), so the processes join over gloo
+    # (accelerate's MULTI_CPU), also on a machine with GPUs
+    acc = Accelerator(cpu=True)
+    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    if kind in SHARDED:
+        raise TuevalError(f"--launcher accelerate: the {kind} strategy shards the model, which the engine does not "
+                          "support yet (it trains data parallel, DDP); see docs/scale_out.md")
     group = ProcessGroup(acc.process_index, acc.num_processes, acc)
     _ACTIVE.append(group)
     return group
