@@ -199,3 +199,91 @@ def test_the_same_spec_launched_twice_at_once_is_computed_once(small_workdir, tm
     assert {r["run_id"] for r in res} == {rid}
     assert sorted(r["cached"] for r in res) == [False, True], "one computed, the other waited and read it"
     assert_intact(wd.root / "runs" / rid, res[0]["steps"])
+
+
+# ----------------------------------------------------------------------------------------------- run locks
+CRITICAL = textwrap.dedent('''
+    import os, sys, time
+    from tueval.store import RunFolder
+    folder, log = RunFolder.of(sys.argv[1], "r1"), sys.argv[2]
+    for _ in range(3):
+        with folder.lock(progress=False):
+            with open(log, "a") as f:
+                f.write(f"in {os.getpid()}\\n")
+            time.sleep(0.2)
+            with open(log, "a") as f:
+                f.write(f"out {os.getpid()}\\n")
+''')
+
+
+@pytest.mark.parametrize("kind", ["os", "lease"])
+def test_the_run_lock_excludes_other_processes(kind, tmp_path):
+    log = tmp_path / "log"
+    env = {**os.environ, "TUEVAL_LOCK": kind, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", CRITICAL, str(tmp_path), str(log)], env=env) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    lines = log.read_text().split()
+    pairs = list(zip(lines[0::4], lines[1::4], lines[2::4], lines[3::4]))
+    assert len(pairs) == 6 and all(a == "in" and c == "out" and b == d for a, b, c, d in pairs), lines
+    assert not list((tmp_path / "runs" / ".locks").glob("*.lease*")), "a released lease leaves nothing"
+
+
+def test_a_lease_whose_holder_was_killed_on_this_machine_is_taken_over_at_once(tmp_path):
+    from tueval.locks import LeaseLock
+
+    code = ("import sys, time; from tueval.locks import LeaseLock\n"
+            "LeaseLock(sys.argv[1], stale=600).acquire(); print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "x.lock")], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from filelock import Timeout
+
+        with pytest.raises(Timeout):
+            LeaseLock(tmp_path / "x.lock", stale=600).acquire(timeout=0.5)
+        holder.kill()
+        holder.wait(timeout=30)
+        lock = LeaseLock(tmp_path / "x.lock", stale=600)
+        lock.acquire(timeout=20)  # long before the lease is stale: the holder is dead
+        assert lock.is_locked
+        lock.release()
+    finally:
+        holder.kill()
+
+
+def test_a_lease_from_another_machine_is_taken_over_only_once_its_heartbeat_stops(tmp_path):
+    import threading
+
+    from filelock import Timeout
+
+    from tueval.locks import LeaseLock
+
+    lease = tmp_path / "x.lock.lease"
+    lease.write_text(json.dumps({"host": "elsewhere", "boot": "another-boot", "pidns": 1, "pid": 1, "token": "t"}))
+    stop = threading.Event()
+
+    def beat():  # the other machine's holder, touching its lease
+        while not stop.wait(0.1):
+            os.utime(lease)
+
+    t = threading.Thread(target=beat)
+    t.start()
+    try:
+        with pytest.raises(Timeout):
+            LeaseLock(tmp_path / "x.lock", heartbeat=0.1, stale=0.5, poll=0.05).acquire(timeout=2.0)
+    finally:
+        stop.set()
+        t.join()
+    lock = LeaseLock(tmp_path / "x.lock", heartbeat=0.1, stale=0.5, poll=0.05)
+    lock.acquire(timeout=10)
+    assert json.loads(lease.read_text())["token"] == lock.token
+    lock.release()
+    assert not lease.exists()
+
+
+def test_an_unknown_lock_kind_is_refused(monkeypatch, tmp_path):
+    from tueval.locks import run_lock
+
+    monkeypatch.setenv("TUEVAL_LOCK", "nfs")
+    with pytest.raises(SpecError, match="TUEVAL_LOCK"):
+        run_lock(tmp_path / "x.lock")
