@@ -83,13 +83,11 @@ def _copy(wd, dst):
     return str(dst)
 
 
-SPECS = {
-    # a static scorer with hard top-k weights and a retain term; 7 per batch: shares of 4 and 3
-    "graddiff-static": ["--objective", "graddiff", "--scorer", "tokenunlearn", "--mode", "hard", "--ratio", "0.3",
-                        "--batch-size", "7", "--lr", "1e-3"],
-    # a dynamic scorer (whole-batch forward on every rank), soft weights and NPO's reference model
-    "npo-dynamic": ["--objective", "npo", "--scorer", "etw", "--mode", "soft", "--batch-size", "8"],
-}
+#: one run covering what the split must keep: uneven shares (7 = 4 + 3), a dynamic scorer (a whole-batch forward
+#: on every rank), hard top-k weights under a random control (one generator, the whole batch), NPO's reference
+#: model and per-sequence mean, and the retain term's token mean
+SPECS = {"npo-etw-hard-random_k": ["--objective", "npo", "--scorer", "etw", "--mode", "hard", "--ratio", "0.3",
+                                   "--control", "random_k", "--batch-size", "7"]}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
