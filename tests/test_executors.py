@@ -287,3 +287,16 @@ def test_an_unknown_lock_kind_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("TUEVAL_LOCK", "nfs")
     with pytest.raises(SpecError, match="TUEVAL_LOCK"):
         run_lock(tmp_path / "x.lock")
+
+
+def test_the_ray_engine_says_how_to_install_ray_and_maps_the_resources(monkeypatch):
+    from tueval.errors import TuevalError
+    from tueval.executors.ray import RayExecutor
+
+    ex = RayExecutor(resources={"cpus": 4, "gpus": 0.5, "memory": 2**33, "custom": {"A100": 1.0}}, retries=2)
+    assert ex.options() == {"num_cpus": 4.0, "num_gpus": 0.5, "max_retries": 2, "retry_exceptions": False,
+                            "memory": 2**33, "resources": {"A100": 1.0}}
+    assert RayExecutor().options()["num_cpus"] == 1.0 and "memory" not in RayExecutor().options()
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(TuevalError, match=r"pip install 'tueval\[ray\]'"):
+        RayExecutor().run([], None)

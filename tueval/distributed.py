@@ -156,6 +156,11 @@ def launch(launcher: str = "accelerate") -> ProcessGroup:
         raise TuevalError(f"--launcher accelerate: the {kind} strategy shards the model, which the engine does not "
                           "support yet (it trains data parallel, DDP); see docs/scale_out.md")
     group = ProcessGroup(acc.process_index, acc.num_processes, acc)
+    if not group.parallel:
+        import sys
+
+        print("tueval: --launcher accelerate found one process: nothing to split (start several with torchrun "
+              "--nproc_per_node N or accelerate launch --multi_gpu --num_processes N)", file=sys.stderr)
     _ACTIVE.append(group)
     return group
 

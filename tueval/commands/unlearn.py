@@ -16,7 +16,7 @@ UNLEARN_EPILOG = """examples:
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --control random_k --seed 3
   tueval unlearn --objective ga --scorer my_module:my_scorer --mode soft --json
   tueval unlearn --objective ga --lmeval-tasks tueval_forget_mc,tueval_retain_mc   # + lm-eval MC accuracy
-  accelerate launch --num_processes 4 -m tueval unlearn --objective npo --launcher accelerate   # data parallel
+  torchrun --nproc_per_node 4 -m tueval unlearn --objective npo --launcher accelerate   # one run, 4 processes
 scorers: tokenunlearn etw etw_static atwu_proto atwu_sat tif wga satimp tnpo uniform random oracle anti
 objectives: ga graddiff npo simnpo idkpo tpo rmu
 controls: random_k permuted magnitude_matched magnitude_matched_grad bottom_k"""
@@ -131,7 +131,8 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
                    "Part of the run's spec (a different run id); default none")
     p.add_argument("--force", action="store_true", help="recompute even if the run is finished")
     p.add_argument("--launcher", choices=["none", "accelerate"], default="none",
-                   help="accelerate: this process is one of several started by `accelerate launch` (or torchrun); "
+                   help="accelerate: this process is one of several started by torchrun (or `accelerate launch "
+                   "--multi_gpu`); "
                    "they train the run data parallel, splitting each batch (same result as one process up to "
                    "floating-point reduction order; docs/scale_out.md). Default none: one process")
     p.add_argument("--workdir", default="work")
