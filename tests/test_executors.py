@@ -300,3 +300,26 @@ def test_the_ray_engine_says_how_to_install_ray_and_maps_the_resources(monkeypat
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(TuevalError, match=r"pip install 'tueval\[ray\]'"):
         RayExecutor().run([], None)
+
+
+def test_the_demo_computes_every_analysis_on_its_engine(monkeypatch, tmp_path):
+    import tueval.analysis
+    import tueval.demo as demo
+    import tueval.prepare
+    import tueval.report.foundation
+    import tueval.report.index
+    from tueval.analysis import Analysis
+    from tueval.workdir import Workdir
+
+    seen = []
+    probe = Analysis("probe", "probe", "", run=lambda cfg: seen.append(
+        (cfg.engine, cfg.address, type(current_executor()).__name__)) or {})
+    monkeypatch.setattr(tueval.prepare, "prepare", lambda *a, **k: Workdir(tmp_path / "w"))
+    monkeypatch.setattr(demo, "_lmeval", lambda *a: None)
+    monkeypatch.setattr(tueval.report.foundation, "write_foundation_report", lambda *a, **k: None)
+    monkeypatch.setattr(tueval.report.index, "write_index", lambda *a, **k: None)
+    monkeypatch.setattr(tueval.analysis, "get_analysis", lambda name: probe)
+    kw = dict(profile="small", reports=tmp_path / "r", quiet=True, analyses=("probe", "probe"))
+    assert demo.run_demo(tmp_path / "w", engine="ray", address="auto", **kw) == 0
+    assert demo.run_demo(tmp_path / "w", **kw) == 0
+    assert seen == [("ray", "auto", "RayExecutor")] * 2 + [("local", None, "LocalExecutor")] * 2
