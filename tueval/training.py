@@ -62,12 +62,26 @@ class Trainer:
     plugin_scorer: bool
     _perm_epoch: int = -1
     _perm: torch.Tensor | None = None
+    group: Any = None  # the run's processes (tueval.distributed): one unless a launcher started several
+    train_model: Any = None  # ``model`` as trained: wrapped for data parallel over ``group``, else ``model``
+
+    def __post_init__(self):
+        if self.group is None:
+            from .distributed import current
+
+            self.group = current()
+        if self.train_model is None:
+            self.train_model = self.model
 
     @classmethod
     def build(cls, spec: RunSpec, wd: Workdir, scorer, wspec, objective, forget_split: str) -> "Trainer":
         """Load models and data for ``spec``; a plugin scorer is checked on the first batch before any step.
         The caller seeds torch's global RNG first: model loading and the scorers draw from it in this order."""
+        from .distributed import current
         from .scoring import ScoringContext
+
+        group = current()
+        group.check(spec, objective)
 
         model, tok = wd.load_model("target")
         model.train()
@@ -84,7 +98,8 @@ class Trainer:
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
                                 weight_decay=spec.weight_decay)
         t = cls(spec, model, tok, scorer, wspec, objective, F, R, None, ctx, gens, ref_model, opt,
-                is_plugin(scorer))
+                is_plugin(scorer), group=group)
+        t.train_model, t.opt = group.prepare(model, opt)
         if t.plugin_scorer:
             t.check_scorer()
         if scorer.static:
@@ -167,17 +182,24 @@ class Trainer:
 
     # ---- the step -----------------------------------------------------------------------------------------
     def __call__(self, step: int) -> dict:
-        """One optimisation step; returns its log row."""
+        """One optimisation step; returns its log row. Split over processes, each computes the loss of its rows
+        of the batch, while scores and weights are computed on the whole batch (``tueval.distributed``)."""
         from .weighting import apply_weighting, grad_norm_matched_scale
 
         spec, model, objective, scorer, ctx = self.spec, self.model, self.objective, self.scorer, self.ctx
+        group = self.group
         epoch = step // self.steps_per_epoch
         idx, fb = self.forget_batch(step)
         rb = Batch.trim(self.retain.select(torch.randint(len(self.retain), (spec.batch_size,),
                                                          generator=self.gens["retain"])))
         ctx.step = step
-        out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))
-        ctx.outputs = out
+        hidden = bool(scorer.needs_hidden or objective.needs_hidden)
+        out = model_forward(self.train_model, group.shard(fb), hidden=hidden)
+        if group.parallel and self.static is None:
+            with torch.no_grad():  # the scorer sees the whole batch, as in one process
+                ctx.outputs = model_forward(model, fb, hidden=hidden)
+        else:
+            ctx.outputs = out
         if self.static is not None:
             scores = self.static[idx][:, : fb.input_ids.shape[1]]
         elif self.plugin_scorer:
@@ -185,7 +207,8 @@ class Trainer:
         else:
             scores = scorer.score(model, fb, ctx)
         wr = apply_weighting(self.wspec, scores, fb.answer_mask, generator=self.gens["weights"])
-        loss = objective(model, fb, rb, wr.weights, self.ref_model, forget_out=out)
+        loss = objective(self.train_model, group.shard(fb), group.shard(rb), group.shard(wr.weights),
+                         self.ref_model, forget_out=out)
         total = loss.total
         if wr.needs_grad_scale:
             method = objective(model, fb, None, wr.method_weights, self.ref_model, forget_out=out,
@@ -194,12 +217,12 @@ class Trainer:
             total = objective.gamma * c * loss.forget + objective.alpha * loss.retain
         self._require_finite(step, "loss", total, loss)
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
+        group.backward(total)
+        gnorm = group.clip_grad_norm(self.train_model, spec.clip)
         self._require_finite(step, "gradient norm", gnorm, loss)
         self.opt.step()
         if scorer.stateful:
-            scorer.update(model, fb, ctx, outputs=out.detach())
+            scorer.update(model, fb, ctx, outputs=ctx.outputs.detach())
         return {"step": step, "epoch": epoch, "total": float(total.detach()), "forget": float(loss.forget.detach()),
                 "retain": float(loss.retain.detach()), "grad_norm": float(gnorm),
                 **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}}

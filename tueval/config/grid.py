@@ -9,8 +9,11 @@ A grid file is a YAML mapping:
 - ``methods``: a list of run-spec fields naming a ``scorer`` (they replace ``scorers`` x ``modes``), each with
   optional ``objectives`` (only on these) and ``controls`` (its own, instead of the ``controls`` axis);
 - ``include``: a list of explicit specs (run-spec fields over ``fixed``);
-- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``workers``, ``family``, ``figures``,
-  ``uniform`` (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test).
+- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``
+  (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+- execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
+  ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
+  ``custom``; docs/scale_out.md).
 
 ``tueval sweep`` runs exactly the specs the axes, methods and include give (``specs``); an analysis reads the
 grid keys it understands (``analysis_extra``) and adds the arms it needs (the method itself, and ``uniform`` unless
@@ -28,7 +31,7 @@ from ..errors import SpecError
 from ..spec import RunSpec
 from . import checks
 from .checks import FieldError
-from .schema import ANALYSIS_RULES, name_list, seed_list
+from .schema import ANALYSIS_RULES, EXECUTION_SETTINGS, name_list, seed_list
 from .yamlfile import read_yaml, where
 
 #: plural grid keys -> the RunSpec field each crosses
@@ -36,7 +39,7 @@ AXES = {"objectives": "objective", "scorers": "scorer", "modes": "mode", "ratios
         "seeds": "seed", "lrs": "lr", "learning_rates": "lr", "epochs": "epochs"}
 SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
-SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", "workers")},
+SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..distributed import batch_mean, global_sum  # noqa: F401 - batch_mean re-exported for the objectives
 from ..errors import SpecError
 from ..forward import ForwardOut, model_device, model_forward, position_ids_for  # noqa: F401 - re-exported
 from ..params import Configurable
@@ -53,12 +54,12 @@ def masked_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor, normaliser: str) -> torch.Tensor:
     """Batch reduction ``sum(w * x) / Z`` with Z = sum(w) (``weight_sum``) or the number of answer tokens
-    (``tokens``); 0 when Z is 0."""
-    num = masked_sum(x, weights).sum()
+    (``tokens``); 0 when Z is 0. Both sums run over the global batch when it is split over processes."""
+    num = global_sum(masked_sum(x, weights).sum())
     if normaliser == "weight_sum":
-        z = weights.sum()
+        z = global_sum(weights.sum())
     elif normaliser == "tokens":
-        z = answer_mask.sum().to(x.dtype)
+        z = global_sum(answer_mask.sum().to(x.dtype))
     else:
         raise SpecError(f"unknown normaliser '{normaliser}'. Valid names: {', '.join(NORMALISERS)}")
     return num / z.clamp_min(1e-12) if float(z) > 0 else num * 0.0
@@ -67,7 +68,7 @@ def weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Ten
 def nll_token_mean(out: ForwardOut, batch) -> torch.Tensor:
     """Token-mean NLL over answer tokens (what HF ``outputs.loss`` returns)."""
     m = batch.answer_mask
-    return -(out.logp * m).sum() / m.sum().clamp_min(1)
+    return -global_sum((out.logp * m).sum()) / global_sum(m.sum()).clamp_min(1)
 
 
 def kl_ref_to_model(out: ForwardOut, ref_out: ForwardOut, batch) -> torch.Tensor:
@@ -76,7 +77,7 @@ def kl_ref_to_model(out: ForwardOut, ref_out: ForwardOut, batch) -> torch.Tensor
     lq = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
     kl = (lq.exp() * (lq - lp)).sum(-1)
     m = batch.answer_mask[:, 1:]
-    return (kl * m).sum() / m.sum().clamp_min(1)
+    return global_sum((kl * m).sum()) / global_sum(m.sum()).clamp_min(1)
 
 
 @dataclass
@@ -96,9 +97,13 @@ class Objective(Configurable):
 
     Settings shared by all: ``gamma`` (forget coefficient), ``alpha`` (retain coefficient), ``retain_loss``
     (``nll`` token-mean NLL | ``kl`` KL(pi_ref||pi_theta) over answer tokens | ``none``), ``normaliser``
-    (Z of weighted token means: ``weight_sum`` | ``tokens``; ignored by sequence-sum objectives)."""
+    (Z of weighted token means: ``weight_sum`` | ``tokens``; ignored by sequence-sum objectives).
+
+    ``data_parallel``: every batch reduction of the objective is global (``weighted_mean``, ``batch_mean``,
+    ``global_sum``), so the batch may be split over processes (``tueval.distributed``)."""
 
     name: ClassVar[str] = ""
+    data_parallel: ClassVar[bool] = False
     needs_ref: ClassVar[bool] = False
     needs_hidden: ClassVar[bool] = False
 
@@ -171,10 +176,11 @@ class Objective(Configurable):
                   else torch.zeros((), device=forget.device))
         total = self.gamma * forget + self.alpha * retain
         m = forget_batch.answer_mask
-        base = {"mean_weight": (w.sum() / m.sum().clamp_min(1)).detach(),
-                "weight_sum": w.sum().detach(),
-                "frac_weighted": ((w > 0).sum() / m.sum().clamp_min(1)).float().detach(),
-                "forget_nll": (-(forget_out.logp.detach() * m).sum() / m.sum().clamp_min(1))}
+        n_answer = global_sum(m.sum()).clamp_min(1)
+        base = {"mean_weight": (global_sum(w.sum()) / n_answer).detach(),
+                "weight_sum": global_sum(w.sum()).detach(),
+                "frac_weighted": (global_sum((w > 0).sum()) / n_answer).float().detach(),
+                "forget_nll": (-global_sum((forget_out.logp.detach() * m).sum()) / n_answer)}
         base.update({k: v.detach() for k, v in extras.items()})
         return LossOutput(total=total, forget=forget, retain=retain, extras=base)
 

@@ -11,6 +11,7 @@ class GradAscent(Objective):
     """GA: forget = -sum(w * nll) / Z (Z per ``normaliser``); no retain term by default."""
 
     name = "ga"
+    data_parallel = True
 
     def __init__(self, gamma: float = 1.0, alpha: float = 0.0, retain_loss: str = "none",
                  normaliser: str = "weight_sum"):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpecError
-from .base import OBJECTIVES, ForwardOut, Objective, masked_sum, weighted_mean
+from .base import OBJECTIVES, ForwardOut, Objective, batch_mean, masked_sum, weighted_mean
 
 NPO_FORMS = ("masked_sum", "tnpo")
 
@@ -16,6 +16,7 @@ class NPO(Objective):
     ``form='tnpo'``: forget = -(2/beta) sum_it w_it log sigmoid(-beta (log p_theta - log p_ref)_it) / Z."""
 
     name = "npo"
+    data_parallel = True
     needs_ref = True
 
     def __init__(self, beta: float = 0.1, form: str = "masked_sum", gamma: float = 1.0, alpha: float = 1.0,
@@ -33,8 +34,8 @@ class NPO(Objective):
         ratio = out.logp - ref_out.logp.detach()
         if self.form == "masked_sum":
             r = masked_sum(ratio, weights)
-            loss = -(2.0 / self.beta) * F.logsigmoid(-self.beta * r).mean()
-            return loss, {"log_ratio": r.mean()}
+            loss = -(2.0 / self.beta) * batch_mean(F.logsigmoid(-self.beta * r))
+            return loss, {"log_ratio": batch_mean(r)}
         tok = -(2.0 / self.beta) * F.logsigmoid(-self.beta * ratio)
         loss = weighted_mean(tok, weights, batch.answer_mask, self.normaliser)
-        return loss, {"log_ratio": masked_sum(ratio, weights).mean()}
+        return loss, {"log_ratio": batch_mean(masked_sum(ratio, weights))}
