@@ -240,7 +240,8 @@ def preset_rows() -> list[dict[str, str]]:
         s, b = p.spec(), p.built()
         obj = b["objective"]
         retain = obj.get("retain_loss", "none")
-        weighting = s.mode + (f" r={s.ratio:g}" if s.mode == "hard" else "") + f", Z={b['weighting']['loss_normaliser']}"
+        weighting = ({"none": "scores as weights"}.get(s.mode, s.mode) + (f" r={s.ratio:g}" if s.mode == "hard" else "")
+                     + f", Z={obj.get('normaliser', b['weighting']['loss_normaliser'])}")
         hyper = {"lr": s.lr, "epochs": s.epochs, "batch": s.batch_size,
                  **{k: v for k, v in obj.items() if k not in ("retain_loss", "alpha", "gamma", "normaliser")}}
         rows.append({
@@ -249,7 +250,7 @@ def preset_rows() -> list[dict[str, str]]:
                            f"{retain} (alpha {_fmt(obj.get('alpha'))})",
             "scorer": s.scorer, "scorer settings": _fmt(b["scorer"]), "weighting": weighting,
             "control": p.control or "-", "hyperparameters": _fmt(hyper),
-            "scaled": "; ".join(f"{x.setting}: {x.paper} -> {x.here} ({x.why})" for x in p.scaled) or "-"})
+            "scaled": "; ".join(f"{x.setting}: {x.paper} -> {x.here}" for x in p.scaled) or "-"})
     return rows
 
 
@@ -265,17 +266,20 @@ def presets_markdown() -> str:
             "paper runs it: scorer, weighting, objective with its retain term, and the hyperparameters, with the "
             "values changed for the tiny models and why. Run one with `tueval unlearn --preset NAME --seed S`; "
             "the paper rows of the reports use the presets of role `paper`. `oracle` presets use privileged "
-            "information (the retain model) and never stand for a paper.\n\n")
+            "information (the retain model) and never stand for a paper. Z is the normaliser of the forget term (objectives "
+            "that reduce per sequence record their own reduction). Every preset also shortens the papers' 5-10 "
+            "epochs to the suite's 3 and runs batch 16.\n\n")
     table = ["preset", "role", "paper", "base", "retain term", "scorer", "scorer settings", "weighting", "control",
-             "hyperparameters"]
-    out = [head, "## Settings\n", markdown_table(pd.DataFrame([{k: r[k] for k in table} for r in rows])), ""]
-    out.append("## Each preset\n")
+             "hyperparameters", "scaled"]
+    out = [head + "## Settings\n", markdown_table(pd.DataFrame([{k: r[k] for k in table} for r in rows])),
+           "## Each preset\n"]
     for p in presets().values():
         out.append(f"### `{p.name}` ({p.role})\n")
         out.append(f"{p.paper}\n\n{p.description}\n")
         if p.scaled:
             out.append("What was scaled for the tiny models, and why:\n")
-            out += [f"- **{x.setting}**: paper {x.paper}, here {x.here}. {x.why}" for x in p.scaled]
+            out += [f"- **{x.setting}**: paper {x.paper}, here {x.here}. {x.why[:1].upper() + x.why[1:]}"
+                    for x in p.scaled]
             out.append("")
         if p.deviations:
             out.append("Deliberate deviations:\n")

@@ -46,9 +46,9 @@ def arm_specs(objective: str, method: dict, arm: str, seeds: Sequence[int], fixe
     and its settings with uniform weights); ``over`` overrides run settings."""
     if arm == BASE:  # a preset's base keeps the preset's objective settings (e.g. ATWU's GradDiff alpha 6, gamma 4)
         base = base_fields(method) if method.get("preset") else {"scorer": "uniform", "mode": "none"}
-        m, control = {**base, **over}, None
+        m, control = {**base, "objective": objective, **over}, None
     else:
-        m, control = {**_run_settings(method), **over}, (None if arm == METHOD_ARM else arm)
+        m, control = {**_run_settings(method), "objective": objective, **over}, (None if arm == METHOD_ARM else arm)
     return expand_grid({"fixed": dict(fixed), "objectives": [objective], "seeds": list(seeds), "controls": [control],
                         "methods": [m]})
 

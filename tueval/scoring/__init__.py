@@ -4,7 +4,7 @@ from .base import (SCORERS, Scorer, ScoringContext, current_outputs, gather_answ
                    on_answers, split_answer_scores)
 from .tokenunlearn import TokenUnlearnScorer, knowledge_signal, masked_logprobs, question_mask
 from .etw import ETWScorer, ETWStaticScorer
-from .atwu import ATWUSatScorer, ATWUScorer
+from .atwu import ATWUSatScorer, ATWUScorer, weight_stats
 from .tif import TIFAnnotation, TIFScorer, tif_annotations
 from .probability import SatImpScorer, TNPOScorer, WGAScorer
 from .control_scorers import AntiScorer, OracleScorer, RandomScorer, UniformScorer
@@ -13,6 +13,7 @@ from .plugins import FunctionScorer, check_scorer, make_scorer
 __all__ = ["SCORERS", "Scorer", "ScoringContext", "current_outputs", "minmax_per_sequence", "on_answers",
            "split_answer_scores", "gather_answer_scores",
            "TokenUnlearnScorer", "knowledge_signal", "masked_logprobs", "question_mask", "ETWScorer",
-           "ETWStaticScorer", "ATWUScorer", "ATWUSatScorer", "TIFAnnotation", "TIFScorer", "tif_annotations",
+           "ETWStaticScorer", "ATWUScorer", "ATWUSatScorer", "weight_stats", "TIFAnnotation", "TIFScorer",
+           "tif_annotations",
            "SatImpScorer", "TNPOScorer", "WGAScorer", "AntiScorer", "OracleScorer", "RandomScorer",
            "UniformScorer", "FunctionScorer", "check_scorer", "make_scorer"]

@@ -26,6 +26,25 @@ ATWU_NORMALISERS = ("softmax", "softmax_logit", "sigmoid_mean1")
 LR_DECAYS = ("linear", "none")
 
 
+def weight_stats(weights: torch.Tensor, answer_mask: torch.Tensor) -> dict[str, float]:
+    """How far per-sequence weights are from flat, averaged over sequences: ``nw_spread`` (max - min of n * w,
+    n = the sequence's answer tokens, w normalised to sum 1 over them), ``nw_min`` / ``nw_max`` (over all
+    tokens), ``entropy`` (nats) and ``entropy_norm`` (entropy / log n; 1 = flat)."""
+    m = answer_mask.bool()
+    w = torch.where(m, weights.float().clamp_min(0), torch.zeros_like(weights, dtype=torch.float32))
+    tot = w.sum(-1, keepdim=True)
+    keep = (tot.squeeze(-1) > 0) & (m.sum(-1) > 1)
+    w, m = (w / tot.clamp_min(1e-30))[keep], m[keep]
+    n = m.sum(-1, keepdim=True).float()
+    nw = w * n
+    hi = torch.where(m, nw, torch.full_like(nw, -float("inf"))).amax(-1)
+    lo = torch.where(m, nw, torch.full_like(nw, float("inf"))).amin(-1)
+    ent = -(torch.where(m & (w > 0), w * w.clamp_min(1e-30).log(), torch.zeros_like(w))).sum(-1)
+    return {"nw_spread": float((hi - lo).mean()), "nw_min": float(lo.min()), "nw_max": float(hi.max()),
+            "entropy": float(ent.mean()), "entropy_norm": float((ent / n.squeeze(-1).log()).mean()),
+            "n_sequences": int(keep.sum())}
+
+
 @SCORERS.register("atwu_proto")
 class ATWUScorer(Scorer):
     """ATWU prototype scorer. Settings: ``every`` (scorer update period in steps, 10), ``lr`` 0.1, ``momentum``
@@ -58,6 +77,7 @@ class ATWUScorer(Scorer):
         self._opt: torch.optim.Optimizer | None = None
         self._run_steps: int | None = None
         self.n_updates = 0
+        self.last_grad_norm = float("nan")  # of the last scorer update, before clipping (a diagnostic)
 
     def set_run_steps(self, n: int) -> None:
         """The run's number of steps (the engine calls this before training): the horizon of the LR decay."""
@@ -127,7 +147,7 @@ class ATWUScorer(Scorer):
             g["lr"] = self.lr_at(ctx.step)
         self._opt.zero_grad(set_to_none=True)
         (-F).backward()
-        torch.nn.utils.clip_grad_norm_([self._u, self._b], self.clip)
+        self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_([self._u, self._b], self.clip))
         self._opt.step()
         self.n_updates += 1
         return True
