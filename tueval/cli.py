@@ -1,4 +1,5 @@
-"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, sweep, analyze, report, check, lmeval, demo."""
+"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, presets, sweep, analyze, report, check, lmeval,
+demo."""
 from __future__ import annotations
 
 import argparse
@@ -93,7 +94,8 @@ def _extra_commands():
     out = []
     import importlib
 
-    for mod_name in ("tueval.commands.unlearn", "tueval.commands.analyze", "tueval.commands.lmeval"):
+    for mod_name in ("tueval.commands.unlearn", "tueval.commands.presets", "tueval.commands.analyze",
+                     "tueval.commands.lmeval"):
         mod = importlib.import_module(mod_name)
         for name, reg in getattr(mod, "COMMANDS", {}).items():
             out.append((name, reg))

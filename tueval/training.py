@@ -95,11 +95,18 @@ class Trainer:
                 "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
                 "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}
         ctx = ScoringContext(ref_model=ref_model, retain_model=retain_model, tokenizer=tok, generator=gens["weights"])
+        keep = objective.trainable_parameters(model) if hasattr(objective, "trainable_parameters") else None
+        if keep is not None:  # e.g. RMU's WMDP setting: only the named modules move
+            ids = {id(p) for p in keep}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in ids)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
                                 weight_decay=spec.weight_decay)
         t = cls(spec, model, tok, scorer, wspec, objective, F, R, None, ctx, gens, ref_model, opt,
                 is_plugin(scorer), group=group)
         t.train_model, t.opt = group.prepare(model, opt)
+        if hasattr(scorer, "set_run_steps"):  # a scorer with a learning-rate schedule learns the run's length
+            scorer.set_run_steps(t.total_steps)
         if t.plugin_scorer:
             t.check_scorer()
         if scorer.static:

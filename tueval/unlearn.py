@@ -113,7 +113,8 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
         torch.manual_seed(spec.seed)
         trainer = Trainer.build(spec, wd, scorer, wspec, objective, resolved["spec"]["forget_split"])
         if group.is_main:
-            folder.start({**resolved, "run_id": folder.run_id, "label": spec.label(), "provenance": provenance()})
+            folder.start({**resolved, **({"preset": spec.preset} if spec.preset else {}), "run_id": folder.run_id,
+                          "label": spec.label(), "provenance": provenance()})
         group.barrier()
         state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch)
         _resume(folder, trainer, state)

@@ -7,6 +7,9 @@ Normaliser rule (A1), made explicit by ``WeightingSpec.loss_normaliser``:
   hard -> mean over the selected tokens (Z = sum of weights);
   none -> the scores are the weights as they are, token mean (the WGA/SatImp/TNPO/ATWU-prototype form).
 Controls keep the method's total weight, so they share its Z (except ``magnitude_matched_grad``, see below).
+Ties: every selection ranks answer tokens in ONE order, score descending then position ascending; top-r takes its
+head (equal scores: the earlier position) and ``bottom_k`` its tail (equal scores: the later position), so the two
+sets stay disjoint whenever 2k <= n_i, constant scores included.
 """
 from __future__ import annotations
 
@@ -175,8 +178,9 @@ def magnitude_matched(weights: torch.Tensor, answer_mask: torch.Tensor) -> torch
 
 
 def bottom_k(scores: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
-    """The method's count of tokens per sequence taken from the LEAST-scored answer tokens, each with the
-    method's mean non-zero weight (disjoint from the top-k whenever 2k <= n_i)."""
+    """The method's count of tokens per sequence taken from the LEAST-scored answer tokens (the tail of top-r's
+    order, so equal scores go to the later position), each with the method's mean non-zero weight (disjoint from
+    the top-k whenever 2k <= n_i)."""
     k, val = _count_and_value(weights, answer_mask)
     n = answer_mask.sum(-1)
     rank = descending_rank(scores, answer_mask)

@@ -31,7 +31,10 @@ SECONDARY = ("forget_prob", "mia_min_k_gap", "privleak_abs")
 #: the default family: per objective, method and metric, the method against its controls (2 in the demo grid:
 #: its own control and uniform), so that 6 seeds can reach Holm-adjusted p < 0.05 with the exact sign-flip test
 DEFAULT_FAMILY = "method_metric"
-QUICK_METHODS = [defaults.GRID_METHODS[0], defaults.GRID_METHODS[2]]  # TokenUnlearn hard, ETW soft
+#: the quick profile: TokenUnlearn hard (GA) and ETW (GradDiff) of the grid profile, on their own objectives
+QUICK_METHODS = [m for m in defaults.GRID_METHODS
+                 if (m.get("preset"), m.get("objective")) in (("tokenunlearn_hard", "ga"), ("etw", "graddiff"))]
+QUICK_OBJECTIVES = list(dict.fromkeys(m["objective"] for m in QUICK_METHODS))
 SWEEP_RATIOS = (0.1, 0.3, 0.5)
 SWEEP_LRS = (5e-4, 1e-3, 2e-3)
 
@@ -55,8 +58,9 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
         controls.append(BASE)
     lmeval = ex.get("lmeval_tasks", ())
     lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
-    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else
-                                                          defaults.FULL_OBJECTIVES if full else defaults.OBJECTIVES)),
+    objectives = (QUICK_OBJECTIVES if quick else defaults.FULL_OBJECTIVES if full else
+                  defaults.GRID_OBJECTIVES if cfg.profile == "grid" else defaults.OBJECTIVES)
+    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", objectives)),
             "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
             "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),

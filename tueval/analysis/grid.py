@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from .. import defaults
+from ..presets import base_fields, expand_method
 from ..spec import RunSpec
 from ..sweep import expand_grid
 
@@ -41,11 +42,13 @@ def method_name(method: dict) -> str:
 
 def arm_specs(objective: str, method: dict, arm: str, seeds: Sequence[int], fixed: dict, **over) -> list[RunSpec]:
     """The RunSpecs (one per seed) of one arm: ``method`` itself (METHOD_ARM), the method under a weighting
-    control (the control's name), or the sequence-level base (BASE); ``over`` overrides run settings."""
-    if arm == BASE:
-        m, control = {"scorer": "uniform", "mode": "none", **over}, None
+    control (the control's name), or the sequence-level base (BASE; for a preset method, the preset's objective
+    and its settings with uniform weights); ``over`` overrides run settings."""
+    if arm == BASE:  # a preset's base keeps the preset's objective settings (e.g. ATWU's GradDiff alpha 6, gamma 4)
+        base = base_fields(method) if method.get("preset") else {"scorer": "uniform", "mode": "none"}
+        m, control = {**base, "objective": objective, **over}, None
     else:
-        m, control = {**_run_settings(method), **over}, (None if arm == METHOD_ARM else arm)
+        m, control = {**_run_settings(method), "objective": objective, **over}, (None if arm == METHOD_ARM else arm)
     return expand_grid({"fixed": dict(fixed), "objectives": [objective], "seeds": list(seeds), "controls": [control],
                         "methods": [m]})
 
@@ -68,7 +71,9 @@ def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Seq
     """Every run the analysis needs: the confirmatory arms at ``objective_settings``, plus (if ``ratios``/``lrs``)
     a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot. A
     method entry may name its own ``controls`` (the base is kept when ``controls`` holds it) and the
-    ``objectives`` it runs on."""
+    ``objectives`` it runs on; a ``preset`` entry carries the preset's fields and runs on the preset's objective
+    (``tueval.presets.expand_method``)."""
+    methods = [expand_method(m) for m in methods]
     cells = []
     for obj in objectives:
         fx = objective_settings(obj, fixed)

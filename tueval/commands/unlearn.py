@@ -12,6 +12,8 @@ hash of the full spec; a finished run is never recomputed, a killed one resumes 
 
 UNLEARN_EPILOG = """examples:
   tueval unlearn --objective ga                                   # sequence-level gradient ascent
+  tueval unlearn --preset atwu --seed 2                           # a paper's method as it runs it (tueval presets)
+  tueval unlearn --preset etw --control permuted --seed 2         # ... under its informative control
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --seed 3
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --control random_k --seed 3
   tueval unlearn --objective ga --scorer my_module:my_scorer --mode soft --json
@@ -47,10 +49,10 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
          "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
-         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks"}
+         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "preset": "--preset"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
-          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks")
+          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "preset")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -101,6 +103,8 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     dh = _defaults_help()
     p = sub.add_parser("unlearn", help="one unlearning run (cached by its spec, resumable)", description=UNLEARN_DESC,
                        epilog=UNLEARN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", help="a method preset (`tueval presets` lists them): its settings apply under the "
+                   "flags given; dictionary settings (--objective-param, --scorer-param) merge key by key")
     p.add_argument("--objective", help=f"objective name ({dh['objective']})")
     p.add_argument("--scorer", help=f"token scorer name or module:function ({dh['scorer']})")
     p.add_argument("--mode", choices=["hard", "soft", "none"],

@@ -77,9 +77,9 @@ class IdkPO(Objective):
     needs_ref = True
 
     def __init__(self, beta: float = 0.1, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
-                 normaliser: str = "weight_sum"):
+                 normaliser: str = "weight_sum", kl_positions: str = "all"):
         self.beta = beta
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)
         if beta <= 0:
             raise SpecError(f"objective 'idkpo': beta must be > 0, got {beta}")
 

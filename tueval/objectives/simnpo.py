@@ -17,9 +17,9 @@ class SimNPO(Objective):
     data_parallel = True
 
     def __init__(self, beta: float = 4.5, delta: float = 0.0, gamma: float = 0.125, alpha: float = 1.0,
-                 retain_loss: str = "nll", normaliser: str = "weight_sum"):
+                 retain_loss: str = "nll", normaliser: str = "weight_sum", kl_positions: str = "all"):
         self.beta, self.delta = beta, delta
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)
         if beta <= 0:
             raise SpecError(f"objective 'simnpo': beta must be > 0, got {beta}")
 
