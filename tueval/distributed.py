@@ -123,9 +123,9 @@ class ProcessGroup:
         if not getattr(objective, "data_parallel", False):
             raise SpecError(f"objective '{spec.objective}' cannot run data parallel over {self.world} processes "
                             "(its batch reductions are per process); run it in one process")
-        if spec.control == "magnitude_matched_grad":
-            raise SpecError(f"control 'magnitude_matched_grad' cannot run data parallel over {self.world} "
-                            "processes (its gradient norms would be per process); run it in one process")
+        if spec.control in ("magnitude_matched_grad", "step_matched"):
+            raise SpecError(f"control '{spec.control}' cannot run data parallel over {self.world} "
+                            "processes (its gradient or step norms would be per process); run it in one process")
 
 
 _SINGLE = ProcessGroup()
