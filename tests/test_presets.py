@@ -149,8 +149,11 @@ def test_paper_rows_of_every_profile_are_presets(profile):
         assert set(m.objectives) <= objectives, (p, m.objectives)
     if profile in ("default", "grid"):
         assert {m.fields["preset"] for m in named} >= set(PAPERS) - ({"wga"} if profile == "default" else set())
-        for m in named:  # each keeps its paper's informative control (or none, for the demo budget)
-            assert set(m.controls) <= {None, get_preset(m.fields["preset"]).control}, m.fields
+        for m in named:  # its paper's informative control (random_k_fixed for a static scorer's random_k), the
+            # update-matched control, or none (the demo budget)
+            own = get_preset(m.fields["preset"]).control
+            allowed = {None, own, "step_matched"} | ({"random_k_fixed"} if own == "random_k" else set())
+            assert set(m.controls) <= allowed, m.fields
 
 
 def test_a_preset_method_runs_on_its_objective_against_its_own_base():

@@ -46,12 +46,13 @@ def model_forward(model, batch, hidden: bool = False, attention_mask: torch.Tens
 
 
 @contextlib.contextmanager
-def eval_mode(model) -> Iterator[None]:
-    """Put ``model`` in eval mode under ``torch.no_grad`` and restore its training flag afterwards."""
+def eval_mode(model, grad: bool = False) -> Iterator[None]:
+    """Put ``model`` in eval mode (under ``torch.no_grad`` unless ``grad``) and restore its training flag
+    afterwards."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             yield
     finally:
         model.train(was_training)

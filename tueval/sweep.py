@@ -9,6 +9,7 @@ from .config.grid import AXES, load_config, parse_grid
 from .errors import MissingRunsError
 from .executors import Executor, RunsFailedError, current_executor, make_executor
 from .spec import RunSpec
+from .store import RunFolder
 from .unlearn import RunResult, run_id, unlearn
 from .workdir import Workdir
 
@@ -32,7 +33,7 @@ def load_grid(path: str | Path) -> list[RunSpec]:
 
 
 def _finished(rid: str, wd: Workdir) -> bool:
-    return (wd.root / "runs" / rid / "done.json").exists()
+    return RunFolder.of(wd.root, rid).is_finished()
 
 
 def missing(specs: Iterable[RunSpec], wd: Workdir) -> list[RunSpec]:

@@ -5,11 +5,6 @@ import torch
 import torch.nn.functional as F
 
 
-def shift_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Logits aligned with input positions: out[:, t] predicts token t (out[:, 0] is zeros)."""
-    return torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], dim=1)
-
-
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token_t | tokens_<t) at every position t ([B, T]; position 0 is 0)."""
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)

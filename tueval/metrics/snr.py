@@ -32,6 +32,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from tueval.errors import SpecError
+from tueval.forward import eval_mode
 from tueval.metrics.catalogue import Metric, family
 from tueval.tokens import token_logprobs
 
@@ -113,25 +114,12 @@ def _iter_grads(model, batch, W: torch.Tensor, names: list[str], chunk_size: int
         yield torch.cat([J[n].reshape(J[n].shape[0], J[n].shape[1], -1) for n in names], dim=2)
 
 
-class _eval_mode:
-    """Context manager: model in eval mode (no dropout), previous mode restored."""
-
-    def __init__(self, model):
-        self.model, self.was = model, model.training
-
-    def __enter__(self):
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was)
-
-
 def per_example_grads(model, batch, weights: torch.Tensor, params: str | Sequence[str] | None = None,
                       chunk_size: int = 8) -> torch.Tensor:
     """Flattened per-example gradients of sum_t w_t l_t: [B, P] for weights [B, T], [K, B, T] for [K, B, T]."""
     names = select_params(model, params)
     W = _weights(batch, weights)
-    with _eval_mode(model):
+    with eval_mode(model, grad=True):
         G = torch.cat(list(_iter_grads(model, batch, W, names, chunk_size)), dim=0)  # [B, K, P]
     return G[:, 0] if torch.as_tensor(weights).dim() == 2 else G.permute(1, 0, 2)
 
@@ -145,7 +133,7 @@ def per_example_grads_loop(model, batch, weights: torch.Tensor,
     W = _weights(batch, weights)[:, 0]
     dev = plist[0].device
     out = []
-    with _eval_mode(model):
+    with eval_mode(model, grad=True):
         for i in range(len(batch)):
             L = int(batch.attention_mask[i].sum())
             ids = batch.input_ids[i:i + 1, :L].to(dev)
@@ -164,7 +152,7 @@ def reference_direction(model, batch_ref, gt_mask: torch.Tensor | None = None,
     pmap = dict(model.named_parameters())
     gt = (batch_ref.gt_mask if gt_mask is None else gt_mask).bool() & batch_ref.answer_mask.bool()
     dev = pmap[names[0]].device
-    with _eval_mode(model):
+    with eval_mode(model, grad=True):
         logits = model(input_ids=batch_ref.input_ids.to(dev), attention_mask=batch_ref.attention_mask.to(dev)).logits
         loss = (-token_logprobs(logits, batch_ref.input_ids.to(dev)) * gt.to(dev)).sum()
         gs = torch.autograd.grad(loss, [pmap[n] for n in names], allow_unused=True)
@@ -251,7 +239,7 @@ def snr_report(model, batch_eval, batch_ref, weights_by_name: dict[str, torch.Te
     W = _weights(batch_eval, torch.stack(Ws))  # [B, 2K, T]
     stats = {k: _GradStats([], []) for k in keys}
     u_dev = u.to(next(model.parameters()).device)
-    with _eval_mode(model):
+    with eval_mode(model, grad=True):
         for J in _iter_grads(model, batch_eval, W, names, chunk_size):
             for j, k in enumerate(keys):
                 stats[k].update(J[:, 2 * j], J[:, 2 * j + 1], u_dev)
