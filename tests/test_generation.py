@@ -112,3 +112,72 @@ def test_cap_is_honoured(tiny_model, tiny_tokenizer, toy_examples, cap):
     enc = tiny_tokenizer([prompt_text(e.question) for e in toy_examples], add_special_tokens=True)["input_ids"]
     out = greedy_tokens(tiny_model, enc, eos, tiny_tokenizer.pad_token_id, cap)
     assert all(len(r) == cap for r in out)
+
+
+def _plant_never_stopping(model, tok, phrase: str, delay: int):
+    """A model that never emits EOS: after its first answer token it says ``#`` until step ``delay``, then ``phrase``
+    over and over (forced logits on one-token forwards, i.e. generation steps; prompt and teacher-forced passes
+    are the model's own)."""
+    filler = tok("#", add_special_tokens=False)["input_ids"]
+    words = tok(phrase, add_special_tokens=False)["input_ids"]
+    assert len(filler) == 1 and tok.eos_token_id not in words
+    state = {"t": 0}
+
+    def pre(mod, args, kwargs):
+        ids = kwargs.get("input_ids")
+        state["t"] = 0 if ids.shape[1] > 1 else state["t"] + 1
+
+    def post(mod, inp, out):
+        t = state["t"]
+        if t == 0:
+            return out
+        tok_id = filler[0] if t < delay else words[(t - delay) % len(words)]
+        out = out.clone()
+        out[:, -1] = -1e4
+        out[:, -1, tok_id] = 1e4
+        return out
+
+    model.register_forward_pre_hook(pre, with_kwargs=True)
+    model.lm_head.register_forward_hook(post)
+    return model
+
+
+def test_model_utility_of_a_model_that_never_stops_uses_200_tokens(tiny_model, tiny_tokenizer, toy_examples):
+    """TOFU generates up to 200 new tokens: on a model that never emits EOS and says the answers' words only after
+    80 tokens, model utility equals a reference built from transformers' generate with a 200-token cap and
+    rouge-score, and a 64-token cap would give another (zero) utility."""
+    from tueval.evaluation.generation import DEFAULT_MAX_NEW_TOKENS
+    from tueval.evaluation.tofu import evaluate_examples
+    from tueval.evaluation.tofu_aggregate import COMPONENTS, model_utility, utility_components
+    from scipy.stats import hmean
+
+    assert DEFAULT_MAX_NEW_TOKENS == 200
+    model = _plant_never_stopping(tiny_model, tiny_tokenizer, " was born in Lisbon writes novels", delay=80)
+    sets = {"retain": toy_examples[4:], "real_authors": toy_examples[:4], "world_facts": toy_examples[2:6]}
+    tables = {k: evaluate_examples(model, tiny_tokenizer, v, k) for k, v in sets.items()}
+    assert all(len(g[1]) > 0 for t in tables.values() for g in t["generated_text"])
+    comps = utility_components(tables)
+    sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    ref = {}
+    for k, exs in sets.items():
+        texts = [tiny_tokenizer.decode(r, skip_special_tokens=True).strip()
+                 for r in _hf_generate(model, tiny_tokenizer, [e.question for e in exs], 200)]
+        assert all(len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) >= 190 for t in texts)
+        ref[f"{k}_rougeL"] = float(np.mean([sc.score(e.answer, t)["rougeL"].recall for e, t in zip(exs, texts)]))
+        ref[f"{k}_prob"], ref[f"{k}_truth_ratio"] = comps[f"{k}_prob"], comps[f"{k}_truth_ratio"]
+    assert all(ref[f"{k}_rougeL"] > 0 for k in sets)
+    assert model_utility(comps) == pytest.approx(float(hmean([ref[c] for c in COMPONENTS])), rel=1e-12)
+    short = {k: evaluate_examples(model, tiny_tokenizer, v, k, max_new_tokens=64) for k, v in sets.items()}
+    assert model_utility(utility_components(short)) == 0.0
+
+
+def test_max_new_tokens_is_a_checked_run_field_outside_the_hash_at_its_default():
+    from tueval.errors import SpecError
+    from tueval.spec import RunSpec
+
+    assert RunSpec().max_new_tokens == 200
+    assert "max_new_tokens" not in RunSpec().hash_dict()
+    assert RunSpec(max_new_tokens=64).hash_dict()["max_new_tokens"] == 64
+    for bad in (0, -1, 2.5, "64"):
+        with pytest.raises(SpecError, match="max_new_tokens"):
+            RunSpec(max_new_tokens=bad)

@@ -129,14 +129,15 @@ def _read_reference(wd: Workdir) -> Reference:
 
 
 def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
-    """What an evaluation depends on: the evaluated model, the retain model and the benchmark (so that a re-prepared
-    workdir with new models never reuses an old evaluation)."""
+    """What an evaluation depends on: the evaluated model, the retain model, the benchmark and the generation length
+    (so that a re-prepared workdir with new models never reuses an old evaluation)."""
     paths = wd.manifest["paths"]
     ident = paths[model] if model in ("target", "retain") else str(Path(model).resolve())
     from .data.benchmark import RETAIN_EVAL_N
+    from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS
 
     return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split,
-            "retain_eval_n": RETAIN_EVAL_N}
+            "retain_eval_n": RETAIN_EVAL_N, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
 
 
 def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,
@@ -230,12 +231,14 @@ def lmeval_table(results: dict[str, dict], tasks) -> pd.DataFrame:
 
 
 def evaluate_unlearned(model, tokenizer, wd: Workdir, ref: Reference, generate: bool = True,
-                       lmeval_tasks: Sequence[str] = (), lmeval_include: Path | None = None
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+                       lmeval_tasks: Sequence[str] = (), lmeval_include: Path | None = None,
+                       max_new_tokens: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The evaluation stage of a run: per-example tables (plus ``lmeval`` when tasks are given) and the summary
-    of the unlearned ``model`` against the retain reference (no files written)."""
+    of the unlearned ``model`` against the retain reference (no files written); generations capped at
+    ``max_new_tokens`` (default 200)."""
     model.eval()
-    tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate)
+    tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate,
+                                         max_new_tokens=max_new_tokens)
     if lmeval_tasks:
         from .evaluation.lmeval import run_lmeval
 

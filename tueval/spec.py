@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks",)
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens")
 
 
 class _Default:
@@ -36,7 +36,8 @@ class RunSpec:
     ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
     control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
-    multiple-choice evaluation of the unlearned model on the workdir's exported tasks."""
+    multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``max_new_tokens`` caps the
+    greedy generations that ROUGE scores (200, as TOFU and open-unlearning)."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -58,6 +59,7 @@ class RunSpec:
     snapshot_steps: tuple = DEFAULT
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
+    max_new_tokens: int = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}

@@ -32,7 +32,8 @@ from .store import RunFolder, RunStoreError, load_scorer_state  # noqa: F401 - l
 from .training import Trainer, static_scores  # noqa: F401 - static_scores re-exported
 from .workdir import Workdir
 
-ENGINE_VERSION = 2  # 2: retain evaluation subset of 100 (RETAIN_EVAL_N); bump when evaluation changes
+ENGINE_VERSION = 3  # 3: generation up to max_new_tokens (200); 2: retain evaluation subset of 100; bump when
+# evaluation changes
 
 
 @dataclass
@@ -119,7 +120,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             bar.close()
         train_s = time.perf_counter() - t0
         tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
-                                             spec.lmeval_tasks, lmeval_include)
+                                             spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
         folder.write_tables(tables)
         folder.write_log(state.log)
         if scorer.stateful:

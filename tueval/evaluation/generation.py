@@ -2,7 +2,8 @@
 
 Generation is transformers' greedy decoding (argmax of the float32 next-token logits, position ids from the
 attention mask) written as one loop over a KV cache: rows that have emitted EOS leave the batch, and the loop
-stops when every row has, or after ``max_new_tokens`` (default ``DEFAULT_MAX_NEW_TOKENS``). ROUGE is rouge-score's (Porter stemmer), with its tokenisation memoised and the
+stops when every row has, or after ``max_new_tokens`` (default ``DEFAULT_MAX_NEW_TOKENS`` = 200, TOFU's and
+open-unlearning's generation length: a collapsed model that never emits EOS is scored on 200 tokens, as there). ROUGE is rouge-score's (Porter stemmer), with its tokenisation memoised and the
 longest common subsequence computed bit-parallel: the same numbers, at a fraction of the cost."""
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from ..forward import eval_mode, model_device
 from .encoding import encode_prompts
 from .prefix import cache_kwarg, left_positions, new_cache, pad_rows
 
-DEFAULT_MAX_NEW_TOKENS = 64
-"""The generation length for the ROUGE metrics."""
+DEFAULT_MAX_NEW_TOKENS = 200
+"""TOFU's and open-unlearning's generation length for the ROUGE metrics (``max_new_tokens`` of a RunSpec)."""
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
