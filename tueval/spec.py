@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens")
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every")
 
 
 class _Default:
@@ -37,7 +37,9 @@ class RunSpec:
     control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
     multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``max_new_tokens`` caps the
-    greedy generations that ROUGE scores (200, as TOFU and open-unlearning)."""
+    greedy generations that ROUGE scores (200, as TOFU and open-unlearning). ``eval_every`` writes the run's
+    trajectory (``trajectory.parquet``: the checkpoint evaluation after every N steps, or every epoch with
+    ``'epoch'``, and the full evaluation on the final row); 0 = none."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -60,6 +62,7 @@ class RunSpec:
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
     max_new_tokens: int = DEFAULT
+    eval_every: int | str = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}
