@@ -1,4 +1,5 @@
-"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, sweep, analyze, report, check, lmeval, demo."""
+"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, presets, sweep, analyze, report, check, lmeval,
+demo."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "GA and NPO against its control (about twice the controls stage); full: every scorer, "
                     "objective, ratio and control (hours); small: the test profile")
     sp.add_argument("--reports", default="reports", help="output folder for reports (default: reports/)")
+    from .commands.analyze import add_engine_flags
+
+    add_engine_flags(sp)
 
     for name, register in _extra_commands():
         register(sub)
@@ -90,7 +94,8 @@ def _extra_commands():
     out = []
     import importlib
 
-    for mod_name in ("tueval.commands.unlearn", "tueval.commands.analyze", "tueval.commands.lmeval"):
+    for mod_name in ("tueval.commands.unlearn", "tueval.commands.presets", "tueval.commands.analyze",
+                     "tueval.commands.lmeval"):
         mod = importlib.import_module(mod_name)
         for name, reg in getattr(mod, "COMMANDS", {}).items():
             out.append((name, reg))
@@ -136,9 +141,14 @@ def cmd_tofu_stats(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .commands.unlearn import flag_value
+    from .config import checks, schema
     from .demo import run_demo
 
-    return run_demo(args.workdir, profile=args.profile, reports=args.reports, quiet=args.quiet)
+    engine = flag_value(schema.engine, "--engine", args.engine) if args.engine else None
+    address = flag_value(checks.text, "--address", args.address) if args.address else None
+    return run_demo(args.workdir, profile=args.profile, reports=args.reports, quiet=args.quiet, engine=engine,
+                    address=address)
 
 
 HANDLERS = {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "tofu-stats": cmd_tofu_stats, "demo": cmd_demo}

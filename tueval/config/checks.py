@@ -198,6 +198,20 @@ def every(field: str, v: Any) -> int | str:
     return int(v)
 
 
+def preset(field: str, v: Any) -> str | None:
+    """None or the name of a shipped method preset (``tueval.presets``)."""
+    if v is None:
+        return None
+    from ..presets import get_preset
+
+    name(field, v)
+    try:
+        get_preset(v)
+    except SpecError as e:
+        raise FieldError(field, str(e)) from None
+    return v
+
+
 def optional(rule: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """``rule``, or None."""
     return lambda field, v: None if v is None else rule(field, v)
@@ -209,7 +223,7 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "lr": positive, "epochs": at_least_one, "batch_size": at_least_one, "weight_decay": non_negative,
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
-    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "max_new_tokens": at_least_one,
+    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "preset": preset, "max_new_tokens": at_least_one,
     "eval_every": every,
 }
 
