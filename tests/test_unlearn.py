@@ -10,7 +10,7 @@ from tueval.errors import SpecError
 from tueval.hashing import spec_hash
 from tueval.io import write_json
 from tueval.sweep import expand_grid
-from tueval.spec import HASH_OPTIONAL, RunSpec
+from tueval.spec import HASH_OPTIONAL, NOT_HASHED, RunSpec
 from tueval.unlearn import load_run, resolve, run_id, unlearn
 from tueval.workdir import Workdir
 
@@ -100,7 +100,7 @@ def _old_run_id(spec: RunSpec, wd: Workdir) -> str:
     """run_id as the engine computed it before RunSpec had lmeval_tasks: the spec dict without that key."""
     r = resolve(spec, wd)
     r.pop("_objects")
-    old = {k: v for k, v in spec.to_dict().items() if k not in HASH_OPTIONAL}
+    old = {k: v for k, v in spec.to_dict().items() if k not in HASH_OPTIONAL + NOT_HASHED}
     r["spec"] = {**old, "forget_split": r["spec"]["forget_split"]}
     return spec_hash(r, 16)
 
