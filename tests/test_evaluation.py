@@ -170,3 +170,68 @@ def test_nan_round_trips_as_null(tmp_path):
     assert '"rougeL_recall": {\n      "a": null' in path.read_text()
     back = read_eval_log(path)["retain"]
     assert math.isnan(back["rougeL_recall"].iloc[0]) and back["avg_gt_loss"].iloc[0] == 1.0
+
+
+# ---- the shared-prefix engine against the one-sequence-per-forward reference ---------------------------------
+def test_shared_prefix_scores_equal_plain_forwards(tiny_model, tiny_tokenizer, toy_examples):
+    """Every answer variant scored from its question's cached prompt equals the plain forward of prompt + answer
+    (sequence_stats), whatever the block size and the tokens per forward."""
+    from tueval.evaluation.likelihood import PERTURBED, SetJob, field_stats, perturbed_stats, score_sets
+
+    _sharpen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in tiny_model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=_sharpen) * 0.2)
+    ref_gt = field_stats(tiny_model, tiny_tokenizer, toy_examples, "answer")
+    ref_para = field_stats(tiny_model, tiny_tokenizer, toy_examples, "paraphrased_answer")
+    ref_pert, offs = perturbed_stats(tiny_model, tiny_tokenizer, toy_examples)
+    assert np.isfinite(ref_gt.fact_acc).all() and len(set(ref_gt.acc)) > 1
+    job = {"x": SetJob(toy_examples, ("answer", "paraphrased_answer", PERTURBED))}
+    for bs, mt in ((256, None), (3, 40), (1, 1)):
+        s = score_sets(tiny_model, tiny_tokenizer, job, batch_size=bs, max_tokens=mt)["x"]
+        np.testing.assert_array_equal(s.offsets, offs)
+        for got, want in ((s.stats["answer"], ref_gt), (s.stats["paraphrased_answer"], ref_para),
+                          (s.stats[PERTURBED], ref_pert)):
+            np.testing.assert_allclose(got.sum_nll, want.sum_nll, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(got.n_tokens, want.n_tokens)
+            np.testing.assert_array_equal(got.n_fact, want.n_fact)
+            np.testing.assert_allclose(got.acc, want.acc, atol=1e-6)
+            np.testing.assert_allclose(got.fact_acc, want.fact_acc, atol=1e-6)
+
+
+def test_shared_prefix_distribution_stats_equal_logit_scores(tiny_model, tiny_tokenizer, toy_examples):
+    """The MIA rows' per-token statistics give the scores of ``scores_from_logits`` on the plain forward."""
+    from tueval.data.collate import collate
+    from tueval.evaluation.likelihood import SetJob, score_sets
+    from tueval.evaluation.mia import scores_from_logits, scores_from_token_stats
+
+    s = score_sets(tiny_model, tiny_tokenizer, {"x": SetJob(toy_examples, ("answer",), ("answer",))},
+                   batch_size=3, max_tokens=50)["x"]
+    lp, z, mask = s.dist["answer"]
+    got = scores_from_token_stats(lp, z, mask)
+    b = collate(toy_examples, tiny_tokenizer)
+    with torch.no_grad():
+        want = scores_from_logits(tiny_model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits,
+                                  b.input_ids, b.answer_mask)
+    for k in ("loss", "min_k"):
+        np.testing.assert_allclose(got[k].double().numpy(), want[k].double().numpy(), atol=1e-5)
+    # z-scores divide by the per-token spread of the (near-uniform, random) model: float32 noise is amplified
+    np.testing.assert_allclose(got["min_k_plus_plus"].double().numpy(), want["min_k_plus_plus"].double().numpy(),
+                               rtol=1e-3)
+    assert got["n_tokens"].tolist() == want["n_tokens"].tolist()
+
+
+def test_encodings_equal_tokenize_pairs(tiny_tokenizer, toy_examples):
+    from tueval.data.collate import collate
+    from tueval.evaluation.encoding import encode_answers, encode_prompts
+
+    b = collate(toy_examples, tiny_tokenizer, "paraphrased_answer")
+    prompts = encode_prompts(tiny_tokenizer, [e.question for e in toy_examples])
+    answers = encode_answers(tiny_tokenizer, [e.paraphrased_answer for e in toy_examples],
+                             [e.paraphrased_spans for e in toy_examples])
+    for i, (p, (a, g)) in enumerate(zip(prompts, answers)):
+        n = int(b.attention_mask[i].sum())
+        assert p + a == b.input_ids[i, :n].tolist() and len(p) == int(b.prompt_lengths[i])
+        assert g.tolist() == b.gt_mask[i, len(p):n].tolist() and g.any()
+    assert encode_prompts(tiny_tokenizer, [toy_examples[0].question])[0] is prompts[0]  # memoised

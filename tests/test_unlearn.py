@@ -10,7 +10,7 @@ from tueval.errors import SpecError
 from tueval.hashing import spec_hash
 from tueval.io import write_json
 from tueval.sweep import expand_grid
-from tueval.spec import RunSpec
+from tueval.spec import HASH_OPTIONAL, NOT_HASHED, RunSpec
 from tueval.unlearn import load_run, resolve, run_id, unlearn
 from tueval.workdir import Workdir
 
@@ -100,7 +100,7 @@ def _old_run_id(spec: RunSpec, wd: Workdir) -> str:
     """run_id as the engine computed it before RunSpec had lmeval_tasks and preset: the spec dict without them."""
     r = resolve(spec, wd)
     r.pop("_objects")
-    old = {k: v for k, v in spec.to_dict().items() if k not in ("lmeval_tasks", "preset")}
+    old = {k: v for k, v in spec.to_dict().items() if k not in HASH_OPTIONAL + NOT_HASHED}
     r["spec"] = {**old, "forget_split": r["spec"]["forget_split"]}
     return spec_hash(r, 16)
 
@@ -110,10 +110,11 @@ def test_lmeval_field_keeps_every_existing_run_id(tmp_path):
     for spec in (RunSpec(), _spec(), _spec(control="random_k", snapshot_steps=(2, 4), generate=True)):
         assert "lmeval_tasks" not in spec.hash_dict()
         assert run_id(spec, wd) == _old_run_id(spec, wd)
-    # pinned: the id of the GA sequence-level spec at lr 1e-3 x 5 epochs on this fake workdir under ENGINE_VERSION 2
-    # (under version 1 it was 4dfb23725b88a8d0, the id of runs cached before lmeval_tasks existed); a change here
-    # renames every cached run. Only concrete values enter the hash: how they were given does not matter.
-    assert run_id(RunSpec(lr=1e-3, epochs=5), wd) == "6fa931287d67fd50"
+    # pinned: the id of the GA sequence-level spec at lr 1e-3 x 5 epochs on this fake workdir under ENGINE_VERSION 3
+    # (6fa931287d67fd50 under version 2, 4dfb23725b88a8d0 under version 1, the id of runs cached before lmeval_tasks
+    # existed); a change here renames every cached run. Only concrete values enter the hash: how they were given
+    # does not matter.
+    assert run_id(RunSpec(lr=1e-3, epochs=5), wd) == "4180ff7c5c799390"
     lm = RunSpec(lmeval_tasks=("tueval_forget_mc",))
     assert run_id(lm, wd) != run_id(RunSpec(), wd)
     assert run_id(lm, wd) != run_id(RunSpec(lmeval_tasks=("tueval_forget_mc", "tueval_retain_mc")), wd)

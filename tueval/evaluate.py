@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -32,25 +33,43 @@ def holdout_split(wd: Workdir) -> str:
 
 @torch.no_grad()
 def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFrame | None,
-                       retain_aucs: dict | None, generate: bool = True, batch_size: int = 64,
-                       sets: tuple[str, ...] = SETS, is_reference: bool = False
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+                       retain_aucs: dict | None, generate: bool = True, batch_size: int = 256,
+                       sets: tuple[str, ...] = SETS, is_reference: bool = False,
+                       max_new_tokens: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Per-example tables and the summary dict of ``model`` (no files written). ``is_reference``: the model is
-    the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0)."""
-    from .evaluation.mia import mia_summary, mia_table
+    the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0).
+
+    Every set's teacher-forced scores (and the MIA holdout's) come from one shared-prefix pass, and one batched
+    greedy generation covers the questions of every set."""
+    from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS, generate_answers
+    from .evaluation.likelihood import SetJob, score_sets
+    from .evaluation.mia import labelled, mia_summary, scores_table
     from .evaluation.summary import summarise
-    from .evaluation.tofu import evaluate_examples
+    from .evaluation.tofu import _validate, fields_for, set_table
 
     was_training = model.training
     model.eval()
     try:
         ev = eval_sets(wd)
-        tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
-                  for k in sets}
-        mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)),
-                          batch_size=batch_size)
+        for k in sets:
+            _validate(ev[k], k)
+        holdout = wd.benchmark.split(holdout_split(wd))
+        jobs = {k: SetJob(ev[k], fields_for(k), ("answer",) if k == "forget" else ()) for k in sets}
+        if "forget" not in sets:
+            jobs["forget"] = SetJob(ev["forget"], ("answer",), ("answer",))
+        jobs["holdout"] = SetJob(holdout, ("answer",), ("answer",))
+        scores = score_sets(model, tokenizer, jobs, batch_size)
+        gens: dict[str, list[str] | None] = {k: None for k in sets}
+        if generate:
+            qs = [e.question for k in sets for e in ev[k]]
+            flat = generate_answers(model, tokenizer, qs, batch_size,
+                                    DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens)
+            at = np.cumsum([0] + [len(ev[k]) for k in sets])
+            gens = {k: flat[a:b] for k, a, b in zip(sets, at[:-1], at[1:])}
     finally:
         model.train(was_training)  # a model evaluated mid-training (a loop hook) goes on training
+    tables = {k: set_table(ev[k], k, scores[k], gens[k]) for k in sets}
+    mia_t = labelled(scores_table(ev["forget"], scores["forget"]), scores_table(holdout, scores["holdout"]))
     tables["mia"] = mia_t
     if is_reference:
         retain_forget = tables["forget"]
@@ -67,8 +86,35 @@ class Reference:
     mia_aucs: dict
 
 
+_REFERENCES: dict = {}
+
+
 def reference(wd: Workdir) -> Reference:
-    """The retain model's evaluation (computed first if its cache is missing, stale or incomplete)."""
+    """The retain model's evaluation (computed first if its cache is missing, stale or incomplete); read once per
+    process and state of its files."""
+    key = _reference_key(wd)
+    if key is not None and key in _REFERENCES:
+        return _REFERENCES[key]
+    ref = _read_reference(wd)
+    key = _reference_key(wd)
+    if key is not None:
+        _REFERENCES.clear()  # one workdir at a time is the common case; keep memory flat
+        _REFERENCES[key] = ref
+    return ref
+
+
+def _reference_key(wd: Workdir) -> tuple | None:
+    """The cache key of the retain evaluation and the state of its summary and forget table (None if missing)."""
+    d = wd.eval_dir("retain")
+    try:
+        files = tuple((f, (d / f).stat().st_size, (d / f).stat().st_mtime_ns) for f in ("summary.json",
+                                                                                         "forget.parquet"))
+    except OSError:
+        return None
+    return (str(d.resolve()), json.dumps(_cache_key(wd, "retain"), sort_keys=True), files)
+
+
+def _read_reference(wd: Workdir) -> Reference:
     d = wd.eval_dir("retain")
     for attempt in range(2):
         summ = evaluate_model(wd, "retain", name="retain", progress=False, force=attempt > 0)
@@ -83,14 +129,15 @@ def reference(wd: Workdir) -> Reference:
 
 
 def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
-    """What an evaluation depends on: the evaluated model, the retain model and the benchmark (so that a re-prepared
-    workdir with new models never reuses an old evaluation)."""
+    """What an evaluation depends on: the evaluated model, the retain model, the benchmark and the generation length
+    (so that a re-prepared workdir with new models never reuses an old evaluation)."""
     paths = wd.manifest["paths"]
     ident = paths[model] if model in ("target", "retain") else str(Path(model).resolve())
     from .data.benchmark import RETAIN_EVAL_N
+    from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS
 
     return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split,
-            "retain_eval_n": RETAIN_EVAL_N}
+            "retain_eval_n": RETAIN_EVAL_N, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
 
 
 def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,
@@ -184,12 +231,14 @@ def lmeval_table(results: dict[str, dict], tasks) -> pd.DataFrame:
 
 
 def evaluate_unlearned(model, tokenizer, wd: Workdir, ref: Reference, generate: bool = True,
-                       lmeval_tasks: Sequence[str] = (), lmeval_include: Path | None = None
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+                       lmeval_tasks: Sequence[str] = (), lmeval_include: Path | None = None,
+                       max_new_tokens: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The evaluation stage of a run: per-example tables (plus ``lmeval`` when tasks are given) and the summary
-    of the unlearned ``model`` against the retain reference (no files written)."""
+    of the unlearned ``model`` against the retain reference (no files written); generations capped at
+    ``max_new_tokens`` (default 200)."""
     model.eval()
-    tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate)
+    tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate,
+                                         max_new_tokens=max_new_tokens)
     if lmeval_tasks:
         from .evaluation.lmeval import run_lmeval
 

@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks",)
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every")
 #: RunSpec fields that never enter the hash: ``preset`` names where the values came from, and the values alone
 #: define the computation (a preset and the same settings written out share one cached run; editing a preset's
 #: documentation renames nothing). The run record keeps the name next to the hashed spec.
@@ -42,7 +42,10 @@ class RunSpec:
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
     multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``preset`` names a method
     preset (``tueval.presets``; ``tueval presets`` lists them): its fields resolve under the fields given and over
-    the objective's defaults; it is recorded but not hashed (``NOT_HASHED``)."""
+    the objective's defaults; it is recorded but not hashed (``NOT_HASHED``). ``max_new_tokens`` caps the greedy
+    generations that ROUGE scores (200, as TOFU and open-unlearning). ``eval_every`` writes the run's trajectory
+    (``trajectory.parquet``: the checkpoint evaluation after every N steps, or every epoch with ``'epoch'``, and the
+    full evaluation on the final row); 0 = none."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -65,6 +68,8 @@ class RunSpec:
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
     preset: str | None = DEFAULT
+    max_new_tokens: int = DEFAULT
+    eval_every: int | str = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}

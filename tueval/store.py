@@ -1,7 +1,8 @@
 """The run store: one folder per run, ``WORKDIR/runs/<run id>/``, and everything that reads or writes it.
 
 Layout: ``spec.json`` (resolved spec, run id, label, provenance), ``checkpoint.safetensors`` (while training),
-``snapshots/step-NNNNN.safetensors``, ``log.parquet``, ``eval/*.parquet``, ``scorer_state.safetensors``
+``snapshots/step-NNNNN.safetensors``, ``log.parquet``, ``eval/*.parquet``, ``trajectory.parquet`` (with
+``eval_every``), ``scorer_state.safetensors``
 (stateful scorers), ``model/`` (with ``save_model``), ``summary.json`` and, last, ``done.json``. A run is finished
 only when ``done.json``, ``summary.json`` and ``spec.json`` are all there; anything less is unfinished and
 resumes from its checkpoint or restarts. Every file is written atomically. State files are safetensors with
@@ -27,6 +28,7 @@ from .io import as_write_error, write_json, write_parquet, writing
 from .tensorfile import StateFileError, load_state, save_state
 
 SPEC, SUMMARY, DONE, LOG, EVAL = "spec.json", "summary.json", "done.json", "log.parquet", "eval"
+TRAJECTORY = "trajectory.parquet"
 CHECKPOINT, SCORER_STATE, SNAPSHOTS = "checkpoint.safetensors", "scorer_state.safetensors", "snapshots"
 #: pickle files a run folder may hold in place of a state file: refused, never opened (a pickle can run code)
 PICKLES = {CHECKPOINT: "checkpoint.pt", SCORER_STATE: "scorer_state.pt"}
@@ -125,6 +127,10 @@ class RunFolder:
     def write_log(self, rows: list[dict]) -> None:
         """``log.parquet``: one row per step."""
         write_parquet(self.path / LOG, pd.DataFrame(rows))
+
+    def write_trajectory(self, table: pd.DataFrame) -> None:
+        """``trajectory.parquet``: one row per checkpoint evaluation, the full evaluation's last."""
+        write_parquet(self.path / TRAJECTORY, table.reset_index(drop=True))
 
     def finish(self, summary: dict, steps: int) -> None:
         """Write ``summary.json``, then ``done.json`` (the run is finished from here on); drop the checkpoint."""

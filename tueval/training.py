@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .data.collate import Batch, collate
+from .data.collate import Batch
 from .errors import SpecError, TuevalError
 from .forward import model_forward
 from .registry import is_plugin
@@ -89,9 +89,8 @@ class Trainer:
         needs_ref = objective.needs_ref_model or scorer.static or getattr(scorer, "needs_ref_model", False)
         ref_model = _load_frozen(wd, "target") if needs_ref else None
         retain_model = _load_frozen(wd, "retain") if getattr(scorer, "needs_retain_model", False) else None
-        bench = wd.benchmark
         retain_split = "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
-        F, R = collate(bench.split(forget_split), tok), collate(bench.split(retain_split), tok)
+        F, R = wd.collated(forget_split, tok), wd.collated(retain_split, tok)
         gens = {"data": torch.Generator().manual_seed(spec.seed),
                 "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
                 "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}

@@ -2,7 +2,8 @@
 
 A run = scorer -> weighting (+ control) -> objective, optimised on the forget split of a prepared workdir,
 then evaluated with the TOFU metrics and MIA against the retain model (and lm-eval with ``lmeval_tasks``, on
-the workdir's exported multiple-choice tasks: ``eval/lmeval.parquet`` and ``summary["lmeval"]``). Three
+the workdir's exported multiple-choice tasks: ``eval/lmeval.parquet`` and ``summary["lmeval"]``; and with
+``eval_every`` a trajectory of checkpoint evaluations, ``trajectory.parquet``: ``tueval.trajectory``). Three
 parts: the run store (``tueval.store``: folder layout, lock, checkpoints), the step loop with hooks
 (``tueval.loop``, ``tueval.training``) and the evaluation stage (``tueval.evaluate``); this module resolves
 specs and puts the three together.
@@ -31,9 +32,11 @@ from .provenance import provenance
 from .spec import RunSpec
 from .store import RunFolder, RunStoreError, load_scorer_state  # noqa: F401 - load_scorer_state re-exported
 from .training import Trainer, static_scores  # noqa: F401 - static_scores re-exported
+from .trajectory import Trajectory, checkpoint_hook, load_trajectory  # noqa: F401 - load_trajectory re-exported
 from .workdir import Workdir
 
-ENGINE_VERSION = 2  # 2: retain evaluation subset of 100 (RETAIN_EVAL_N); bump when evaluation changes
+ENGINE_VERSION = 3  # 3: generation up to max_new_tokens (200); 2: retain evaluation subset of 100; bump when
+# evaluation changes
 
 
 @dataclass
@@ -117,12 +120,13 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
                           "label": spec.label(), "provenance": provenance()})
         group.barrier()
         state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch)
-        _resume(folder, trainer, state)
+        traj = Trajectory.from_state(_resume(folder, trainer, state))
         t0 = time.perf_counter()
         bar = tqdm(total=state.total_steps, initial=state.step, desc=spec.label(),
                    disable=not (progress and group.is_main), leave=False)
         try:
-            run_loop(trainer, state, _hooks(spec, folder, trainer, bar) if group.is_main else [], stop_after)
+            run_loop(trainer, state, _hooks(spec, wd, ref, folder, trainer, bar, traj) if group.is_main else [],
+                     stop_after)
         finally:
             bar.close()
         train_s = time.perf_counter() - t0
@@ -130,9 +134,12 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             group.barrier()  # rank 0 evaluates and finishes the run folder
             return _result(folder, spec)
         tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
-                                             spec.lmeval_tasks, lmeval_include)
+                                             spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
         folder.write_tables(tables)
         folder.write_log(state.log)
+        if spec.eval_every:
+            traj.finish(state, tables, summary, ref.forget)
+            folder.write_trajectory(traj.table())
         if scorer.stateful:
             folder.save_scorer_state(scorer.state_dict())
         if spec.save_model:
@@ -148,25 +155,39 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     return RunResult(folder.run_id, folder.path, spec, summary)
 
 
-def _hooks(spec: RunSpec, folder: RunFolder, trainer: Trainer, bar) -> list:
-    """What happens after a step: progress, snapshots, checkpoints (in this order)."""
-    return [every_step(lambda s: bar.update(1), "progress"),
-            at_steps(spec.snapshot_steps, lambda s: folder.save_snapshot(s.step, trainer.model), "snapshot"),
-            every_n_steps(spec.ckpt_every, lambda s: folder.save_checkpoint(trainer.state_dict(s.step, s.log)),
-                          name="checkpoint")]
+def _hooks(spec: RunSpec, wd: Workdir, ref, folder: RunFolder, trainer: Trainer, bar, traj: Trajectory) -> list:
+    """What happens after a step: progress, snapshots, the trajectory's checkpoint evaluation, checkpoints (in
+    this order: a checkpoint holds the trajectory rows up to its step)."""
+    from .evaluate import eval_sets
+
+    hooks = [every_step(lambda s: bar.update(1), "progress"),
+             at_steps(spec.snapshot_steps, lambda s: folder.save_snapshot(s.step, trainer.model), "snapshot")]
+    sets = eval_sets(wd) if spec.eval_every else None
+    point = checkpoint_hook(spec.eval_every, lambda s: traj.evaluate(s, trainer.model, trainer.tokenizer, sets,
+                                                                     ref.forget))
+    if point is not None:
+        hooks.append(point)
+
+    def save(s: LoopState) -> None:
+        folder.save_checkpoint({**trainer.state_dict(s.step, s.log), "trajectory": traj.state()})
+
+    return hooks + [every_n_steps(spec.ckpt_every, save, name="checkpoint")]
 
 
-def _resume(folder: RunFolder, trainer: Trainer, state: LoopState) -> None:
-    """Continue from the folder's checkpoint, if any; one that does not fit this run is refused."""
+def _resume(folder: RunFolder, trainer: Trainer, state: LoopState) -> list[dict]:
+    """Continue from the folder's checkpoint, if any (returns its trajectory rows); one that does not fit this
+    run is refused."""
     saved = folder.load_checkpoint()
     if saved is None:
-        return
+        return []
     try:
         state.step, state.log = trainer.load_state_dict(saved)
+        rows = list(saved.get("trajectory", []))
     except Exception as e:  # noqa: BLE001 - any mismatch means the checkpoint is not this run's
         raise RunStoreError(f"refusing the checkpoint {folder.path / 'checkpoint.safetensors'}: it does not fit "
                             f"this run ({type(e).__name__}: {' '.join(str(e).split())[:200]}); delete the run "
                             f"folder {folder.path} to restart the run") from e
+    return rows
 
 
 def _result(folder: RunFolder, spec: RunSpec) -> RunResult:

@@ -84,12 +84,6 @@ class Workdir:
             raise TuevalError(f"{p} is missing (the {key} of this workdir): {self._redo}")
         return p
 
-    @cached_property
-    def benchmark(self):
-        from .data.benchmark import load_benchmark
-
-        return load_benchmark(self.path("benchmark"))
-
     @property
     def forget_split(self) -> str:
         return self.manifest["profile"]["forget_split"]
@@ -99,17 +93,38 @@ class Workdir:
         return "retain" + str(100 - int(self.forget_split.replace("forget", "")))
 
     def load_model(self, which: str, device: str = "cpu"):
-        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path)."""
-        from .models.load import load_model
-
+        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path): a fresh copy of the model
+        (yours to train) and the process's shared tokenizer (read-only). Models are loaded once per process and
+        file state (``model_cache``), so every run of a worker process, whatever the executor, reuses them."""
         p = self.path(which) if which in ("target", "retain") else Path(which)
-        return load_model(p, device=device)
+        return model_cache.load(p, device)
+
+    @cached_property
+    def benchmark(self):
+        """The workdir's benchmark (loaded once per process and folder state)."""
+        from .data.benchmark import load_benchmark
+
+        p = self.path("benchmark")
+        return _memo(("benchmark", _file_state(p)), lambda: load_benchmark(p))
+
+    def collated(self, split: str, tokenizer):
+        """The examples of ``split`` collated on their answers (``tueval.data.collate.collate``), built once per
+        process, benchmark state and tokenizer: treat the Batch as read-only."""
+        from .data.collate import collate
+        from .evaluation.encoding import memo_for
+
+        key = ("collate", _file_state(self.path("benchmark")), split)
+        memo = memo_for(tokenizer)
+        if key not in memo:
+            memo[key] = collate(self.benchmark.split(split), tokenizer)
+        return memo[key]
 
     @cached_property
     def tokenizer(self):
         from transformers import PreTrainedTokenizerFast
 
-        return PreTrainedTokenizerFast.from_pretrained(self.path("tokenizer"))
+        p = self.path("tokenizer")
+        return _memo(("tokenizer", _file_state(p)), lambda: PreTrainedTokenizerFast.from_pretrained(p))
 
     def ground_truth_table(self):
         """Per-token table of both ground truths on the forget split (see data/counterfactual.py)."""
@@ -119,3 +134,60 @@ class Workdir:
 
     def eval_dir(self, name: str) -> Path:
         return self.root / "eval" / name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _file_state(path: Path) -> tuple:
+    """What identifies the contents of a file or folder cheaply: its resolved path and each file's size and
+    modification time (a re-prepared or overwritten artefact gets a new state)."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    return (str(path), tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]))
+
+
+_MEMO: dict = {}
+MEMO_SIZE = 8
+
+
+def _memo(key, make):
+    """``make()`` once per process and key (read-only objects shared by every run of the process; the
+    ``MEMO_SIZE`` most recently used are kept)."""
+    value = _MEMO.pop(key) if key in _MEMO else make()
+    _MEMO[key] = value
+    while len(_MEMO) > MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    return value
+
+
+class ModelCache:
+    """Models loaded once per process: ``load`` returns a deep copy of the cached model (so a run may train it)
+    and the shared tokenizer. At most ``size`` models are kept (least recently used dropped);
+    ``TUEVAL_MODEL_CACHE=0`` turns the cache off."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._items: dict = {}
+
+    def load(self, path: Path, device: str = "cpu"):
+        import copy
+        import os
+
+        from .models.load import load_model
+
+        if os.environ.get("TUEVAL_MODEL_CACHE", "1") == "0":
+            return load_model(path, device=device)
+        key = (_file_state(path), str(device))
+        hit = self._items.pop(key, None)
+        if hit is None:
+            hit = load_model(path, device=device)
+        self._items[key] = hit  # most recently used last
+        while len(self._items) > self.size:
+            self._items.pop(next(iter(self._items)))
+        model, tok = hit
+        return copy.deepcopy(model), tok
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+model_cache = ModelCache()

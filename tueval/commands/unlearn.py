@@ -49,10 +49,12 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
          "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
-         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "preset": "--preset"}
+         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "preset": "--preset",
+         "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
-          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "preset")
+          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "preset", "max_new_tokens",
+          "eval_every")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -125,6 +127,11 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     p.add_argument("--scorer-param", action="append", metavar="KEY=VALUE", help="e.g. alpha=0.5 (repeatable)")
     p.add_argument("--save-model", action="store_true", help="also save the unlearned model in the run folder")
     p.add_argument("--no-generate", action="store_true", help="skip greedy generation (no ROUGE)")
+    p.add_argument("--max-new-tokens", type=int, help="greedy generation cap for ROUGE, >= 1 "
+                   f"({dh['max_new_tokens']}, as TOFU)")
+    p.add_argument("--eval-every", metavar="N|epoch", help="write the run's trajectory (trajectory.parquet): the "
+                   "checkpoint evaluation every N steps or every epoch, the full evaluation at the end "
+                   f"({dh['eval_every']}: none)")
     p.add_argument("--snapshot-steps", metavar="STEP[,STEP...]",
                    help="also save the model after these steps (positive integers; default none)")
     p.add_argument("--ckpt-every", type=int, help=f"checkpoint every N steps, >= 1 ({dh['ckpt_every']})")

@@ -187,6 +187,17 @@ def tasks(field: str, v: Any) -> tuple:
     return out
 
 
+def every(field: str, v: Any) -> int | str:
+    """A checkpoint interval: 0 (none), a step count >= 1, or ``'epoch'``."""
+    if v == "epoch":
+        return "epoch"
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+        raise FieldError(field, f"must be 0 (none), a step count >= 1 or 'epoch', got {v!r}")
+    return int(v)
+
+
 def preset(field: str, v: Any) -> str | None:
     """None or the name of a shipped method preset (``tueval.presets``)."""
     if v is None:
@@ -212,7 +223,8 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "lr": positive, "epochs": at_least_one, "batch_size": at_least_one, "weight_decay": non_negative,
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
-    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "preset": preset,
+    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "preset": preset, "max_new_tokens": at_least_one,
+    "eval_every": every,
 }
 
 

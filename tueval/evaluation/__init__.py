@@ -1,8 +1,12 @@
 """TOFU-faithful evaluation: per-example likelihoods and generations, TOFU aggregation, MIA, eval-log IO.
 
 Modules (imported on demand so that log-only tools such as ``tofu-stats`` do not load torch):
-- ``likelihood``: summed/average answer NLL, token counts, teacher-forced (fact-)token accuracy.
-- ``generation``: batched greedy generation and ROUGE recall.
+- ``likelihood``: summed/average answer NLL, token counts, teacher-forced (fact-)token accuracy; ``score_sets``
+  scores every answer variant of many sets in one shared-prefix pass (``prefix``), on memoised token ids
+  (``encoding``).
+- ``prefix``: each prompt encoded once (KV cache), its continuations scored from it.
+- ``encoding``: prompt and answer token ids, memoised per tokenizer.
+- ``generation``: batched greedy generation (KV cache, finished rows leave the batch) and ROUGE recall.
 - ``tofu``: ``evaluate_examples`` -> one row per example with TOFU's eval-log fields.
 - ``tofu_aggregate``: forget quality, the 9 model-utility components, model utility, forget aggregates.
 - ``tofu_bootstrap``: vectorised percentile CIs of those aggregates over examples.

@@ -96,3 +96,79 @@ def perturbed_stats(model, tokenizer, examples: Sequence[Example],
 def split_flat(values: np.ndarray, offsets: np.ndarray) -> list[list[float]]:
     """Per-example lists from a flat array and its offsets."""
     return [values[offsets[i]: offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+PERTURBED = "perturbed"
+"""The field name of all perturbed answers of each example (rows ``offsets[i]:offsets[i+1]`` for example i)."""
+
+
+@dataclass
+class SetJob:
+    """What to score on one set of examples: answer ``fields`` (``answer``, ``paraphrased_answer``, ``perturbed``)
+    and the fields whose rows also get the MIA distribution statistics (``dist``)."""
+
+    examples: Sequence[Example]
+    fields: tuple[str, ...]
+    dist: tuple[str, ...] = ()
+
+
+@dataclass
+class SetScores:
+    """Per field, the statistics of every example's answer variant (``perturbed``: flat, with ``offsets``), and
+    for the ``dist`` fields the per-token log-probs, Min-K%++ z-scores and valid mask ([N, L] each)."""
+
+    stats: dict[str, SequenceStats]
+    offsets: np.ndarray
+    dist: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _field_rows(examples: Sequence[Example], name: str) -> tuple[list[str], list, np.ndarray]:
+    """Texts, spans and owning example of the rows of one field."""
+    if name == PERTURBED:
+        keys = [(i, f"perturbed_answer:{k}") for i, e in enumerate(examples) for k in range(len(e.perturbed_answers))]
+    else:
+        keys = [(i, name) for i in range(len(examples))]
+    pairs = [answer_variants(examples[i], f) for i, f in keys]
+    return [p[0] for p in pairs], [p[1] for p in pairs], np.array([i for i, _ in keys], dtype=np.int64)
+
+
+def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
+               max_tokens: int | None = None) -> dict[str, SetScores]:
+    """Teacher-forced statistics of every job's answer fields, all in one pass of ``tueval.evaluation.prefix``: each
+    question's prompt is encoded once, and all its answer variants are scored from it."""
+    from .encoding import encode_answers, encode_prompts
+    from .prefix import Continuations, score_continuations
+
+    prompts, tokens, gts, owner, dist, where = [], [], [], [], [], {}
+    for name, job in jobs.items():
+        base = len(prompts)
+        prompts += encode_prompts(tokenizer, [e.question for e in job.examples])
+        for f in job.fields:
+            texts, spans, own = _field_rows(job.examples, f)
+            enc = encode_answers(tokenizer, texts, spans)
+            where[name, f] = (len(tokens), len(tokens) + len(enc))
+            tokens += [t for t, _ in enc]
+            gts += [g for _, g in enc]
+            owner.append(own + base)
+            dist.append(np.full(len(enc), f in job.dist))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    req = Continuations(prompts, tokens, np.concatenate(owner) if owner else np.zeros(0, np.int64), gts,
+                        np.concatenate(dist) if dist else np.zeros(0, bool))
+    sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens)
+    dist_at = np.full(len(tokens), -1, dtype=np.int64)
+    dist_at[sc.dist_rows] = np.arange(len(sc.dist_rows))
+    out = {}
+    for name, job in jobs.items():
+        counts = np.array([len(e.perturbed_answers) for e in job.examples], dtype=np.int64)
+        stats, dists = {}, {}
+        for f in job.fields:
+            a, b = where[name, f]
+            stats[f] = SequenceStats(sum_nll=sc.sum_nll[a:b], n_tokens=sc.n_tokens[a:b], acc=sc.acc[a:b],
+                                     fact_acc=sc.fact_acc[a:b], n_fact=sc.n_fact[a:b])
+            if f in job.dist:
+                at = torch.as_tensor(dist_at[a:b])
+                L = int(sc.n_tokens[a:b].max()) if b > a else 0
+                dists[f] = (sc.dist_lp[at, :L], sc.dist_z[at, :L], sc.dist_mask[at, :L])
+        out[name] = SetScores(stats, np.concatenate([[0], np.cumsum(counts)]), dists)
+    return out

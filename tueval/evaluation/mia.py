@@ -13,6 +13,7 @@ privleak = ((1 - AUC_model) - (1 - AUC_retain)) / (1 - AUC_retain) * 100 (open-u
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -21,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from ..data.collate import collate
 from ..data.schema import Example
-from ..tokens import forward_logits
-from ..forward import eval_mode, model_device
+from .likelihood import SetJob, SetScores, score_sets
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 DEFAULT_K = 0.4
@@ -56,6 +55,18 @@ def min_k(token_logprobs: torch.Tensor, mask: torch.Tensor, k: float = DEFAULT_K
     return bottom_k_mean(token_logprobs, mask, k)
 
 
+def scores_from_token_stats(token_lp: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
+                            k: float = DEFAULT_K) -> dict[str, torch.Tensor]:
+    """LOSS, Min-K% and Min-K%++ scores ([B] each) from per-token log-probs, Min-K%++ z-scores and the answer mask
+    ([B, T] each, aligned alike)."""
+    m = mask.bool()
+    n = m.sum(1)
+    loss = -(token_lp * m).sum(1) / n.clamp_min(1)
+    scored = drop_last_token(m)
+    return {"loss": loss, "min_k": min_k(token_lp, scored, k), "min_k_plus_plus": bottom_k_mean(z, scored, k),
+            "n_tokens": n}
+
+
 def scores_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor,
                        k: float = DEFAULT_K) -> dict[str, torch.Tensor]:
     """LOSS, Min-K% and Min-K%++ scores ([B] each) from logits aligned as in ``tueval.tokens``."""
@@ -65,52 +76,55 @@ def scores_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, answer_mas
     mu = (p * lp_all).sum(-1)
     sigma2 = ((p * lp_all.square()).sum(-1) - mu.square()).clamp_min(1e-6)
     z = F.pad((tok[:, 1:] - mu) / sigma2.sqrt(), (1, 0))
-    m = answer_mask.bool()
-    n = m.sum(1)
-    loss = -(tok * m).sum(1) / n.clamp_min(1)
-    scored = drop_last_token(m)
-    return {"loss": loss, "min_k": min_k(tok, scored, k), "min_k_plus_plus": bottom_k_mean(z, scored, k),
-            "n_tokens": n}
+    return scores_from_token_stats(tok, z, answer_mask, k)
 
 
+@lru_cache(maxsize=100_000)
 def zlib_length(text: str) -> int:
     """Length in bytes of the zlib-compressed UTF-8 text."""
     return len(zlib.compress(text.encode("utf-8")))
 
 
-def example_scores(model, tokenizer, examples: Sequence[Example], k: float = DEFAULT_K,
-                   batch_size: int = 32) -> pd.DataFrame:
-    """Per-example MIA scores on the answers of ``examples``: example_id, loss, zlib, min_k, min_k_plus_plus."""
-    cols: dict[str, np.ndarray] = {a: np.zeros(len(examples)) for a in ("loss", "min_k", "min_k_plus_plus",
-                                                                         "n_tokens")}
-    order = np.argsort([len(e.question) + len(e.answer) for e in examples], kind="stable")
-    device = model_device(model)
-    with eval_mode(model):
-        for start in range(0, len(examples), batch_size):
-            idx = order[start: start + batch_size]
-            batch = collate([examples[i] for i in idx], tokenizer, "answer").to(device)
-            s = scores_from_logits(forward_logits(model, batch), batch.input_ids, batch.answer_mask, k)
-            for name in cols:
-                cols[name][idx] = s[name].double().cpu().numpy()
+def scores_table(examples: Sequence[Example], scores: SetScores, k: float = DEFAULT_K) -> pd.DataFrame:
+    """Per-example MIA scores (example_id, loss, zlib, min_k, min_k_plus_plus, n_tokens) from the ``answer``
+    scores of ``score_sets`` with ``dist=("answer",)``."""
+    lp, z, mask = scores.dist["answer"]
+    s = scores_from_token_stats(lp, z, mask, k)
+    st = scores.stats["answer"]
     df = pd.DataFrame({"example_id": [e.id for e in examples]})
-    df["loss"] = cols["loss"]
-    df["zlib"] = cols["loss"] / np.array([zlib_length(e.answer) for e in examples], dtype=float)
-    df["min_k"] = cols["min_k"]
-    df["min_k_plus_plus"] = cols["min_k_plus_plus"]
-    df["n_tokens"] = cols["n_tokens"].astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["loss"] = np.where(st.n_tokens > 0, st.sum_nll / np.maximum(st.n_tokens, 1), 0.0)
+    df["zlib"] = df["loss"].to_numpy() / np.array([zlib_length(e.answer) for e in examples], dtype=float)
+    df["min_k"] = s["min_k"].double().numpy()
+    df["min_k_plus_plus"] = s["min_k_plus_plus"].double().numpy()
+    df["n_tokens"] = st.n_tokens.astype(np.int64)
     return df
 
 
-def mia_table(model, tokenizer, forget_examples: Sequence[Example], holdout_examples: Sequence[Example],
-              k: float = DEFAULT_K, batch_size: int = 32) -> pd.DataFrame:
-    """Per-example scores of forget (members, label 0) and holdout (non-members, label 1) examples."""
-    f = example_scores(model, tokenizer, forget_examples, k, batch_size)
-    h = example_scores(model, tokenizer, holdout_examples, k, batch_size)
+def example_scores(model, tokenizer, examples: Sequence[Example], k: float = DEFAULT_K,
+                   batch_size: int = 256) -> pd.DataFrame:
+    """Per-example MIA scores on the answers of ``examples``: example_id, loss, zlib, min_k, min_k_plus_plus."""
+    sc = score_sets(model, tokenizer, {"x": SetJob(examples, ("answer",), ("answer",))}, batch_size)["x"]
+    return scores_table(examples, sc, k)
+
+
+def labelled(forget: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
+    """Forget (members, label 0) and holdout (non-members, label 1) score tables as one table."""
+    f, h = forget.copy(), holdout.copy()
     f.insert(1, "split", "forget")
     f.insert(2, "label", 0)
     h.insert(1, "split", "holdout")
     h.insert(2, "label", 1)
     return pd.concat([f, h], ignore_index=True)
+
+
+def mia_table(model, tokenizer, forget_examples: Sequence[Example], holdout_examples: Sequence[Example],
+              k: float = DEFAULT_K, batch_size: int = 256) -> pd.DataFrame:
+    """Per-example scores of forget (members, label 0) and holdout (non-members, label 1) examples."""
+    jobs = {"forget": SetJob(forget_examples, ("answer",), ("answer",)),
+            "holdout": SetJob(holdout_examples, ("answer",), ("answer",))}
+    sc = score_sets(model, tokenizer, jobs, batch_size)
+    return labelled(scores_table(forget_examples, sc["forget"], k), scores_table(holdout_examples, sc["holdout"], k))
 
 
 def mia_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:

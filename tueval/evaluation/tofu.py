@@ -16,8 +16,8 @@ import pandas as pd
 from ..data.format import prompt_text
 from ..data.schema import Example
 from ..errors import DataError
-from .generation import generate_answers, rouge_recall
-from .likelihood import field_stats, perturbed_stats, split_flat
+from .generation import DEFAULT_MAX_NEW_TOKENS, generate_answers, rouge_recall
+from .likelihood import PERTURBED, SetJob, SetScores, score_sets, split_flat
 
 KINDS = ("forget", "retain", "real_authors", "world_facts")
 ANSWER_IS_CORRECT = ("real_authors", "world_facts")
@@ -38,19 +38,32 @@ def _validate(examples: Sequence[Example], kind: str) -> None:
                                                             f"(needed for the truth ratio on '{kind}')")
 
 
+def fields_for(kind: str) -> tuple[str, ...]:
+    """The answer fields a set's table needs (real authors / world facts: no separate paraphrase)."""
+    return ("answer", PERTURBED) if kind in ANSWER_IS_CORRECT else ("answer", "paraphrased_answer", PERTURBED)
+
+
 def evaluate_examples(
-    model, tokenizer, examples: Sequence[Example], kind: str, batch_size: int = 32, max_new_tokens: int = 64,
-    generate: bool = True,
+    model, tokenizer, examples: Sequence[Example], kind: str, batch_size: int = 256,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, generate: bool = True,
 ) -> pd.DataFrame:
     """One row per example with TOFU's eval-log fields (+ example_id, prob, acc, fact_acc); see module doc.
 
     With ``generate=False`` no text is generated: ``generated_text`` is None and the ROUGE fields are NaN.
     """
     _validate(examples, kind)
-    gt = field_stats(model, tokenizer, examples, "answer", batch_size)
-    para = gt if kind in ANSWER_IS_CORRECT else field_stats(model, tokenizer, examples, "paraphrased_answer",
-                                                           batch_size)
-    pert, offsets = perturbed_stats(model, tokenizer, examples, batch_size)
+    scores = score_sets(model, tokenizer, {kind: SetJob(examples, fields_for(kind))}, batch_size)[kind]
+    gens = (generate_answers(model, tokenizer, [e.question for e in examples], batch_size, max_new_tokens)
+            if generate else None)
+    return set_table(examples, kind, scores, gens)
+
+
+def set_table(examples: Sequence[Example], kind: str, scores: SetScores,
+              generations: Sequence[str] | None) -> pd.DataFrame:
+    """The per-example table of one set from its scores (``score_sets``) and its generations (None: no ROUGE)."""
+    gt = scores.stats["answer"]
+    para = gt if kind in ANSWER_IS_CORRECT else scores.stats["paraphrased_answer"]
+    pert, offsets = scores.stats[PERTURBED], scores.offsets
     counts = np.diff(offsets)
     pert_avg = pert.avg_nll
     mean_pert = np.add.reduceat(pert_avg, offsets[:-1]) / counts if len(examples) else np.zeros(0)
@@ -58,12 +71,11 @@ def evaluate_examples(
     df["avg_gt_loss"] = gt.avg_nll
     df["gt_loss"] = gt.sum_nll
     df["num_token_gt"] = gt.n_tokens
-    if generate:
-        gens = generate_answers(model, tokenizer, [e.question for e in examples], batch_size, max_new_tokens)
+    if generations is not None:
         refs = [e.answer for e in examples]
-        r1, rl = rouge_recall(gens, refs)
-        df["generated_text"] = pd.Series([[prompt_text(e.question), g, r] for e, g, r in zip(examples, gens, refs)],
-                                         dtype=object, index=df.index)
+        r1, rl = rouge_recall(generations, refs)
+        df["generated_text"] = pd.Series([[prompt_text(e.question), g, r] for e, g, r in
+                                          zip(examples, generations, refs)], dtype=object, index=df.index)
     else:
         r1 = rl = np.full(len(examples), np.nan)
         df["generated_text"] = pd.Series([None] * len(examples), dtype=object, index=df.index)

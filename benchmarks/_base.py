@@ -1,0 +1,50 @@
+"""Helpers of the before/after benchmarks: the code of a base revision in a temporary folder, worker
+subprocesses that import either code, machine load."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_REV = "f579162"
+"""The last commit before the evaluation speed-up (the "old" code of the before/after benchmarks)."""
+
+
+def base_code(rev: str = BASE_REV) -> Path:
+    """A temporary folder holding ``tueval/`` of revision ``rev`` (git archive; the repository is not touched)."""
+    out = Path(tempfile.mkdtemp(prefix="tueval_base_"))
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "tueval"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=data, check=True)
+    return out
+
+
+def run_worker(script: Path, code: Path, args: list[str], timeout: float = 3600) -> dict:
+    """Run ``script --worker ARGS`` with ``code`` first on the import path (cwd outside the repository, so that
+    ``tueval`` comes from ``code``); returns the JSON object it prints last."""
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    r = subprocess.run([sys.executable, str(script), "--worker", *args], cwd=tempfile.gettempdir(), env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"worker failed ({code}):\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    """The machine load (``uptime``'s load averages)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def fresh_workdir(src: Path, dst: Path) -> Path:
+    """A copy of the prepared workdir ``src`` without its runs (and without analysis caches)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "analyses"))
+    return dst
