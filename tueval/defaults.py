@@ -10,8 +10,9 @@ from .config import defaults as _defaults, profile_grid as _grid
 
 _D = _defaults()
 
-#: the optimiser settings every demo run shares (the global run defaults of lr, epochs and batch size)
-FIXED = {k: _D.run[k] for k in ("lr", "epochs", "batch_size")}
+#: the settings every analysis run shares: the global run defaults of lr, epochs and batch size, and the default
+#: profile's ``fixed`` (its generation cap)
+FIXED = {**{k: _D.run[k] for k in ("lr", "epochs", "batch_size")}, **_grid("default").fixed}
 #: per objective, the run defaults it sets differently (NPO and its relatives train at lr 1e-3)
 OBJECTIVE_FIXED = {obj: dict(over) for obj, over in _D.objectives.items()}
 #: seeds of the analyses (6: enough for Holm-adjusted p < 0.05 with the exact sign-flip test over 2 comparisons)
