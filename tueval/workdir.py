@@ -90,26 +90,110 @@ class Workdir:
 
         return load_benchmark(self.path("benchmark"))
 
+    # ---- the benchmark source (a workdir prepared from a config names one; the embedded default is synthetic)
+    @property
+    def _source_entry(self) -> dict:
+        s = self.manifest.get("source")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def is_config(self) -> bool:
+        """Was this workdir prepared from a config (a user's benchmark and models)?"""
+        return bool(self._source_entry)
+
+    @cached_property
+    def source(self):
+        """The benchmark source (``tueval.data.sources``) of this workdir."""
+        from .data.sources import get_source
+
+        return get_source(self._source_entry.get("name", "synthetic"))
+
+    @property
+    def evaluator(self):
+        """The source's metric function (None: TOFU's metrics, ``tueval.evaluate``)."""
+        return self.source.evaluator()
+
     @property
     def forget_split(self) -> str:
-        return self.manifest["profile"]["forget_split"]
+        return self._source_entry.get("forget") or self.manifest["profile"]["forget_split"]
 
     @property
     def retain_split(self) -> str:
-        return "retain" + str(100 - int(self.forget_split.replace("forget", "")))
+        return self._source_entry.get("retain") or self.retain_split_for(self.forget_split)
 
-    def load_model(self, which: str, device: str = "cpu"):
-        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path)."""
+    def retain_split_for(self, forget_split: str) -> str:
+        """The retain split that complements ``forget_split`` (``forgetNN`` -> ``retain{100-NN}``)."""
+        if forget_split == self.forget_split and self._source_entry.get("retain"):
+            return self._source_entry["retain"]
+        return "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
+
+    @property
+    def holdout_split(self) -> str | None:
+        """The never-trained split the MIA compares the forget split with (None: the source has none)."""
+        if self.is_config:
+            return self._source_entry.get("holdout")
+        return "holdout" + self.forget_split.replace("forget", "")
+
+    @property
+    def ground_truths(self) -> tuple[str, ...]:
+        """The ground truths of the forget split: ``spans`` where the data is annotated, ``counterfactual``."""
+        return tuple(self._source_entry.get("ground_truths") or ("spans", "counterfactual"))
+
+    # ---- runtime: device, dtype, evaluation batch size, prompt format
+    @property
+    def runtime(self) -> dict:
+        r = self.manifest.get("runtime")
+        return r if isinstance(r, dict) else {}
+
+    @property
+    def device(self) -> str:
+        return self.runtime.get("device", "cpu")
+
+    @property
+    def dtype(self) -> str:
+        return self.runtime.get("dtype", "float32")
+
+    @property
+    def eval_batch_size(self) -> int:
+        return int(self.runtime.get("eval_batch_size", 64))
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Greedy generation length of the evaluation (ROUGE)."""
+        return int(self.runtime.get("max_new_tokens", 64))
+
+    @cached_property
+    def prompt_format(self):
+        """The workdir's ``PromptFormat`` (prompt template or chat template, special-token policy)."""
+        from .data.format import DEFAULT_FORMAT, PromptFormat
+
+        p = self.manifest.get("prompt")
+        return PromptFormat.from_dict(p) if isinstance(p, dict) else DEFAULT_FORMAT
+
+    def load_model(self, which: str, device: str | None = None):
+        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path), on the workdir's device
+        and dtype unless ``device`` is given; the tokenizer carries the workdir's prompt format."""
+        from .data.format import set_format
         from .models.load import load_model
 
         p = self.path(which) if which in ("target", "retain") else Path(which)
-        return load_model(p, device=device)
+        model, tok = load_model(p, device=device or self.device, dtype=self.dtype)
+        if self.runtime.get("gradient_checkpointing") and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable()
+        return model, set_format(tok, self.prompt_format) if self.is_config else tok
 
     @cached_property
     def tokenizer(self):
-        from transformers import PreTrainedTokenizerFast
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-        return PreTrainedTokenizerFast.from_pretrained(self.path("tokenizer"))
+        from .data.format import set_format
+
+        if not self.is_config:
+            return PreTrainedTokenizerFast.from_pretrained(self.path("tokenizer"))
+        tok = AutoTokenizer.from_pretrained(self.path("tokenizer"), local_files_only=True)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        return set_format(tok, self.prompt_format)
 
     def ground_truth_table(self):
         """Per-token table of both ground truths on the forget split (see data/counterfactual.py)."""
