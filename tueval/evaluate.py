@@ -22,31 +22,40 @@ def eval_sets(wd: Workdir) -> dict[str, list]:
     """The evaluation sets of the workdir: its forget split, a fixed retain subset and the utility sets."""
     b = wd.benchmark
     return {"forget": b.split(wd.forget_split), "retain": b.retain_eval(retain_split=wd.retain_split),
-            "real_authors": b.split("real_authors"), "world_facts": b.split("world_facts")}
+            **{u: b.split(u) for u in ("real_authors", "world_facts") if b.has_split(u)}}
 
 
 def holdout_split(wd: Workdir) -> str:
     """The holdout split matching the forget split's size (for MIA)."""
-    return "holdout" + wd.forget_split.replace("forget", "")
+    return wd.holdout_split
 
 
 @torch.no_grad()
 def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFrame | None,
-                       retain_aucs: dict | None, generate: bool = True, batch_size: int = 64,
+                       retain_aucs: dict | None, generate: bool = True, batch_size: int | None = None,
                        sets: tuple[str, ...] = SETS, is_reference: bool = False
                        ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Per-example tables and the summary dict of ``model`` (no files written). ``is_reference``: the model is
-    the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0)."""
+    the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0).
+    A workdir whose benchmark source has its own metrics (MUSE, WMDP) is evaluated by the source's function."""
     from .evaluation.mia import mia_summary, mia_table
     from .evaluation.summary import summarise
     from .evaluation.tofu import evaluate_examples
 
+    from .data.format import with_special_tokens
+
+    batch_size = batch_size or wd.eval_batch_size
+    tokenizer = with_special_tokens(tokenizer, "include")  # metrics score EOS as TOFU does
+    if wd.evaluator is not None:
+        return wd.evaluator(model, tokenizer, wd, retain_forget, retain_aucs, generate=generate,
+                            batch_size=batch_size, is_reference=is_reference)
     was_training = model.training
     model.eval()
     try:
         ev = eval_sets(wd)
-        tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate)
-                  for k in sets}
+        sets = tuple(k for k in sets if k in ev)
+        tables = {k: evaluate_examples(model, tokenizer, ev[k], k, batch_size=batch_size, generate=generate,
+                                       max_new_tokens=wd.max_new_tokens) for k in sets}
         mia_t = mia_table(model, tokenizer, ev["forget"], wd.benchmark.split(holdout_split(wd)),
                           batch_size=batch_size)
     finally:
@@ -111,8 +120,10 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs, is_reference=model == "retain")
     for k, t in tables.items():
         write_parquet(out / f"{k}.parquet", _parquet_safe(t))
-    write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS})
-    summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key}
+    if wd.evaluator is None:
+        write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS if k in tables})
+    summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key,
+               "tables": sorted(tables)}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -125,7 +136,9 @@ def _cached_summary(out: Path, key: dict) -> dict | None:
         return None
     if not isinstance(cached, dict) or cached.get("cache_key") != key:
         return None
-    files = [f"{k}.parquet" for k in (*SETS, "mia")] + ["eval_log_aggregated.json"]
+    names = cached.get("tables") or (*SETS, "mia")
+    log = ["eval_log_aggregated.json"] if {"forget", "retain"} <= set(names) else []  # TOFU's sets only
+    files = [f"{k}.parquet" for k in names] + log
     if not all((out / f).is_file() for f in files):
         return None
     return cached

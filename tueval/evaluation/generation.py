@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from rouge_score import rouge_scorer
 
-from ..data.format import prompt_text
+from ..data.format import encode_prompts
 from ..forward import eval_mode, model_device
 
 
@@ -35,10 +35,11 @@ def cut_at_eos(tokens: torch.Tensor, eos_id: int | None) -> list[list[int]]:
 def generate_answers(
     model, tokenizer, questions: Sequence[str], batch_size: int = 32, max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy answers to ``questions`` (prompt format of ``tueval.data.format``), decoded and cut at EOS."""
+    """Greedy answers to ``questions`` (the tokenizer's prompt format, ``tueval.data.format``), decoded and cut
+    at EOS."""
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    enc = tokenizer([prompt_text(q) for q in questions], add_special_tokens=True)["input_ids"]
+    enc = encode_prompts(tokenizer, questions)
     order = np.argsort([len(e) for e in enc], kind="stable")
     out: list[str] = [""] * len(questions)
     device = model_device(model)

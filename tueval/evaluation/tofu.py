@@ -62,7 +62,8 @@ def evaluate_examples(
         gens = generate_answers(model, tokenizer, [e.question for e in examples], batch_size, max_new_tokens)
         refs = [e.answer for e in examples]
         r1, rl = rouge_recall(gens, refs)
-        df["generated_text"] = pd.Series([[prompt_text(e.question), g, r] for e, g, r in zip(examples, gens, refs)],
+        df["generated_text"] = pd.Series([[prompt_text(e.question, tokenizer), g, r]
+                                          for e, g, r in zip(examples, gens, refs)],
                                          dtype=object, index=df.index)
     else:
         r1 = rl = np.full(len(examples), np.nan)
