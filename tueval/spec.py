@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks",)
+HASH_OPTIONAL = ("lmeval_tasks", "special_tokens")
 
 
 class _Default:
@@ -36,7 +36,9 @@ class RunSpec:
     ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
     control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
-    multiple-choice evaluation of the unlearned model on the workdir's exported tasks."""
+    multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``special_tokens``: whether
+    EOS, end-of-turn and chat markup may be selected, scored and unlearned (``exclude``/``include``; ``auto``: the
+    workdir's setting, which excludes them on a workdir from a config and includes them on the embedded default)."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -58,6 +60,7 @@ class RunSpec:
     snapshot_steps: tuple = DEFAULT
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
+    special_tokens: str = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}

@@ -198,7 +198,7 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "lr": positive, "epochs": at_least_one, "batch_size": at_least_one, "weight_decay": non_negative,
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
-    "ckpt_every": at_least_one, "lmeval_tasks": tasks,
+    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "special_tokens": choice(("auto", "exclude", "include")),
 }
 
 
