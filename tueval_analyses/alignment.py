@@ -34,7 +34,9 @@ def run(cfg: AnalysisConfig) -> dict:
     tables = {"verdicts": verdicts, "summary": summ, "per_seed": per_seed, "per_label": A.per_label(rows),
               "permutation_null": A.permutation_null(scores, data, seeds, prof.n_perm),
               "per_example": rows[rows.label == "all"].drop(columns=["label"])}
-    settings = {"seeds": list(seeds),
+    from tueval.analysis.forget import ground_truth_note
+
+    settings = {"seeds": list(seeds), "ground truth": ground_truth_note(data),
                 "examples": f"{len(data.examples)} of {data.n_total} forget examples ({cfg.workdir.forget_split})",
                 "scorers": ", ".join(names),
                 "learned scorers": ", ".join(f"{k}: one GA run per seed (defaults.FIXED), scorer_state.safetensors"

@@ -9,9 +9,8 @@ import pandas as pd
 import torch
 
 from ..metrics.catalogue import higher_is_better
-from ..scoring.control_scorers import GT_SOURCES
 from ..stats.crossed import crossed_summary, per_seed_means, vs_control
-from .forget import ForgetData
+from .forget import ForgetData, present_gts
 from .scores import ScoreSet
 
 SUMMARY_METRICS = ("ap", "ap_lift", "ap_lift_prevalence", "roc_auc", "precision_at_k", "recall_at_k", "f1_at_k",
@@ -36,7 +35,7 @@ def alignment_rows(scores: ScoreSet, data: ForgetData, gt: str) -> pd.DataFrame:
 
 def all_gt_rows(scores: dict[str, ScoreSet], data: ForgetData) -> pd.DataFrame:
     """``alignment_rows`` against every ground truth (``scores`` holds one score set per ground truth)."""
-    return pd.concat([alignment_rows(scores[gt], data, gt) for gt in GT_SOURCES], ignore_index=True)
+    return pd.concat([alignment_rows(scores[gt], data, gt) for gt in data.gt_sources], ignore_index=True)
 
 
 def summaries(rows: pd.DataFrame, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,7 +62,7 @@ def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Seque
 
     rows = []
     gen = torch.Generator().manual_seed(seeds[0])
-    for gt in GT_SOURCES:
+    for gt in data.gt_sources:
         mask, ans = data.gt(gt), data.batch.answer_mask
         for name in scores[gt].names():
             s = scores[gt].get(name, seeds[0])
@@ -80,5 +79,5 @@ def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Seque
 def ap_lift_vs_random(rows: pd.DataFrame, names: Sequence[str], n_boot: int, alpha: float) -> list[dict]:
     """Each scorer vs random on AP lift, paired per (seed, example), under both ground truths: one family."""
     allr = rows[rows.label == "all"]
-    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=GT_SOURCES,
+    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=present_gts(allr),
                       higher_is_better=higher_is_better("ap_lift"), n_resamples=n_boot, alpha=alpha)
