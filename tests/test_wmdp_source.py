@@ -46,3 +46,11 @@ def test_lmeval_command_runs_the_workdirs_tasks(wmdp_workdir):
     out = json.loads(r.stdout)
     res = out.get("results", out)
     assert {"wmdp_bio", "mmlu_history"} <= set(res)
+
+
+def test_lmeval_default_tasks_of_a_wmdp_workdir_are_its_question_files(wmdp_workdir):
+    r = subprocess.run([sys.executable, "-m", "tueval.cli", "lmeval", "--model", "retain", "--workdir",
+                        str(wmdp_workdir.root), "--print-command"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "wmdp_bio" in r.stdout and "mmlu_history" in r.stdout and "tueval_forget_mc" not in r.stdout
+    assert (wmdp_workdir.root / "lmeval" / "tasks" / "wmdp_bio.yaml").is_file()
