@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(VENV)/bin/pip install -q "torch==2.13.0"
-	$(VENV)/bin/pip install -q -e ".[test]"
+	# the ray extra too: the tests start a local Ray cluster (about 80 MB, 20 s from PyPI)
+	$(VENV)/bin/pip install -q -e ".[test,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -183,3 +183,74 @@ def test_nan_score_names_the_row():
 def test_metric_metadata():
     assert METRICS["ap"].chance == "ap_chance" and METRICS["roc_auc"].chance == 0.5
     assert all(m.higher_is_better for m in METRICS.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "is it just the subject's name?": tokens copied from the question, values by token class, the variant without them
+def _ids_batch(rows, prompt_lens, question):
+    from tueval.data.collate import Batch
+
+    ids = torch.tensor(rows)
+    pos = torch.arange(ids.shape[1])[None]
+    plen = torch.tensor(prompt_lens)[:, None]
+    ans = pos >= plen
+    q = torch.tensor(question, dtype=torch.bool)
+    return Batch(ids, torch.ones_like(ids), torch.where(ans, ids, torch.full_like(ids, -100)), ans,
+                 torch.zeros_like(ans), [f"e{i}" for i in range(len(rows))], torch.tensor(prompt_lens)), q
+
+
+def test_copied_from_question_by_hand():
+    from tueval.scoring import copied_from_question
+
+    # prompt: BOS q q q SEP | answer; row 0 copies the run (7, 8) and the lone 9 (a single token is not a run)
+    rows = [[1, 7, 8, 9, 2, 7, 8, 5, 9, 6], [1, 3, 4, 5, 2, 4, 3, 5, 4, 5]]
+    question = [[0, 1, 1, 1, 0, 0, 0, 0, 0, 0]] * 2
+    batch, q = _ids_batch(rows, [5, 5], question)
+    c = copied_from_question(batch, hide=q)
+    assert c[0].tolist() == [False] * 5 + [True, True, False, False, False]
+    assert c[1].tolist() == [False] * 8 + [True, True]  # (4, 5) occurs in the question; (4, 3), (3, 5) do not
+    assert (copied_from_question(batch, hide=q, min_len=1) >= c).all()
+    assert copied_from_question(batch, hide=q, min_len=3).sum() == 0
+    assert not (c & ~batch.answer_mask).any()
+
+
+def test_copied_from_question_finds_the_subject_name(toy_batch, tiny_tokenizer, toy_examples):
+    from tueval.scoring import copied_from_question
+
+    c = copied_from_question(toy_batch, tiny_tokenizer)
+    for i, e in enumerate(toy_examples):
+        text = tiny_tokenizer.decode(toy_batch.input_ids[i][c[i]])
+        assert e.subject.split()[-1] in text  # the name the question asks about
+        assert e.answer.split(" in ")[1].split()[0].strip(",") not in text  # the birthplace is not in the question
+
+
+def test_values_by_class_and_the_variant_without_copied_tokens(toy_batch, tiny_tokenizer, toy_examples):
+    from tueval.analysis.alignment_tables import (alignment_rows, span_copy_counts, token_classes,
+                                                  values_by_class)
+    from tueval.analysis.forget import ForgetData, token_labels
+    from tueval.analysis.scores import ScoreSet
+    from tueval.scoring import copied_from_question
+
+    data = ForgetData(list(toy_examples), toy_batch, token_labels(toy_examples, tiny_tokenizer), None, None,
+                      tiny_tokenizer)
+    copied = copied_from_question(toy_batch, tiny_tokenizer)
+    cls = token_classes(data, copied)
+    ans, gt = toy_batch.answer_mask, toy_batch.gt_mask.bool() & toy_batch.answer_mask
+    assert torch.equal(cls["copied fact"] | cls["fact, not copied"], gt)
+    assert torch.equal(cls["copied"] | cls["fact, not copied"] | cls["not fact, not copied"], ans)
+    v = torch.arange(ans.numel(), dtype=torch.float32).reshape(ans.shape)
+    t = values_by_class({"x": v}, cls).set_index("tokens")
+    m = cls["copied"]
+    want = float(np.mean([float(v[i][m[i]].mean()) for i in range(len(m)) if m[i].any()]))
+    assert t.loc["copied", "mean_over_examples"] == pytest.approx(want)
+    assert t.loc["copied", "pooled_mean"] == pytest.approx(float(v[m].mean()))
+    assert t.loc["copied", "n_tokens"] == int(m.sum())
+    counts = span_copy_counts(data).set_index("label")
+    assert counts.loc["name", "in_question"] == counts.loc["name", "spans"] == len(toy_examples)
+    assert counts.loc["birthplace", "in_question"] == 0
+    # leaving the copied tokens out equals scoring on the reduced masks; the names' rows disappear
+    ss = ScoreSet({("oracle", None): gt.float() + 0.01 * v}, seeds=(0,))
+    full, nc = alignment_rows(ss, data, "spans"), alignment_rows(ss, data, "spans", drop=copied)
+    want = alignment_metrics(gt.float() + 0.01 * v, gt & ~copied, ans & ~copied)["ap"].numpy()
+    np.testing.assert_allclose(nc[nc.label == "all"].ap.to_numpy(float), want)
+    assert "name" in set(full.label) and "name" not in set(nc.label)

@@ -122,6 +122,16 @@ def test_alignment_quick(small_workdir, tmp_path):
     assert v.loc[("ap_lift[spans]", "oracle"), "decision"] == "better"
     assert v.loc[("ap_lift[spans]", "anti"), "decision"] != "better"
     assert v.family_size.iloc[0] == len(v)
+    # per label, and the variant without the tokens copied from the question (the subject's name)
+    wide = pd.read_csv(folder / "per_label_ap_lift.csv").set_index("scorer")
+    assert "name" in wide.columns and wide.loc["oracle"].min() > wide.loc["random"].max()
+    nc = pd.read_csv(folder / "nocopy_verdicts.csv")
+    assert set(nc.method) >= {"tokenunlearn", "etw", "oracle"} and nc.family.str.contains("copied").all()
+    assert "name" not in set(pd.read_csv(folder / "nocopy_per_label.csv").label)
+    cls = pd.read_csv(folder / "token_classes.csv").set_index(["value", "tokens"])["mean_over_examples"]
+    delta = "tokenunlearn knowledge signal (Delta)"
+    assert cls[(delta, "copied")] > cls[(delta, "fact, not copied")]
+    assert f"**{cls[(delta, 'copied')]:.2f}** on answer tokens copied" in (folder / "report.md").read_text()
 
 
 @pytest.mark.slow

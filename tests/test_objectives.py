@@ -251,3 +251,89 @@ def test_rmu_moves_forget_activations_to_control(tiny_model, toy_batch):
     assert torch.equal(layer_activations(tiny_model, forget, -1), layer_activations(tiny_model, forget, 1))
     with pytest.raises(SpecError, match="out of range"):
         layer_activations(tiny_model, forget, 5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reductions: the KL retain term's positions, RMU per sequence then over the batch, what each objective records
+def _kl_by_hand(pol, ref, positions):
+    """KL(ref || pol) per position in plain python, averaged over ``positions`` (a list of (i, t))."""
+    tot = 0.0
+    for i, t in positions:
+        p = [math.exp(float(x)) for x in ref[i, t]]
+        q = [math.exp(float(x)) for x in pol[i, t]]
+        zp, zq = sum(p), sum(q)
+        tot += sum(pi / zp * (math.log(pi / zp) - math.log(qi / zq)) for pi, qi in zip(p, q))
+    return tot / len(positions)
+
+
+@pytest.mark.parametrize("positions", ["all", "answer"])
+def test_kl_retain_term_positions_by_hand(positions):
+    batch, pol, ref, _ = _toy()
+    obj = make_objective("graddiff", {"retain_loss": "kl", "kl_positions": positions})
+    got = float(obj.retain_term(FixedLogits(pol), batch, FixedLogits(ref)))
+    if positions == "all":  # open-unlearning: every one of the B*T rows, padding included
+        want = _kl_by_hand(pol, ref, [(i, t) for i in range(2) for t in range(5)])
+    else:  # the positions predicting answer tokens
+        want = _kl_by_hand(pol, ref, [(i, t - 1) for i in range(2) for t in range(1, 5) if ANS[i][t]])
+    assert got == pytest.approx(want, rel=1e-5)
+    assert obj.get_params()["kl_positions"] == positions
+    assert "kl_positions" not in make_objective("graddiff").get_params()  # recorded only where it acts
+    with pytest.raises(SpecError, match="kl_positions"):
+        make_objective("graddiff", {"retain_loss": "kl", "kl_positions": "some"})
+
+
+class FixedHidden(torch.nn.Module):
+    """A fake causal LM whose block outputs are fixed tensors (trainable)."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.h = torch.nn.Parameter(hidden.clone())
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, output_hidden_states=False):
+        return SimpleNamespace(logits=None, hidden_states=(self.h * 0.0, self.h * 1.0, self.h * 2.0))
+
+
+def test_rmu_reduces_per_sequence_then_over_the_batch():
+    batch, _, _, w = _toy()
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(2, 5, 4, generator=g)
+    h_ref = torch.randn(2, 5, 4, generator=g)
+    obj = make_objective("rmu", {"layer": 0, "steering_coeff": 2.0, "alpha": 1.0, "normaliser": "weight_sum"})
+    cu = obj.control_vector(4, "cpu")
+    out = obj(FixedHidden(h), batch, batch, w, FixedHidden(h_ref))
+    d = ((h - cu) ** 2).mean(-1)
+    want_f = ((1.0 * d[0, 2] + 0.5 * d[0, 4]) / 1.5 + d[1, 3]) / 2  # per sequence sum w d / sum w, then the mean
+    assert float(out.forget) == pytest.approx(float(want_f), rel=1e-6)
+    r = ((h - h_ref) ** 2).mean(-1)
+    want_r = ((r[0, 2] + r[0, 3] + r[0, 4]) / 3 + (r[1, 2] + r[1, 3]) / 2) / 2
+    assert float(out.retain) == pytest.approx(float(want_r), rel=1e-6)
+    tok = make_objective("rmu", {"layer": 0, "steering_coeff": 2.0, "normaliser": "tokens"})
+    want_t = ((1.0 * d[0, 2] + 0.5 * d[0, 4]) / 3 + 2.0 * d[1, 3] / 2) / 2
+    assert float(tok(FixedHidden(h), batch, None, w, compute_retain=False).forget) == pytest.approx(float(want_t),
+                                                                                                  rel=1e-6)
+
+
+def test_objectives_record_the_reduction_they_use():
+    assert make_objective("npo").get_params()["normaliser"] == "sequence_sum"  # sums: no normaliser
+    assert make_objective("npo", {"normaliser": "tokens"}).get_params()["normaliser"] == "sequence_sum"
+    assert make_objective("npo", {"form": "tnpo", "normaliser": "tokens"}).get_params()["normaliser"] == "tokens"
+    with pytest.raises(SpecError, match="sequence_sum"):
+        make_objective("npo", {"form": "tnpo", "normaliser": "sequence_sum"})
+    assert make_objective("tpo").get_params()["normaliser"] == "per_sequence"
+    assert make_objective("ga").get_params()["normaliser"] == "weight_sum"
+    rmu = make_objective("rmu")
+    assert rmu.get_params()["trainable"] == "all" and "trainable_span" not in rmu.get_params()
+    wmdp = make_objective("rmu", {"trainable": "mlp.down_proj", "trainable_span": 3})
+    assert wmdp.get_params()["trainable_span"] == 3
+    with pytest.raises(SpecError, match="trainable_span"):
+        make_objective("rmu", {"trainable": "mlp.down_proj", "trainable_span": 0})
+
+
+def test_rmu_trainable_parameters_follow_the_setting(tiny_model):
+    assert make_objective("rmu").trainable_parameters(tiny_model) is None
+    ps = make_objective("rmu", {"layer": 1, "trainable": "mlp.down_proj", "trainable_span": 2}
+                        ).trainable_parameters(tiny_model)
+    assert [id(p) for p in ps] == [id(tiny_model.model.layers[i].mlp.down_proj.weight) for i in (0, 1)]
+    with pytest.raises(SpecError, match="no module 'mlp.up'"):
+        make_objective("rmu", {"trainable": "mlp.up"}).trainable_parameters(tiny_model)
+    assert make_objective("ga").trainable_parameters(tiny_model) is None

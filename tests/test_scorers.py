@@ -136,7 +136,7 @@ class _PerfectExceptGT(torch.nn.Module):
 
 def test_tif_retain_identifier_marks_fact_words(tiny_model, toy_batch, tiny_tokenizer, toy_examples):
     c = ScoringContext(retain_model=_PerfectExceptGT(toy_batch, len(tiny_tokenizer)), tokenizer=tiny_tokenizer)
-    s = make_scorer("tif").score(tiny_model, toy_batch, c)
+    s = make_scorer("tif", {"identifier": "retain"}).score(tiny_model, toy_batch, c)
     m = toy_batch.answer_mask
     assert set(s[m].tolist()) <= {0.0, 1.0}
     assert (s[toy_batch.gt_mask] == 1).all()
@@ -222,10 +222,11 @@ def test_model_needs_are_declared():
     assert make_scorer("tnpo").needs_ref_model and not make_scorer("wga").needs_ref_model
     assert make_scorer("tokenunlearn", {"dynamic": True}).needs_ref_model
     assert not make_scorer("tokenunlearn").needs_ref_model  # static: the engine passes the reference as model
-    assert make_scorer("tif").needs_retain_model
-    assert not make_scorer("tif", {"identifier": "ref_masked"}).needs_retain_model
+    assert make_scorer("tif", {"identifier": "retain"}).needs_retain_model
+    assert not make_scorer("tif").needs_retain_model  # the default identifier is not privileged
+    assert not make_scorer("tif", {"identifier": "annotations", "annotations": "x.jsonl"}).needs_retain_model
     assert make_scorer("anti", {"base": "tnpo"}).needs_ref_model
-    assert make_scorer("tif").describe()["needs_retain_model"] is True
+    assert make_scorer("tif", {"identifier": "retain"}).describe()["needs_retain_model"] is True
 
 
 def test_unknown_scorer_and_setting():

@@ -13,10 +13,13 @@ from statsmodels.stats.weightstats import ttost_paired
 
 from tueval.errors import DataError, SpecError
 from tueval.stats import (Comparison, PairedResult, adjust, adjust_batch, aggregate_mean, bca_interval, beats_all,
-                          compare, crossed_bootstrap, crossed_summary, effect_size_dz, equivalence_test, group_ci, iqm,
-                          min_seeds_for_exact, optimality_gap, paired_difference, paired_t, power_paired,
+                          bootstrap_t_interval, compare, compare_diffs, crossed_bootstrap, crossed_summary, dz_interval,
+                          effect_size_dz, equivalence_test, group_ci, iqm, min_seeds_for_exact,
+                          non_inferiority_from_diffs, optimality_gap, paired_difference, paired_t, power_paired,
                           probability_of_improvement, probability_of_improvement_ci, seeds_needed, sign_flip_pvalue,
-                          stratified_bootstrap_ci, t_interval, value_matrix, verdict_table, verdicts_to_frame)
+                          stratified_bootstrap_ci, t_interval, value_matrix, verdict_table, verdicts_from_frame,
+                          verdicts_to_frame)
+from tueval.stats.paired import worst_rank
 from tueval.stats import aggregate as agg
 
 rng = np.random.default_rng(1234)
@@ -99,14 +102,71 @@ def test_small_n_t_interval_and_ttest_rel():
     assert r.diffs == pytest.approx(tuple(d))
 
 
-def test_large_n_bca_matches_scipy_bootstrap():
-    m, c = rng.normal(0.5, 1, 12), rng.normal(0, 1, 12)
-    r = paired_difference(m, c, seed=7)
-    ref = scipy.stats.bootstrap((m - c,), np.mean, method="BCa", n_resamples=9999, rng=np.random.default_rng(7))
-    assert r.ci_method == "BCa bootstrap"
-    assert (r.ci_low, r.ci_high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
-    assert r.p_value == pytest.approx(_scipy_signflip(m - c, "greater"))
-    assert r.ci_low < r.estimate < r.ci_high
+def _boot_t_reference(d, level, n_resamples, seed):
+    """A loop implementation of the percentile-t interval with the same resample indices."""
+    n = d.size
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    m, se = d.mean(), d.std(ddof=1) / np.sqrt(n)
+    ts = []
+    for row in idx:
+        b = d[row]
+        sb = b.std(ddof=1) / np.sqrt(n)
+        ts.append((b.mean() - m) / sb if sb > 0 else np.sign(b.mean() - m) * np.inf)
+    ts = np.array(ts)
+    q_lo = np.quantile(ts, (1 - level) / 2, method="lower")
+    q_hi = np.quantile(ts, (1 + level) / 2, method="higher")
+    return m - q_hi * se, m - q_lo * se
+
+
+def test_t_interval_below_20_seeds_bootstrap_t_from_20():
+    for n, method in ((12, "t"), (16, "t"), (19, "t"), (24, "bootstrap-t")):
+        m, c = rng.normal(0.5, 1, n), rng.normal(0, 1, n)
+        r = paired_difference(m, c, seed=7, n_resamples=2000)
+        assert r.ci_method == method
+        ref = _boot_t_reference(m - c, 0.95, 2000, 7)
+        assert (r.robust_ci_low, r.robust_ci_high) == pytest.approx(ref)
+        if method == "t":
+            assert (r.ci_low, r.ci_high) == pytest.approx(t_interval(m - c, 0.95))
+        else:
+            assert (r.ci_low, r.ci_high) == (r.robust_ci_low, r.robust_ci_high)
+        assert r.ci_low < r.estimate < r.ci_high
+        ref_p = (_scipy_signflip(m - c, "greater") if n <= 16 else
+                 _scipy_signflip(m - c, "greater", n_resamples=20000, seed=5))
+        assert r.p_value == pytest.approx(ref_p, abs=0.04 if n > 16 else 1e-12)
+
+
+def test_bootstrap_t_is_batch_aware_and_follows_the_skew():
+    d = rng.normal(size=(3, 9))
+    lo, hi = bootstrap_t_interval(d, 0.9, n_resamples=500, seed=1)
+    for i in range(3):
+        assert (lo[i], hi[i]) == pytest.approx(bootstrap_t_interval(d[i], 0.9, n_resamples=500, seed=1))
+    # a long left tail: the bootstrap-t interval reaches further below the mean than the t-interval does
+    left = np.array([0.9, 0.8, 0.85, 0.95, 0.7, 0.9, 0.75, -2.5, 0.8, 0.9])
+    blo, bhi = bootstrap_t_interval(left, 0.95)
+    tlo, thi = t_interval(left, 0.95)
+    assert blo < tlo and (left.mean() - blo) > (bhi - left.mean())
+    assert bootstrap_t_interval(np.full(8, 0.3)) == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_dz_interval_covers_at_its_level():
+    """The noncentral-t CI of d_z covers the true d_z about 95% of the time for normal differences."""
+    g = np.random.default_rng(11)
+    true_dz, n = 0.6, 8
+    hits = [lo <= true_dz <= hi for lo, hi in (dz_interval(g.normal(true_dz, 1.0, n)) for _ in range(300))]
+    assert 0.91 <= np.mean(hits) <= 0.99
+    r = paired_difference(g.normal(1, 1, 8), np.zeros(8))
+    assert r.effect_size_ci_low < r.effect_size < r.effect_size_ci_high
+    assert dz_interval([1.0]) == (pytest.approx(float("nan"), nan_ok=True),) * 2
+
+
+def test_worst_rank_counts_a_failed_seed_against_its_arm():
+    m = np.array([1.0, 1.2, np.nan, 1.1])
+    c = np.array([0.5, 0.6, 0.4, np.inf])
+    mh, ch = worst_rank(m, c, higher_is_better=True)
+    assert mh[2] == 0.4 and ch[3] == 0.4  # the worst finite value of both arms, for each failed seed
+    ml, cl = worst_rank(m, c, higher_is_better=False)
+    assert ml[2] == 1.2 and cl[3] == 1.2
+    assert np.isnan(worst_rank([np.nan, np.nan], [np.nan, np.nan])[0]).all()
 
 
 def test_degenerate_differences_never_nan():
@@ -306,32 +366,62 @@ def _family():
 
 def test_verdict_table_decisions_and_holm():
     fam = _family()
-    vs = verdict_table(fam, alpha=0.05, higher_is_better={"forget": True, "loss": False})
+    vs = verdict_table(fam, alpha=0.05)
     assert [v.decision for v in vs] == ["better", "not better", "worse", "better"]
     assert all(v.family_size == 4 and v.correction == "holm" for v in vs)
     np.testing.assert_allclose([v.p_adjusted for v in vs], adjust([v.p_value for v in vs], "holm"))
     assert vs[3].estimate < 0 and vs[3].ci_high < 0 and not vs[3].higher_is_better
+    assert [v.better_unadjusted for v in vs] == [True, False, False, True]
     assert not beats_all(vs) and beats_all([vs[0], vs[3]]) and not beats_all([])
     df = verdicts_to_frame(vs)
     assert list(df.columns[:4]) == ["metric", "method", "control", "estimate"] and len(df) == 4
     assert vs[0].to_dict()["decision"] == "better"
+    assert verdicts_from_frame(df) == vs
+    assert verdicts_from_frame(df.drop(columns=["better_unadjusted", "n_failed"]))[0].metric == "forget"
 
 
-def test_verdict_needs_ci_and_p_and_recomputes_direction():
+def test_verdict_needs_ci_and_p_and_carries_direction():
     # tiny p but a CI that includes 0 -> not better
     fake = {"metric": "f", "method": "m", "control": "c", "estimate": 1.0, "ci_low": -0.1, "ci_high": 2.0,
             "p_value": 0.001, "alternative": "greater", "n": 8, "effect_size": 1.0, "test_name": "x"}
     assert verdict_table([fake])[0].decision == "not better"
     assert verdict_table([{**fake, "ci_low": 0.1}])[0].decision == "better"
-    # a two-sided result is re-tested one-sided from its diffs
+    # the bootstrap-t interval, where a result has one, must exclude 0 too
+    robust = {**fake, "ci_low": 0.1, "robust_ci_low": -0.2, "robust_ci_high": 2.5}
+    v = verdict_table([robust])[0]
+    assert v.decision == "not better" and not v.better_unadjusted
+    # a two-sided result is re-tested one-sided from its diffs, in the direction it was given
     r = paired_difference(np.arange(6) + 1.0, np.zeros(6), alternative="two-sided")
-    v = verdict_table([Comparison("f", "m", "c", r)])[0]
+    v = verdict_table([Comparison("f", "m", "c", r, higher_is_better=True)])[0]
     assert v.p_value == pytest.approx(1 / 64) and v.decision == "better"
+    with pytest.raises(SpecError):  # two-sided, no direction given, metric unknown to the catalogue
+        Comparison("f", "m", "c", r)
     with pytest.raises(SpecError):
         verdict_table([{**fake, "alternative": "two-sided"}])
     # Holm over a family of 3 with 6 seeds: 3 * 1/64 < 0.05 only when every seed favours the method
     rs = [Comparison("f", "m", f"c{i}", paired_difference(np.arange(6) + 1.0, np.zeros(6))) for i in range(3)]
-    assert beats_all(verdict_table(rs))
+    assert beats_all(verdict_table(rs)) and all(v.decision == "better" for v in verdict_table(rs))
+
+
+def test_compare_diffs_equals_compare_and_reports_failed_seeds():
+    g = np.random.default_rng(2)
+    m, c = g.normal(1, 1, 9), g.normal(0, 1, 9)
+    a = compare(m, c, metric="model_utility", method="x", control="y")
+    b = compare_diffs(m - c, metric="model_utility", method="x", control="y", n_failed=2)
+    assert a.result.estimate == pytest.approx(b.result.estimate) and a.result.p_value == b.result.p_value
+    assert b.higher_is_better and b.result.n_failed == 2
+    assert verdict_table([b])[0].n_failed == 2
+
+
+def test_non_inferiority_against_the_margin():
+    g = np.random.default_rng(4)
+    d = g.normal(-0.01, 0.01, 10)  # slightly worse, well within a margin of 0.05
+    r = non_inferiority_from_diffs(d, 0.05, higher_is_better=True)
+    assert r.non_inferior and r.bound > -0.05 and r.p_value < 0.05
+    ref = scipy.stats.ttest_1samp(d, -0.05, alternative="greater").pvalue
+    assert r.p_value == pytest.approx(ref)
+    assert not non_inferiority_from_diffs(d - 0.06, 0.05).non_inferior
+    assert non_inferiority_from_diffs(-d, 0.05, higher_is_better=False).non_inferior
 
 
 def test_verdict_equivalence_margin():

@@ -11,9 +11,11 @@ controls it is compared with, so the two cannot disagree:
   vs its permuted weights; the seed is the unit;
 - tradeoff: the controls analysis' confirmatory metrics of unlearning runs vs each named control; the seed is
   the unit.
-The profiles' seed caps are lifted: every family uses the ``--seeds`` asked for. All comparisons are one family
-(Holm). Exit code 0 only when every verdict is "better"; 1 when the scorer does not beat every control; 2 on bad
-input.
+The profiles' seed caps are lifted: every family uses the ``--seeds`` asked for. The claim checked is "the scorer
+beats every control on every metric", an intersection-union test: it passes only when every comparison is better
+at alpha on its own (one-sided p < alpha and the CIs exclude 0), and needs no multiplicity correction. The
+per-comparison labels printed are Holm-adjusted over all comparisons (one family). Exit code 0 only when the
+intersection-union test passes; 1 when the scorer does not beat every control; 2 on bad input.
 """
 from __future__ import annotations
 
@@ -106,10 +108,19 @@ def tradeoff_comparisons(cfg, scorer: str, mode: str, ratio: float | None, contr
     return method_comparisons(runs, get_analysis("controls").primary, alpha=cfg.alpha)
 
 
+def check_outcome(comparisons: Sequence, alpha: float) -> tuple[list, bool]:
+    """The Holm-labelled verdicts of all ``comparisons`` (one family) and whether the scorer beats every control:
+    the intersection-union test on the per-comparison decisions at ``alpha``."""
+    from .stats import beats_all, verdict_table
+
+    verdicts = verdict_table(comparisons, alpha=alpha, correction="holm")
+    return verdicts, beats_all(verdicts)
+
+
 def run_check(args) -> int:
     """Entry point of ``tueval check`` (see module docstring)."""
     from .analysis import AnalysisConfig
-    from .stats import beats_all, verdict_table, verdicts_to_frame
+    from .stats import verdicts_to_frame
     from .workdir import Workdir
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -137,18 +148,19 @@ def run_check(args) -> int:
     except Exception as e:  # noqa: BLE001 - a user's scorer may raise anything; report it, don't crash
         print(f"tueval check: error: scorer '{args.scorer}' failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    verdicts = verdict_table(comparisons, alpha=args.alpha, correction="holm")
-    ok = beats_all(verdicts)
+    verdicts, ok = check_outcome(comparisons, args.alpha)
     df = verdicts_to_frame(verdicts)
     if args.json:
         print(json.dumps({"scorer": args.scorer, "passed": ok, "alpha": args.alpha, "n_seeds": len(seeds),
                           "verdicts": [v.to_dict() for v in verdicts]}, indent=2, default=str))
     else:
-        cols = [c for c in ("metric", "control", "estimate", "ci_low", "ci_high", "p_adjusted", "decision")
-                if c in df.columns]
+        cols = [c for c in ("metric", "control", "estimate", "ci_low", "ci_high", "p_value", "better_unadjusted",
+                            "p_adjusted", "decision") if c in df.columns]
         print(df[cols].to_string(index=False))
+        n_ok = sum(bool(v.better_unadjusted) for v in verdicts)
         print(f"\n{args.scorer}: {'PASS - beats every control' if ok else 'FAIL - does not beat every control'}"
-              f" (Holm over {len(verdicts)} comparisons, alpha {args.alpha}, {len(seeds)} seeds)")
+              f" (intersection-union: {n_ok} of {len(verdicts)} comparisons better at alpha {args.alpha}, each "
+              f"unadjusted; labels Holm-adjusted; {len(seeds)} seeds)")
     if args.reports:
         from .io import write_csv
 

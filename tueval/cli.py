@@ -1,4 +1,5 @@
-"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, sweep, analyze, report, check, lmeval, demo."""
+"""The ``tueval`` command line: prepare, evaluate, tofu-stats, unlearn, presets, sweep, analyze, report, check, lmeval,
+demo."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true",
                     help="with --profile smollm2: time a few steps of each stage and print the estimated cost")
 
+    from .commands.analyze import add_engine_flags
+
+    add_engine_flags(sp)
+
     for name, register in _extra_commands():
         register(sub)
     return p
@@ -112,7 +117,8 @@ def _extra_commands():
     out = []
     import importlib
 
-    for mod_name in ("tueval.commands.unlearn", "tueval.commands.analyze", "tueval.commands.lmeval"):
+    for mod_name in ("tueval.commands.unlearn", "tueval.commands.presets", "tueval.commands.analyze",
+                     "tueval.commands.lmeval"):
         mod = importlib.import_module(mod_name)
         for name, reg in getattr(mod, "COMMANDS", {}).items():
             out.append((name, reg))
@@ -206,9 +212,14 @@ def cmd_demo(args) -> int:
         return _demo_smollm2(args)
     if args.dry_run:
         raise TuevalError("--dry-run is for --profile smollm2")
+    from .commands.unlearn import flag_value
+    from .config import checks, schema
     from .demo import run_demo
 
-    return run_demo(args.workdir, profile=args.profile, reports=args.reports, quiet=args.quiet)
+    engine = flag_value(schema.engine, "--engine", args.engine) if args.engine else None
+    address = flag_value(checks.text, "--address", args.address) if args.address else None
+    return run_demo(args.workdir, profile=args.profile, reports=args.reports, quiet=args.quiet, engine=engine,
+                    address=address)
 
 
 HANDLERS = {"prepare": cmd_prepare, "finetune": cmd_finetune, "evaluate": cmd_evaluate,

@@ -17,12 +17,13 @@ OBJECTIVE_FIXED = {obj: dict(over) for obj, over in _D.objectives.items()}
 #: seeds of the analyses (6: enough for Holm-adjusted p < 0.05 with the exact sign-flip test over 2 comparisons)
 SEEDS = list(_D.analysis.seeds)
 
-#: profile ``default`` (the demo grid): methods with their informative controls and objectives
+#: profile ``default`` (the demo grid): the paper presets with their informative controls, and their objectives
 DEMO_METHODS = [m.to_dict() for m in _grid("default").methods]
 CONTROLS = list(_grid("default").axes["control"])
 OBJECTIVES = list(_grid("default").axes["objective"])
-#: profile ``grid``: every seed-paper method on GA and NPO against its informative control
+#: profile ``grid``: every paper preset against its informative control, TokenUnlearn also on NPO
 GRID_METHODS = [m.to_dict() for m in _grid("grid").methods]
+GRID_OBJECTIVES = list(_grid("grid").axes["objective"])
 #: profile ``full``: every scorer family on every objective with every control
 FULL_METHODS = [m.to_dict() for m in _grid("full").methods]
 FULL_CONTROLS = list(_grid("full").axes["control"])

@@ -16,11 +16,14 @@ def demo_analyses() -> tuple[str, ...]:
 
 
 def run_demo(workdir: str | Path = "work", profile: str = "default", reports: str | Path = "reports",
-             quiet: bool = False, analyses: tuple[str, ...] | None = None) -> int:
-    """Run the main job end to end (``analyses``: default every installed analysis); returns the exit code."""
+             quiet: bool = False, analyses: tuple[str, ...] | None = None, engine: str | None = None,
+             address: str | None = None) -> int:
+    """Run the main job end to end (``analyses``: default every installed analysis) with the unlearning runs on
+    ``engine`` (default: the configured one, ``local``) at ``address``; returns the exit code."""
     import torch
 
     from .analysis import AnalysisConfig, get_analysis
+    from .config import defaults
     from .defaults import SEEDS
     from .prepare import prepare
     from .report.foundation import write_foundation_report
@@ -39,6 +42,9 @@ def run_demo(workdir: str | Path = "work", profile: str = "default", reports: st
     timings["foundation_s"] = time.perf_counter() - t0 - timings["prepare_s"]
     analysis_profile = {"small": "quick", "default": "default", "grid": "grid", "full": "full"}[profile]
     seeds = tuple(SEEDS) if profile != "small" else (0, 1)
+    execution = defaults().analysis
+    run_on = {"engine": engine or execution.engine, "address": address or execution.address,
+              "resources": dict(execution.resources)}
     for name in demo_analyses() if analyses is None else analyses:
         t = time.perf_counter()
         if not quiet:
@@ -48,7 +54,7 @@ def run_demo(workdir: str | Path = "work", profile: str = "default", reports: st
         over = analysis.demo_overrides if profile in ("default", "grid") else {}
         cfg = AnalysisConfig(workdir=wd, reports=reports, seeds=seeds, compute=True,
                              profile=over.get("profile", analysis_profile), scorers=over.get("scorers", ()),
-                             progress=not quiet)
+                             progress=not quiet, **run_on)
         analysis(cfg)
         timings[f"{name}_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0

@@ -10,6 +10,10 @@ from .config.resolve import run_fields
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
 HASH_OPTIONAL = ("lmeval_tasks", "special_tokens")
+#: RunSpec fields that never enter the hash: ``preset`` names where the values came from, and the values alone
+#: define the computation (a preset and the same settings written out share one cached run; editing a preset's
+#: documentation renames nothing). The run record keeps the name next to the hashed spec.
+NOT_HASHED = ("preset",)
 
 
 class _Default:
@@ -38,7 +42,9 @@ class RunSpec:
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
     multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``special_tokens``: whether
     EOS, end-of-turn and chat markup may be selected, scored and unlearned (``exclude``/``include``; ``auto``: the
-    workdir's setting, which excludes them on a workdir from a config and includes them on the embedded default)."""
+    workdir's setting, which excludes them on a workdir from a config and includes them on the embedded default).
+    ``preset`` names a method preset (``tueval.presets``; ``tueval presets`` lists them): its fields resolve under
+    the fields given and over the objective's defaults; it is recorded but not hashed (``NOT_HASHED``)."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -61,6 +67,7 @@ class RunSpec:
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
     special_tokens: str = DEFAULT
+    preset: str | None = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}
@@ -71,8 +78,11 @@ class RunSpec:
         return asdict(self)
 
     def hash_dict(self) -> dict:
-        """``to_dict()`` without the ``HASH_OPTIONAL`` fields that hold their default (the dict the hash sees)."""
+        """``to_dict()`` without ``NOT_HASHED`` and without the ``HASH_OPTIONAL`` fields that hold their default
+        (the dict the hash sees)."""
         d = self.to_dict()
+        for k in NOT_HASHED:
+            d.pop(k)
         for k in HASH_OPTIONAL:
             if d[k] == defaults().run[k]:
                 d.pop(k)

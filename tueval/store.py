@@ -7,7 +7,8 @@ only when ``done.json``, ``summary.json`` and ``spec.json`` are all there; anyth
 resumes from its checkpoint or restarts. Every file is written atomically. State files are safetensors with
 JSON metadata (``tueval.tensorfile``): nothing in a run folder is ever unpickled, and a pickle found where a
 state file belongs is refused without being opened. One OS file lock per run (``runs/.locks/<id>.lock``,
-released when its process dies) makes one run compute once: a second process waits, then reads the result.
+released when its process dies; a lease file with ``TUEVAL_LOCK=lease``, ``tueval.locks``) makes one run compute
+once: a second process waits, then reads the result.
 """
 from __future__ import annotations
 
@@ -83,11 +84,13 @@ class RunFolder:
     @contextlib.contextmanager
     def lock(self, progress: bool = True) -> Iterator[None]:
         """Hold this run's lock; waits (saying so when ``progress``) while another process holds it."""
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
+
+        from .locks import run_lock
 
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self.lock_path))
+            lock = run_lock(self.lock_path)
             try:
                 lock.acquire(timeout=0)
             except Timeout:

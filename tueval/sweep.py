@@ -1,16 +1,13 @@
-"""Grids of unlearning runs: expand a grid (YAML or dict) into RunSpecs and run them over a process pool."""
+"""Grids of unlearning runs: expand a grid (YAML or dict) into RunSpecs and run them on an executor (a local
+process pool by default, or a Ray cluster: ``tueval.executors``)."""
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from tqdm.auto import tqdm
-
 from .config.grid import AXES, load_config, parse_grid
 from .errors import MissingRunsError
+from .executors import Executor, RunsFailedError, current_executor, make_executor
 from .spec import RunSpec
 from .unlearn import RunResult, run_id, unlearn
 from .workdir import Workdir
@@ -34,45 +31,45 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     return load_config(path).specs()
 
 
-def _worker(args: tuple) -> tuple[str, dict]:
-    spec_dict, root = args
-    import torch
-
-    torch.set_num_threads(1)
-    res = unlearn(RunSpec.from_dict(spec_dict), Workdir(root), progress=False)
-    return res.run_id, res.summary
+def _finished(rid: str, wd: Workdir) -> bool:
+    return (wd.root / "runs" / rid / "done.json").exists()
 
 
 def missing(specs: Iterable[RunSpec], wd: Workdir) -> list[RunSpec]:
     """The specs whose run is not finished in ``wd``."""
-    return [s for s in specs if not (wd.root / "runs" / run_id(s, wd) / "done.json").exists()]
+    return [s for s in specs if not _finished(run_id(s, wd), wd)]
 
 
-def run_grid(specs: Sequence[RunSpec], wd: Workdir, workers: int | None = None, progress: bool = True
-             ) -> list[RunResult]:
-    """Run every spec (finished ones are reused) over ``workers`` processes, one torch thread each."""
-    todo = missing(specs, wd)
-    workers = workers or max(1, min(os.cpu_count() or 1, 2))
+def executor_for(engine: str | Executor | None = None, workers: int | None = None) -> Executor:
+    """The executor of ``engine``: an Executor as given, a registered name built with ``workers``, or (None) the
+    one the running analysis set (``tueval.executors.using``), else the local pool with ``workers``."""
+    if isinstance(engine, Executor):
+        return engine
+    if engine is None:
+        engine = current_executor()
+        if engine is not None:
+            return engine
+        engine = "local"
+    return make_executor(engine, workers=workers)
+
+
+def run_grid(specs: Sequence[RunSpec], wd: Workdir, workers: int | None = None, progress: bool = True,
+             engine: str | Executor | None = None) -> list[RunResult]:
+    """Run every spec (finished ones are reused) on ``engine`` (see ``executor_for``; default: a pool of
+    ``workers`` local processes, one torch thread each). Runs that fail do not stop the others; at the end a
+    RunsFailedError lists them (spec and error)."""
+    todo = list({rid: s for s in specs if not _finished(rid := run_id(s, wd), wd)}.values())  # each id once
     if todo:
-        bar = tqdm(total=len(todo), desc=f"unlearning runs ({workers} workers)", disable=not progress)
-        if workers == 1:
-            for s in todo:
-                _worker((s.to_dict(), str(wd.root)))
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-                futs = [ex.submit(_worker, (s.to_dict(), str(wd.root))) for s in todo]
-                for f in as_completed(futs):
-                    f.result()
-                    bar.update(1)
-        bar.close()
+        failures = executor_for(engine, workers).run(todo, wd, progress)
+        if failures:
+            raise RunsFailedError(failures, len(todo))
     return [unlearn(s, wd, progress=False) for s in specs]
 
 
 def require_runs(specs: Sequence[RunSpec], wd: Workdir, compute: bool, workers: int | None = None,
-                 progress: bool = True) -> list[RunResult]:
-    """The finished runs of ``specs``; computes missing ones if ``compute``, else raises MissingRunsError listing
-    them and the command that computes them."""
+                 progress: bool = True, engine: str | Executor | None = None) -> list[RunResult]:
+    """The finished runs of ``specs``; computes missing ones (on ``engine``, see ``run_grid``) if ``compute``, else
+    raises MissingRunsError listing them and the command that computes them."""
     miss = missing(specs, wd)
     if miss and not compute:
         lines = "\n".join(f"  - {s.label()} seed={s.seed} lr={s.lr:g}" for s in miss[:20])
@@ -82,7 +79,7 @@ def require_runs(specs: Sequence[RunSpec], wd: Workdir, compute: bool, workers: 
             f"compute them with `tueval analyze <name> --workdir {wd.root}` (it computes missing runs unless --no-compute) or `tueval sweep GRID.yaml "
             f"--workdir {wd.root}`; a single one with e.g. `tueval unlearn {_cli_args(miss[0])} --workdir "
             f"{wd.root}`")
-    return run_grid(specs, wd, workers, progress)
+    return run_grid(specs, wd, workers, progress, engine)
 
 
 def _cli_args(s: RunSpec) -> str:

@@ -62,12 +62,27 @@ class Trainer:
     plugin_scorer: bool
     _perm_epoch: int = -1
     _perm: torch.Tensor | None = None
+    _keys: torch.Tensor | None = None
+    group: Any = None  # the run's processes (tueval.distributed): one unless a launcher started several
+    train_model: Any = None  # ``model`` as trained: wrapped for data parallel over ``group``, else ``model``
+
+    def __post_init__(self):
+        if self.group is None:
+            from .distributed import current
+
+            self.group = current()
+        if self.train_model is None:
+            self.train_model = self.model
 
     @classmethod
     def build(cls, spec: RunSpec, wd: Workdir, scorer, wspec, objective, forget_split: str) -> "Trainer":
         """Load models and data for ``spec``; a plugin scorer is checked on the first batch before any step.
         The caller seeds torch's global RNG first: model loading and the scorers draw from it in this order."""
+        from .distributed import current
         from .scoring import ScoringContext
+
+        group = current()
+        group.check(spec, objective)
 
         model, tok = wd.load_model("target")
         model.train()
@@ -83,10 +98,18 @@ class Trainer:
                 "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
                 "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}
         ctx = ScoringContext(ref_model=ref_model, retain_model=retain_model, tokenizer=tok, generator=gens["weights"])
+        keep = objective.trainable_parameters(model) if hasattr(objective, "trainable_parameters") else None
+        if keep is not None:  # e.g. RMU's WMDP setting: only the named modules move
+            ids = {id(p) for p in keep}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in ids)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
                                 weight_decay=spec.weight_decay)
         t = cls(spec, model, tok, scorer, wspec, objective, F, R, None, ctx, gens, ref_model, opt,
-                is_plugin(scorer))
+                is_plugin(scorer), group=group)
+        t.train_model, t.opt = group.prepare(model, opt)
+        if hasattr(scorer, "set_run_steps"):  # a scorer with a learning-rate schedule learns the run's length
+            scorer.set_run_steps(t.total_steps)
         if t.plugin_scorer:
             t.check_scorer()
         if scorer.static:
@@ -167,43 +190,74 @@ class Trainer:
             raise NonFiniteLossError(f"unlearning stopped at step {step}: the {what} is not finite ({parts}); "
                                      "the model was not updated and no checkpoint was written at this step")
 
+    def fixed_keys(self, idx: torch.Tensor, width: int) -> torch.Tensor | None:
+        """The ``random_k_fixed`` control's random keys of the forget examples ``idx`` (None for other controls):
+        one key per (example, position), drawn once per run from a stream of their own."""
+        if self.wspec.control != "random_k_fixed":
+            return None
+        if self._keys is None:
+            from .weighting import fixed_keys
+
+            self._keys = fixed_keys(self.forget.input_ids.shape, self.spec.seed + 3_000_017)
+        return self._keys[idx][:, :width]
+
     # ---- the step -----------------------------------------------------------------------------------------
     def __call__(self, step: int) -> dict:
-        """One optimisation step; returns its log row."""
+        """One optimisation step; returns its log row. Split over processes, each computes the loss of its rows
+        of the batch, while scores and weights are computed on the whole batch (``tueval.distributed``)."""
+        from . import step_matching
         from .weighting import apply_weighting, grad_norm_matched_scale
 
         spec, model, objective, scorer, ctx = self.spec, self.model, self.objective, self.scorer, self.ctx
+        group = self.group
         epoch = step // self.steps_per_epoch
         idx, fb = self.forget_batch(step)
         rb = Batch.trim(self.retain.select(torch.randint(len(self.retain), (spec.batch_size,),
                                                          generator=self.gens["retain"])))
         ctx.step = step
-        out = model_forward(model, fb, hidden=bool(scorer.needs_hidden or objective.needs_hidden))
-        ctx.outputs = out
+        hidden = bool(scorer.needs_hidden or objective.needs_hidden)
+        out = model_forward(self.train_model, group.shard(fb), hidden=hidden)
+        if group.parallel and self.static is None:
+            with torch.no_grad():  # the scorer sees the whole batch, as in one process
+                ctx.outputs = model_forward(model, fb, hidden=hidden)
+        else:
+            ctx.outputs = out
         if self.static is not None:
             scores = self.static[idx][:, : fb.input_ids.shape[1]]
         elif self.plugin_scorer:
             scores = self._plugin_scores(fb, step)
         else:
             scores = scorer.score(model, fb, ctx)
-        wr = apply_weighting(self.wspec, scores, fb.answer_mask, generator=self.gens["weights"])
-        loss = objective(model, fb, rb, wr.weights, self.ref_model, forget_out=out)
-        total = loss.total
-        if wr.needs_grad_scale:
+        wr = apply_weighting(self.wspec, scores, fb.answer_mask, generator=self.gens["weights"],
+                             keys=self.fixed_keys(idx, fb.input_ids.shape[1]))
+        loss = objective(self.train_model, group.shard(fb), group.shard(rb), group.shard(wr.weights),
+                         self.ref_model, forget_out=out)
+        total, matched = loss.total, {}
+        if wr.match is not None:
             method = objective(model, fb, None, wr.method_weights, self.ref_model, forget_out=out,
                                compute_retain=False)
+        if wr.match == "grad_norm":
             c = grad_norm_matched_scale(model, method.forget, loss.forget)
             total = objective.gamma * c * loss.forget + objective.alpha * loss.retain
         self._require_finite(step, "loss", total, loss)
+        if wr.match == "step_norm":  # the method's step on the same batch and optimiser state sets the step size
+            method_total = objective.gamma * method.forget + objective.alpha * loss.retain
+            self._require_finite(step, "method's loss", method_total, method)
+            target = step_matching.method_step_norm(self.opt, method_total, spec.clip, model.parameters())
+            self._require_finite(step, "method's step norm", torch.tensor(target), method)
+            matched = {"method_step_norm": target}
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
+        group.backward(total)
+        gnorm = group.clip_grad_norm(self.train_model, spec.clip)
         self._require_finite(step, "gradient norm", gnorm, loss)
+        before = step_matching.snapshot(self.opt) if matched else None
         self.opt.step()
+        if matched:
+            matched["uniform_step_norm"] = step_matching.rescale_step(self.opt, before, matched["method_step_norm"])
         if scorer.stateful:
-            scorer.update(model, fb, ctx, outputs=out.detach())
+            scorer.update(model, fb, ctx, outputs=ctx.outputs.detach())
         return {"step": step, "epoch": epoch, "total": float(total.detach()), "forget": float(loss.forget.detach()),
-                "retain": float(loss.retain.detach()), "grad_norm": float(gnorm),
+                "retain": float(loss.retain.detach()), "grad_norm": float(gnorm), **matched,
                 **{k: float(v) for k, v in loss.extras.items() if v.numel() == 1}}
 
     # ---- checkpoints --------------------------------------------------------------------------------------

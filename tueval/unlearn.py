@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import current as current_group
 from .errors import SpecError
 from .evaluate import evaluate_unlearned, lmeval_setup, lmeval_table, reference  # noqa: F401 - lmeval_table re-exported
 from .hashing import spec_hash
@@ -93,31 +94,41 @@ def run_id(spec: RunSpec, wd: Workdir) -> str:
 def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = True, force: bool = False,
             stop_after: int | None = None) -> RunResult:
     """Run ``spec`` on ``wd`` (or return the cached result). ``stop_after`` simulates a crash after N steps.
-    Identical calls at once compute once: the others wait for the run's lock and return it cached."""
+    Identical calls at once compute once: the others wait for the run's lock and return it cached. Under a
+    launcher (``tueval.distributed``) every process trains its share of each batch; the first one holds the lock,
+    writes the run folder and evaluates, the others wait for it."""
     wd = wd if isinstance(wd, Workdir) else Workdir(wd)
     resolved = resolve(spec, wd)
     scorer, wspec, objective = resolved.pop("_objects")
     folder = RunFolder.of(wd.root, spec_hash(resolved, 16))
-    if folder.is_finished() and not force:
+    group = current_group()
+    if group.agree(folder.is_finished() and not force):
         return _result(folder, spec)
     lmeval_include = lmeval_setup(spec.lmeval_tasks, wd) if spec.lmeval_tasks else None
-    with folder.lock(progress=progress):
-        if folder.is_finished() and not force:
+    with group.main_only(folder.lock(progress=progress)):
+        if group.agree(folder.is_finished() and not force):
             return _result(folder, spec)
-        ref = reference(wd)  # before training: a broken retain evaluation fails in seconds, not after the run
+        # before training: a broken retain evaluation fails in seconds, not after the run
+        ref = reference(wd) if group.is_main else None
         torch.manual_seed(spec.seed)
         trainer = Trainer.build(spec, wd, scorer, wspec, objective, resolved["spec"]["forget_split"])
-        folder.start({**resolved, "run_id": folder.run_id, "label": spec.label(), "provenance": provenance()})
+        if group.is_main:
+            folder.start({**resolved, **({"preset": spec.preset} if spec.preset else {}), "run_id": folder.run_id,
+                          "label": spec.label(), "provenance": provenance()})
+        group.barrier()
         state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch)
         _resume(folder, trainer, state)
         t0 = time.perf_counter()
-        bar = tqdm(total=state.total_steps, initial=state.step, desc=spec.label(), disable=not progress,
-                   leave=False)
+        bar = tqdm(total=state.total_steps, initial=state.step, desc=spec.label(),
+                   disable=not (progress and group.is_main), leave=False)
         try:
-            run_loop(trainer, state, _hooks(spec, folder, trainer, bar), stop_after)
+            run_loop(trainer, state, _hooks(spec, folder, trainer, bar) if group.is_main else [], stop_after)
         finally:
             bar.close()
         train_s = time.perf_counter() - t0
+        if not group.is_main:
+            group.barrier()  # rank 0 evaluates and finishes the run folder
+            return _result(folder, spec)
         tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
                                              spec.lmeval_tasks, lmeval_include)
         folder.write_tables(tables)
@@ -130,7 +141,10 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             save_model(trainer.model, trainer.tokenizer, folder.path / "model")
         summary = {**summary, "steps": state.step, "wall_s": time.perf_counter() - t0, "train_s": train_s,
                    "label": spec.label()}
+        if group.parallel:
+            summary["processes"] = group.world
         folder.finish(summary, state.step)
+        group.barrier()
     return RunResult(folder.run_id, folder.path, spec, summary)
 
 

@@ -1,12 +1,20 @@
 """From token scores to token weights: hard top-r, soft mean-1, raw; and the controls that take a method's own
-weights (random_k, permuted, magnitude_matched, bottom_k, gradient-norm matching).
+weights (random_k, random_k_fixed, permuted, magnitude_matched, bottom_k, gradient-norm and step matching).
 
 All tensors are [B, T], aligned with input positions; weights are exactly zero outside ``answer_mask``.
 Normaliser rule (A1), made explicit by ``WeightingSpec.loss_normaliser``:
   soft -> per-sequence mean-1 weights, then a token mean (Z = number of answer tokens);
   hard -> mean over the selected tokens (Z = sum of weights);
   none -> the scores are the weights as they are, token mean (the WGA/SatImp/TNPO/ATWU-prototype form).
-Controls keep the method's total weight, so they share its Z (except ``magnitude_matched_grad``, see below).
+Controls keep the method's total weight, so they share its Z, except:
+  ``magnitude_matched`` always uses the token-count normaliser: under ``weight_sum`` its scale cancels and it is
+  the uniform base, token for token;
+  ``magnitude_matched_grad`` and ``step_matched`` train with uniform weights and leave the matching to the engine
+  (``WeightResult.match``): the first scales the loss to the method's gradient norm, the second rescales the
+  optimiser's parameter step to the norm of the step the method would take (``tueval.step_matching``).
+Ties: every selection ranks answer tokens in ONE order, score descending then position ascending; top-r takes its
+head (equal scores: the earlier position) and ``bottom_k`` its tail (equal scores: the later position), so the two
+sets stay disjoint whenever 2k <= n_i, constant scores included.
 """
 from __future__ import annotations
 
@@ -18,7 +26,10 @@ import torch
 from .errors import SpecError
 
 MODES = ("hard", "soft", "none")
-CONTROLS = (None, "random_k", "permuted", "magnitude_matched", "magnitude_matched_grad", "bottom_k")
+CONTROLS = (None, "random_k", "random_k_fixed", "permuted", "magnitude_matched", "magnitude_matched_grad",
+            "step_matched", "bottom_k")
+#: controls whose uniform weights the engine still matches to the method: name -> what it matches
+ENGINE_MATCHED = {"magnitude_matched_grad": "grad_norm", "step_matched": "step_norm"}
 NORMALISERS = ("auto", "weight_sum", "tokens")
 SCOPES = ("sequence", "batch")
 
@@ -50,7 +61,10 @@ class WeightingSpec:
 
     @property
     def loss_normaliser(self) -> str:
-        """The Z the objective must use: ``weight_sum`` or ``tokens`` (resolves ``auto`` by the A1 rule)."""
+        """The Z the objective must use: ``weight_sum`` or ``tokens`` (resolves ``auto`` by the A1 rule;
+        ``magnitude_matched`` is always token-normalised, since under ``weight_sum`` it equals uniform)."""
+        if self.control == "magnitude_matched":
+            return "tokens"
         if self.normaliser != "auto":
             return self.normaliser
         return "weight_sum" if self.mode == "hard" else "tokens"
@@ -63,13 +77,18 @@ class WeightingSpec:
 @dataclass
 class WeightResult:
     """Weights for the objective (``weights``, after any control), the method's own weights before the control
-    (``method_weights``), the normaliser to pass to the objective, and whether the engine must still scale the
-    loss by ``grad_norm_matched_scale`` (control ``magnitude_matched_grad``)."""
+    (``method_weights``), the normaliser to pass to the objective, and what the engine must still match to the
+    method (``match``: None, ``grad_norm`` for ``magnitude_matched_grad``, ``step_norm`` for ``step_matched``)."""
 
     weights: torch.Tensor
     method_weights: torch.Tensor
     normaliser: str
-    needs_grad_scale: bool = False
+    match: str | None = None
+
+    @property
+    def needs_grad_scale(self) -> bool:
+        """Whether the engine scales the loss by ``grad_norm_matched_scale``."""
+        return self.match == "grad_norm"
 
 
 def check_ratio(ratio: float) -> float:
@@ -145,14 +164,25 @@ def _random_keys(answer_mask: torch.Tensor, generator: torch.Generator | None) -
     return r
 
 
-def random_k(weights: torch.Tensor, answer_mask: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """As many tokens per sequence as the method weights (non-zero), at uniformly drawn answer positions (fresh
-    each call), each with the method's mean non-zero weight of that sequence (so the totals match)."""
+def random_k(weights: torch.Tensor, answer_mask: torch.Tensor, generator: torch.Generator | None = None,
+             keys: torch.Tensor | None = None) -> torch.Tensor:
+    """As many tokens per sequence as the method weights (non-zero), at uniformly drawn answer positions, each with
+    the method's mean non-zero weight of that sequence (so the totals match). The positions are the top-k of
+    random ``keys`` [B, T]: fresh from ``generator`` each call unless ``keys`` are given (``random_k_fixed``)."""
     k, val = _count_and_value(weights, answer_mask)
-    rank = descending_rank(_random_keys(answer_mask, generator), answer_mask)
+    if keys is None:
+        keys = _random_keys(answer_mask, generator)
+    elif tuple(keys.shape) != tuple(answer_mask.shape):
+        raise SpecError(f"random keys have shape {tuple(keys.shape)}, expected {tuple(answer_mask.shape)}")
+    rank = descending_rank(keys, answer_mask)
     sel = (rank < k[:, None]) & answer_mask
     return sel.float() * val[:, None]
+
+
+def fixed_keys(shape: Sequence[int], seed: int) -> torch.Tensor:
+    """One random key per (example, position) of a whole split [N, T], a function of ``seed`` only: the
+    ``random_k_fixed`` control takes its tokens from these, so an example keeps its random subset across epochs."""
+    return torch.rand(tuple(shape), generator=torch.Generator().manual_seed(seed))
 
 
 def permuted(weights: torch.Tensor, answer_mask: torch.Tensor,
@@ -168,15 +198,17 @@ def permuted(weights: torch.Tensor, answer_mask: torch.Tensor,
 
 
 def magnitude_matched(weights: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
-    """Uniform weights on answer tokens, rescaled so the batch total equals the method's total weight."""
+    """Uniform weights on answer tokens, rescaled so the batch total equals the method's total weight (trained
+    under the token-count normaliser, ``WeightingSpec.loss_normaliser``)."""
     m = answer_mask.float()
     c = _masked(weights.detach().float(), answer_mask, 0.0).sum() / m.sum().clamp_min(1)
     return m * c
 
 
 def bottom_k(scores: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
-    """The method's count of tokens per sequence taken from the LEAST-scored answer tokens, each with the
-    method's mean non-zero weight (disjoint from the top-k whenever 2k <= n_i)."""
+    """The method's count of tokens per sequence taken from the LEAST-scored answer tokens (the tail of top-r's
+    order, so equal scores go to the later position), each with the method's mean non-zero weight (disjoint from
+    the top-k whenever 2k <= n_i)."""
     k, val = _count_and_value(weights, answer_mask)
     n = answer_mask.sum(-1)
     rank = descending_rank(scores, answer_mask)
@@ -205,8 +237,9 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_weighting(spec: WeightingSpec, scores: torch.Tensor, answer_mask: torch.Tensor,
-                    generator: torch.Generator | None = None) -> WeightResult:
-    """Turn scores into weights per ``spec`` (mode, then control); see WeightResult."""
+                    generator: torch.Generator | None = None, keys: torch.Tensor | None = None) -> WeightResult:
+    """Turn scores into weights per ``spec`` (mode, then control); see WeightResult. ``keys`` [B, T]: the batch's
+    rows of ``fixed_keys`` (needed by ``random_k_fixed``)."""
     if tuple(scores.shape) != tuple(answer_mask.shape):
         raise SpecError(f"scores have shape {tuple(scores.shape)}, expected {tuple(answer_mask.shape)} ([B, T])")
     shape = answer_mask.shape
@@ -217,20 +250,24 @@ def apply_weighting(spec: WeightingSpec, scores: torch.Tensor, answer_mask: torc
         w = soft_weights(s, m)
     else:
         w = raw_weights(s, m)
-    c, grad_scale = spec.control, False
+    c, match = spec.control, ENGINE_MATCHED.get(spec.control)
     if c is None:
         out = w
     elif c == "random_k":
         out = random_k(w, m, generator)
+    elif c == "random_k_fixed":
+        if keys is None:
+            raise SpecError("control random_k_fixed needs the batch's fixed random keys (weighting.fixed_keys)")
+        out = random_k(w, m, keys=keys if spec.scope == "sequence" else _flat(keys))
     elif c == "permuted":
         out = permuted(w, m, generator)
     elif c == "magnitude_matched":
         out = magnitude_matched(w, m)
     elif c == "bottom_k":
         out = bottom_k(s, w, m)
-    else:  # magnitude_matched_grad: uniform weights; the engine scales by grad_norm_matched_scale
-        out, grad_scale = uniform_weights(m), True
-    return WeightResult(out.reshape(shape), w.reshape(shape), spec.loss_normaliser, grad_scale)
+    else:  # magnitude_matched_grad, step_matched: uniform weights; the engine matches the method (ENGINE_MATCHED)
+        out = uniform_weights(m)
+    return WeightResult(out.reshape(shape), w.reshape(shape), spec.loss_normaliser, match)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 by seed?
 
 For every objective and method the grid holds the method itself, the method with each control (``random_k``:
-as many tokens at random positions; ``permuted``: its own weights shuffled within the sequence;
-``magnitude_matched``: uniform weights with the method's total weight) and the sequence-level base
-(``uniform``: scorer uniform, mode none), all over the same seeds with ``defaults.FIXED`` settings. Runs become
-the tidy runs table (``tueval.analysis.runs``), which ``analyse`` turns into seed-paired Holm-corrected verdicts
-(``tueval.analysis.families``) and the report.
+as many tokens at random positions, redrawn every step; ``random_k_fixed``: the same, one fixed random subset per
+example across epochs; ``permuted``: its own weights shuffled within the sequence; ``magnitude_matched``: uniform
+weights with the method's total weight, token-count normalised; ``step_matched``: uniform weights with the
+parameter step rescaled to the method's) and the sequence-level base (``uniform``: scorer uniform, mode none), all
+over the same seeds with ``defaults.FIXED`` settings. Runs become the tidy runs table (``tueval.analysis.runs``),
+which ``analyse`` turns into seed-paired verdicts (``tueval.analysis.families``): Holm labels per method over both
+primary metrics and every control, intersection-union "better on both" and "beats every control", BH over the
+whole exploratory screen; controls identical to another arm are reported and left out.
 
 lm-eval: with ``extra={"lmeval_tasks": True}`` (the three exported tasks) or a list of task names, every run is
 computed with ``RunSpec.lmeval_tasks`` (other run ids than the default runs: off by default so cached runs are
@@ -25,13 +28,19 @@ from tueval.analysis import Analysis, AnalysisConfig
 NAME = "controls"
 TITLE = "Controls on the forget-utility trade-off"
 LMEVAL_TASKS = ("tueval_forget_mc", "tueval_retain_mc", "tueval_utility_mc")
-#: the confirmatory trade-off metrics (Holm family) and the exploratory ones (BH, reported only)
+#: the confirmatory trade-off metrics (Holm family) and the exploratory ones (BH over the whole screen, reported
+#: only); forget probability and the MIA AUC enter as distances to the retain model
 PRIMARY = ("log10_fq", "model_utility")
-SECONDARY = ("forget_prob", "mia_min_k_gap", "privleak_abs")
-#: the default family: per objective, method and metric, the method against its controls (2 in the demo grid:
-#: its own control and uniform), so that 6 seeds can reach Holm-adjusted p < 0.05 with the exact sign-flip test
-DEFAULT_FAMILY = "method_metric"
-QUICK_METHODS = [defaults.GRID_METHODS[0], defaults.GRID_METHODS[2]]  # TokenUnlearn hard, ETW soft
+SECONDARY = ("forget_prob_gap", "mia_min_k_gap", "privleak_abs")
+#: the default family: per objective and method, both primary metrics against every control (the claim a report
+#: makes about one method: 2 x 2 = 4 comparisons in the demo grid, which need 7 seeds under Holm)
+DEFAULT_FAMILY = "method"
+#: the exploratory screen is one BH family over every method, control and secondary metric
+SCREEN_FAMILY = "overall"
+#: the quick profile: TokenUnlearn hard (GA) and ETW (GradDiff) of the grid profile, on their own objectives
+QUICK_METHODS = [m for m in defaults.GRID_METHODS
+                 if (m.get("preset"), m.get("objective")) in (("tokenunlearn_hard", "ga"), ("etw", "graddiff"))]
+QUICK_OBJECTIVES = list(dict.fromkeys(m["objective"] for m in QUICK_METHODS))
 SWEEP_RATIOS = (0.1, 0.3, 0.5)
 SWEEP_LRS = (5e-4, 1e-3, 2e-3)
 
@@ -49,14 +58,15 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
         keep = [m for m in methods if m["scorer"] in cfg.scorers]
         known = {m["scorer"] for m in keep}
         methods = keep + [{"scorer": s, "mode": "hard", "ratio": 0.3} for s in cfg.scorers if s not in known]
-    controls = list(ex.get("controls", (["random_k", "magnitude_matched"] if quick else
+    controls = list(ex.get("controls", (["random_k", "step_matched"] if quick else
                                         defaults.FULL_CONTROLS if full else defaults.CONTROLS)))
     if ex.get("uniform", True) and BASE not in controls:
         controls.append(BASE)
     lmeval = ex.get("lmeval_tasks", ())
     lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
-    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", ["ga"] if quick else
-                                                          defaults.FULL_OBJECTIVES if full else defaults.OBJECTIVES)),
+    objectives = (QUICK_OBJECTIVES if quick else defaults.FULL_OBJECTIVES if full else
+                  defaults.GRID_OBJECTIVES if cfg.profile == "grid" else defaults.OBJECTIVES)
+    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", objectives)),
             "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
             "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
@@ -78,62 +88,91 @@ def run(cfg: AnalysisConfig) -> dict:
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
                              "controls": st["controls"], "fixed optimiser settings": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
-                             "Holm family": st["family"], **lm_setting},
+                             "Holm family": st["family"], "exploratory screen": "BH over every method, control "
+                                                                              "and secondary metric",
+                             **lm_setting},
                    command=regen_command(NAME, cfg), figures=bool((cfg.extra or {}).get("figures", True)))
 
 
-def analyse(runs, out: Path, alpha: float = 0.05, family: str = "objective", settings: dict | None = None,
+def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, settings: dict | None = None,
             command: str | None = None, figures: bool = True) -> dict:
     """The pure half of ``run``: verdicts and the report folder from a tidy runs table."""
-    from tueval.analysis.families import paired_diffs, paired_verdicts
+    from tueval.analysis.families import degenerate_controls, identical_arms, paired_diffs, paired_verdicts
 
-    verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=alpha, family=family)
-    _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=family, correction="fdr_bh")
+    same = identical_arms(runs)
+    drop = degenerate_controls(same)
+    verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=alpha, family=family, drop=drop)
+    _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=SCREEN_FAMILY, correction="fdr_bh", drop=drop)
     diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY])
-    paths = write_report(Path(out), runs, vframe, sframe, diffs, settings or {}, command or "", alpha, figures)
+    paths = write_report(Path(out), runs, vframe, sframe, diffs, settings or {}, command or "", alpha, figures,
+                         same=same, dropped=drop)
     return {"verdicts": [v.to_dict() for v in verdicts], "secondary": sframe.to_dict("records"),
-            "family": family, "n_seeds": int(runs["seed"].nunique()), "n_runs": int(runs["run_id"].nunique()),
-            **paths}
+            "family": family, "dropped_controls": drop.to_dict("records"), "n_seeds": int(runs["seed"].nunique()),
+            "n_runs": int(runs["run_id"].nunique()), **paths}
 
 
 def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, command: str, alpha: float,
-                 figures: bool = True) -> dict[str, Any]:
-    """Write report.md, the CSVs and (unless ``figures`` is False) the figures of the analysis into ``root``."""
-    from tueval.analysis.families import arm_means_table, arm_summary, family_note, identical_arms, plain_summary
+                 figures: bool = True, same=None, dropped=None) -> dict[str, Any]:
+    """Write report.md, the CSVs and (unless ``figures`` is False) the figures of the analysis into ``root``;
+    ``same`` / ``dropped``: the identical arms and the controls left out of the families because of them."""
+    import pandas as pd
+
+    from tueval.analysis.families import (VERDICT_TABLE_COLUMNS as COLUMNS, arm_means_table, arm_summary,
+                                          better_on_all, family_note, identical_arms, plain_summary)
     from tueval.analysis.runs import lmeval_columns, long_table
     from tueval.plots.tradeoff import tradeoff_figures
-    from tueval.report import PAIRED_COLUMNS, ReportWriter, markdown_table, settings_md, verdict_markdown
+    from tueval.report import ReportWriter, markdown_table, settings_md, verdict_markdown
 
     rw = ReportWriter(root, TITLE)
     seeds = sorted(runs["seed"].unique().tolist())
     conf = runs[runs["role"] == "confirmatory"]
+    same = identical_arms(runs) if same is None else same
+    dropped = pd.DataFrame() if dropped is None else dropped
     rw.text("## What was tested\n"
             "Does each token-level method beat its own controls on the forget-utility trade-off? Every method is "
             "run with the same seeds as: `random_k` (as many tokens per sequence at uniformly drawn positions, "
-            "same total weight), `permuted` (its own weights shuffled within each sequence), `magnitude_matched` "
-            "(uniform weights on every answer token, scaled to the method's total weight) and `uniform` (the "
-            "sequence-level base: scorer uniform, mode none). Arms are paired by seed (the seed fixes data order "
-            "and sampling); the seed is the unit of analysis.\n")
+            "redrawn every step, same total weight), `random_k_fixed` (the same, but one fixed random subset per "
+            "example for the whole run: a static scorer hits the same tokens every epoch too), `permuted` (its own "
+            "weights shuffled within each sequence), `magnitude_matched` (uniform weights on every answer token, "
+            "scaled to the method's total weight, normalised by the token count), `step_matched` (uniform weights; "
+            "every optimiser step rescaled to the norm of the step the method takes from the same parameters, "
+            "batch and optimiser state: the same size of update, spent on every token) and `uniform` (the "
+            "sequence-level base: scorer uniform, mode none). Under AdamW a loss scaled by a constant is not a "
+            "smaller update (Adam renormalises it), so only `step_matched` matches the size of the update. Arms "
+            "are paired by seed (the seed fixes data order and sampling); the seed is the unit of analysis.\n")
     rw.text("## Settings\n" + settings_md({**settings, "seeds": f"{seeds} (n={len(seeds)})",
                                           "runs": f"{conf['run_id'].nunique()} confirmatory, "
                                                   f"{runs.loc[runs['role'] == 'sweep', 'run_id'].nunique()} sweep"}))
     rw.text("## Statistics\n"
-            "Estimand: the mean over seeds of the paired difference method − control. CI: two-sided 95% Student-t "
-            "interval (n < 10). Test: one-sided exact sign-flip permutation test in the better direction. "
-            "Metrics: forget quality as log10 of the KS p-value (higher is better), model utility (higher is "
-            "better) are **confirmatory**; forget probability (lower is better), |Min-K% AUC − 0.5| (lower is "
-            "better) and |privleak| (lower is better) are exploratory (Benjamini-Hochberg within the same "
-            "family grouping, not used for claims). Decision 'better' = Holm-adjusted p < α AND the CI excludes 0 "
-            "on the better side; 'worse' mirrors it; otherwise 'not better'.\n\n" + family_note(verdicts, alpha))
-    same = identical_arms(runs)
+            "Estimand: the mean over seeds of the paired difference method − control, with its 95% CI (Student-t "
+            "below 20 seeds, bootstrap-t from 20), the 95% bootstrap-t CI (robust to skewed differences) and "
+            "d_z with its noncentral-t 95% CI. Test: one-sided sign-flip permutation test in the better direction "
+            "(exact up to 16 seeds). Metrics: log10 forget quality (KS p-value; higher is better) and model "
+            "utility (higher is better) are **confirmatory**; the distance of the forget probability to the retain "
+            "model's, the distance of the Min-K% MIA AUC to the retain model's AUC and |privleak| (all lower is "
+            "better) are exploratory: one Benjamini-Hochberg family over the whole screen, not used for claims. "
+            "A failed seed (NaN or diverged metric) is never dropped: it takes the worst value of that metric over "
+            "every arm and seed of the method (worst-rank rule) and counts against its arm (`n_failed`). "
+            "Per comparison at α (`better_unadjusted`): p < α AND both CIs exclude 0 on the better side. Labels: "
+            "'better' is the same with the Holm-adjusted p, within one family per objective and method over both "
+            "primary metrics and every control; 'worse' mirrors it; otherwise 'not better' (which never means "
+            "'no worse'). \"Better on both\" and \"beats every control\" are intersection-union tests on the "
+            "per-comparison decisions (`tueval check` uses the same rule).\n\n" + family_note(verdicts, alpha)
+            if not verdicts.empty else "## Statistics\n_(no comparisons)_\n")
     if not same.empty:
         rw.text("## Degenerate controls\nThese arms gave the same metrics as another arm of the same method on every "
                 "seed (within 0.1%), so the comparison against them tests nothing new (e.g. `magnitude_matched` "
-                "equals `uniform` when the loss is normalised by the weight sum, and `random_k` equals `uniform` "
-                "when the method's weights have no zeros):\n" + markdown_table(same))
+                "equals `uniform` for soft weights, whose total weight is the token count, and `random_k` equals "
+                "`uniform` when the method's weights have no zeros):\n" + markdown_table(same))
+        if not dropped.empty:
+            rw.text("Left out of the verdict families (the arm named first in each pair that is not the method "
+                    "or the uniform base):\n" + markdown_table(dropped))
         rw.table("identical_arms", same)
-    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(verdicts, columns=PAIRED_COLUMNS))
-    rw.text("## In plain words\n" + plain_summary(verdicts))
+    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(verdicts, columns=COLUMNS))
+    if not verdicts.empty:
+        rw.text("## Better on both primary metrics (intersection-union)\n"
+                + markdown_table(better_on_all(verdicts)))
+        rw.text("## In plain words\n" + plain_summary(verdicts))
     index = ["objective", "method", "arm"]
     rw.text("## Per-arm means with 95% CI over seeds\n"
             + markdown_table(arm_means_table(arm_summary(conf, [*PRIMARY, *SECONDARY]), index)))
@@ -145,8 +184,8 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
                 "`lmeval_utility_mc` (higher = more kept). Mean [95% CI] over seeds; no tests.\n"
                 + markdown_table(arm_means_table(arm_summary(conf, lm), index)))
     if not secondary.empty:
-        rw.text("## Exploratory metrics (BH-adjusted, not confirmatory)\n"
-                + verdict_markdown(secondary, columns=PAIRED_COLUMNS))
+        rw.text("## Exploratory metrics (one BH family over the whole screen, not confirmatory)\n"
+                + verdict_markdown(secondary, columns=COLUMNS))
     if figures:
         rw.text("## Figures\n")
         rw.figures(tradeoff_figures(runs, diffs, verdicts, PRIMARY))
@@ -159,13 +198,14 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
 def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float | None, controls: list[str],
                       objective: str, report: bool = False) -> list:
     """Verdicts of ONE scorer vs ``controls`` (control names and/or ``uniform``) on the confirmatory trade-off
-    metrics, Holm over controls x metrics; runs (or reads) what it needs; ``report`` also writes
-    reports/check_controls/."""
-    from tueval.analysis.families import paired_verdicts
+    metrics, Holm over controls x metrics (identical controls left out); runs (or reads) what it needs;
+    ``report`` also writes reports/check_controls/."""
+    from tueval.analysis.families import degenerate_controls, identical_arms, paired_verdicts
     from tueval.analysis.runs import method_runs
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
-    verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method")
+    verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method",
+                                  drop=degenerate_controls(identical_arms(runs)))
     if report:
         analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha, family="method",
                 settings={"scorer": scorer, "mode": mode, "ratio": ratio, "objective": objective,
@@ -175,5 +215,5 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
 
 ANALYSIS = Analysis(name=NAME, title=TITLE,
                     question="Does the method beat random-token selection, its own permuted weights, a "
-                             "magnitude-matched uniform update and the sequence-level base?",
+                             "step-matched uniform update and the sequence-level base?",
                     run=run, demo_order=5, primary=PRIMARY)

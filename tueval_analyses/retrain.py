@@ -3,7 +3,9 @@ or the bottom-q tokens, and compare what is forgotten, paired by seed.
 
 If a scorer finds the tokens that carry the forget knowledge, unlearning its top-q fraction (hard selection,
 control None) should forget more than unlearning a random q (``random_k``: the same count per sequence at random
-positions) and more than the bottom q (``bottom_k``: the same count from the least-scored tokens).
+positions) and more than the bottom q (``bottom_k``: the same count from the least-scored tokens). "Forget more"
+is measured as getting closer to the retain model (forget probability as its distance to the retain model's, so
+that a collapsed model does not win) and as a higher forget quality.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ TOP = "top"
 #: arm name -> weighting control of the run
 ARMS = {TOP: None, "random_k": "random_k", "bottom_k": "bottom_k"}
 CONTROLS = [a for a in ARMS if a != TOP]
-#: confirmatory: does top-q forget more? (forget probability, lower better; log10 forget quality, higher better)
-PRIMARY = ("forget_prob", "log10_fq")
+#: confirmatory: does top-q forget more? (distance of the forget probability to the retain model's, lower better;
+#: log10 forget quality, higher better)
+PRIMARY = ("forget_prob_gap", "log10_fq")
 SECONDARY = ("model_utility", "forget_truth_ratio", "mia_min_k_gap")
 ARM_LABELS = {TOP: "top-q (scorer)", "random_k": "random q", "bottom_k": "bottom-q (scorer)"}
 
@@ -36,21 +39,24 @@ def retrain_cells(scorers: Sequence[str], ratios: Sequence[float], seeds: Sequen
     return selection_cells(scorers, ratios, seeds, {a: ARMS[a] for a in arms}, objective, fixed, scorer_params)
 
 
-def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = ("objective", "method", "metric"),
+def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = "method",
             settings: dict | None = None, command: str | None = None) -> dict:
     """Verdicts and the report folder of the retraining analysis from a tidy runs table."""
-    from tueval.analysis.families import (arm_means_table, arm_summary, family_note, paired_diffs,
-                                          paired_verdicts)
+    from tueval.analysis.families import (FAMILIES, VERDICT_TABLE_COLUMNS as COLUMNS, arm_means_table,
+                                          arm_summary, better_on_all, family_note, paired_diffs, paired_verdicts)
     from tueval.analysis.runs import long_table, runs_by_selection
     from tueval.plots.tradeoff import selection_curves_figure
-    from tueval.report import PAIRED_COLUMNS, ReportWriter, fmt, markdown_table, settings_md, verdict_markdown
+    from tueval.report import ReportWriter, fmt, markdown_table, settings_md, verdict_markdown
 
     verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=alpha, family=family, method_arm=TOP, controls=CONTROLS)
-    _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=family, method_arm=TOP, controls=CONTROLS,
+    _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family="overall", method_arm=TOP, controls=CONTROLS,
                                 correction="fdr_bh")
+    cols = FAMILIES.get(family, ()) if isinstance(family, str) else tuple(family)
     if not vframe.empty:
-        vframe["family_definition"] = ("{random q, bottom-q} per objective, scorer, q and metric" if "metric" in family
-                                       else "scorers x q x {random q, bottom-q} x metrics per objective")
+        vframe["family_definition"] = (
+            "{random q, bottom-q} x metrics per objective, scorer and q" if "method" in cols and "metric" not in cols
+            else "{random q, bottom-q} per objective, scorer, q and metric" if "metric" in cols
+            else "scorers x q x {random q, bottom-q} x metrics per objective")
     diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY], method_arm=TOP)
     root = Path(out)
     rw = ReportWriter(root, TITLE)
@@ -60,32 +66,43 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = ("object
             "with hard selection of q of each answer's tokens: the scorer's **top-q** tokens, a **random q** (same "
             "count per sequence, uniform positions: control `random_k`) and the scorer's **bottom-q** (control "
             "`bottom_k`). If the scorer finds the tokens that carry the forget knowledge, top-q should forget "
-            "more (lower forget probability, higher forget quality) than random-q and bottom-q.\n")
+            "more than random-q and bottom-q: a forget probability closer to the retain model's (a collapsed "
+            "model's probability falls below the retain model's and is as far from it as an unlearned one above "
+            "it) and a higher forget quality.\n")
     rw.text("## Settings\n" + settings_md({**(settings or {}), "seeds": f"{seeds} (n={len(seeds)})",
                                           "runs": runs["run_id"].nunique()}))
     rw.text("## Statistics\n"
-            "Paired by seed: mean difference top − control, two-sided 95% t-CI, one-sided exact sign-flip test in "
-            "the better direction (forget probability: lower is better; log10 forget quality: higher is better). "
-            "Confirmatory families (Holm): for each objective, scorer, q and primary metric (forget probability, "
-            "log10 forget quality), top-q against {random q, bottom-q}. Utility, truth ratio and |MIA AUC − 0.5| "
-            "are exploratory (BH).\n\n" + (family_note(vframe, alpha) if not vframe.empty else ""))
-    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(vframe, columns=PAIRED_COLUMNS) if not vframe.empty else
+            "Paired by seed: mean difference top − control, two-sided 95% CI (t below 20 seeds) and bootstrap-t "
+            "CI, d_z with its CI, one-sided exact sign-flip test in the better direction (distance of the forget "
+            "probability to the retain model's: lower is better; log10 forget quality: higher is better). A "
+            "failed seed takes the worst value of its metric (worst-rank rule). Confirmatory families (Holm): "
+            "for each objective, scorer and q, top-q against {random q, bottom-q} on both primary metrics. "
+            "\"Beats on both\" is an intersection-union test on the per-comparison decisions at α. Utility, truth "
+            "ratio and the distance of the MIA AUC to the retain model's are exploratory (one BH family over the "
+            "whole screen).\n\n" + (family_note(vframe, alpha) if not vframe.empty else ""))
+    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(vframe, columns=COLUMNS) if not vframe.empty else
             "## Verdicts\n_(no comparisons)_\n")
     lines = []
     for r in vframe.itertuples():
         word = {"better": "YES", "worse": "no (worse)"}.get(r.decision, "no")
         lines.append(f"- {r.method} top-q beats `{r.control}` on {r.metric}? {word} (Δ={fmt(r.estimate)} "
-                     f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}], p_adj={fmt(r.p_adjusted)}, n={r.n_seeds})")
+                     f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}], d_z={fmt(r.effect_size)} [{fmt(r.effect_size_ci_low)}, "
+                     f"{fmt(r.effect_size_ci_high)}], p_adj={fmt(r.p_adjusted)}, n={r.n_seeds})")
+    if not vframe.empty:
+        for r in better_on_all(vframe).itertuples():
+            lines.append(f"- {r.method} top-q beats `{r.control}` on both primary metrics (intersection-union)? "
+                         f"{'YES' if r.better_on_all else 'no'}")
     rw.text("## In plain words\n" + "\n".join(lines) + "\n")
     index = ("objective", "scorer", "q", "arm")
     summ = arm_summary(runs_by_selection(runs), [*PRIMARY, *SECONDARY], index)
     rw.text("## Per-arm means with 95% CI over seeds\n" + markdown_table(arm_means_table(summ, index)))
     if not sframe.empty:
-        rw.text("## Exploratory metrics (BH-adjusted)\n" + verdict_markdown(sframe, columns=PAIRED_COLUMNS))
+        rw.text("## Exploratory metrics (one BH family over the whole screen)\n"
+                + verdict_markdown(sframe, columns=COLUMNS))
     rw.text("## Figures\n")
     rw.figure("retrain_curves", selection_curves_figure(runs_by_selection(runs), ARM_LABELS),
-              "Forget probability, log10 forget quality and model utility vs q for each arm (mean ± 95% t-CI over "
-              "seeds, faint points = single seeds). Numbers: arm_summary.csv.")
+              "Distance of the forget probability to the retain model's, log10 forget quality and model utility vs "
+              "q for each arm (mean ± 95% t-CI over seeds, faint points = single seeds). Numbers: arm_summary.csv.")
     report = rw.finish({"runs_long": long_table(runs), "arm_summary": summ, "paired_diffs": diffs,
                         "verdicts": vframe, "exploratory_secondary": None if sframe.empty else sframe}, command)
     return {"verdicts": [v.to_dict() for v in verdicts], "secondary": sframe.to_dict("records"),
@@ -112,8 +129,8 @@ def run(cfg: AnalysisConfig) -> dict:
 
 def retrain_verdicts(cfg: AnalysisConfig, scorer: str, ratios: Sequence[float] = (0.3,), objective: str = "ga",
                      controls: Sequence[str] = ("random_k", "bottom_k"), report: bool = False) -> list:
-    """Verdicts of ONE scorer's top-q vs ``controls`` at each q on forget probability and log10 forget quality, Holm
-    over q x controls x metrics; runs (or reads) what it needs. Controls other than random_k and bottom_k (e.g.
+    """Verdicts of ONE scorer's top-q vs ``controls`` at each q on the distance of the forget probability to the
+    retain model's and log10 forget quality, Holm over q x controls x metrics; runs (or reads) what it needs. Controls other than random_k and bottom_k (e.g.
     uniform, magnitude_matched) have no retraining form and are skipped; if none is left, both are used."""
     import pandas as pd
 

@@ -17,11 +17,15 @@ SUMMARY_METRICS = ("ap", "ap_lift", "ap_lift_prevalence", "roc_auc", "precision_
                    "iou_f1", "pointing_game", "relevance_mass")
 
 
-def alignment_rows(scores: ScoreSet, data: ForgetData, gt: str) -> pd.DataFrame:
-    """Per (scorer, seed, example[, label]) alignment metrics against ground truth ``gt`` (seed -1: deterministic)."""
+def alignment_rows(scores: ScoreSet, data: ForgetData, gt: str, drop: torch.Tensor | None = None) -> pd.DataFrame:
+    """Per (scorer, seed, example[, label]) alignment metrics against ground truth ``gt`` (seed -1: deterministic);
+    ``drop`` [N, T]: answer tokens left out of the comparison altogether (neither GT nor background)."""
     from ..metrics import alignment_table
 
     mask, ans = data.gt(gt), data.batch.answer_mask
+    if drop is not None:
+        keep = ~drop.bool()
+        mask, ans = mask & keep, ans & keep
     frames = []
     for name in scores.names():
         for sk in scores.seed_keys(name):
@@ -33,9 +37,9 @@ def alignment_rows(scores: ScoreSet, data: ForgetData, gt: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def all_gt_rows(scores: dict[str, ScoreSet], data: ForgetData) -> pd.DataFrame:
+def all_gt_rows(scores: dict[str, ScoreSet], data: ForgetData, drop: torch.Tensor | None = None) -> pd.DataFrame:
     """``alignment_rows`` against every ground truth (``scores`` holds one score set per ground truth)."""
-    return pd.concat([alignment_rows(scores[gt], data, gt) for gt in data.gt_sources], ignore_index=True)
+    return pd.concat([alignment_rows(scores[gt], data, gt, drop) for gt in data.gt_sources], ignore_index=True)
 
 
 def summaries(rows: pd.DataFrame, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,6 +57,55 @@ def per_label(rows: pd.DataFrame) -> pd.DataFrame:
     return (lab.groupby(["ground_truth", "scorer", "label"], sort=False)
             .agg(ap_lift=("ap_lift", "mean"), ap=("ap", "mean"), recall_at_k=("recall_at_k", "mean"),
                  n_rows=("ap_lift", "count")).reset_index())
+
+
+def per_label_wide(labels: pd.DataFrame, value: str = "ap_lift", gt: str = "spans") -> pd.DataFrame:
+    """``per_label`` as one row per scorer and one column per fact label (``value`` of ground truth ``gt``): where
+    each scorer's alignment comes from."""
+    sub = labels[labels.ground_truth == gt]
+    if sub.empty:
+        return pd.DataFrame()
+    return sub.pivot_table(index="scorer", columns="label", values=value, sort=False).reset_index()
+
+
+#: token classes of the "is it just the subject's name?" comparison (``copied``: copied from the question)
+TOKEN_CLASSES = ("copied", "fact, not copied", "not fact, not copied", "copied fact", "copied, not fact")
+
+
+def token_classes(data: ForgetData, copied: torch.Tensor, gt: str = "spans") -> dict[str, torch.Tensor]:
+    """The answer tokens of each of ``TOKEN_CLASSES`` ([N, T] bool each) against ground truth ``gt``."""
+    ans, g, c = data.batch.answer_mask.bool(), data.gt(gt), copied.bool()
+    return {"copied": c & ans, "fact, not copied": g & ~c, "not fact, not copied": ans & ~g & ~c,
+            "copied fact": c & g, "copied, not fact": c & ans & ~g}
+
+
+def values_by_class(values: dict[str, torch.Tensor], classes: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Per (value, token class): the mean over examples of each example's mean (the example is the unit), its SD
+    over examples, the number of examples and tokens, and the mean over all tokens of the class pooled."""
+    rows = []
+    for name, v in values.items():
+        v = v.detach().float().cpu()
+        for cls, m in classes.items():
+            m = m.cpu()
+            n = m.sum(-1)
+            ok = n > 0
+            per_ex = ((v * m).sum(-1)[ok] / n[ok]).double()
+            rows.append({"value": name, "tokens": cls, "mean_over_examples": float(per_ex.mean()) if ok.any()
+                         else float("nan"), "sd_over_examples": float(per_ex.std()) if int(ok.sum()) > 1
+                         else float("nan"), "n_examples": int(ok.sum()), "n_tokens": int(m.sum()),
+                         "pooled_mean": float(v[m].mean()) if m.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def span_copy_counts(data: ForgetData) -> pd.DataFrame:
+    """Per fact label: the ground-truth spans and how many of them occur verbatim in their question."""
+    rows = [{"label": sp.label, "copied": e.answer[sp.start:sp.end].strip().lower() in e.question.lower()}
+            for e in data.examples for sp in e.spans]
+    if not rows:
+        return pd.DataFrame(columns=["label", "spans", "in_question"])
+    df = pd.DataFrame(rows)
+    out = df.groupby("label", sort=False).agg(spans=("copied", "size"), in_question=("copied", "sum")).reset_index()
+    return out.sort_values("spans", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Sequence[int], n_perm: int

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from .. import defaults
+from ..presets import base_fields, expand_method
 from ..spec import RunSpec
 from ..sweep import expand_grid
 
@@ -41,11 +42,13 @@ def method_name(method: dict) -> str:
 
 def arm_specs(objective: str, method: dict, arm: str, seeds: Sequence[int], fixed: dict, **over) -> list[RunSpec]:
     """The RunSpecs (one per seed) of one arm: ``method`` itself (METHOD_ARM), the method under a weighting
-    control (the control's name), or the sequence-level base (BASE); ``over`` overrides run settings."""
-    if arm == BASE:
-        m, control = {"scorer": "uniform", "mode": "none", **over}, None
+    control (the control's name), or the sequence-level base (BASE; for a preset method, the preset's objective
+    and its settings with uniform weights); ``over`` overrides run settings."""
+    if arm == BASE:  # a preset's base keeps the preset's objective settings (e.g. ATWU's GradDiff alpha 6, gamma 4)
+        base = base_fields(method) if method.get("preset") else {"scorer": "uniform", "mode": "none"}
+        m, control = {**base, "objective": objective, **over}, None
     else:
-        m, control = {**_run_settings(method), **over}, (None if arm == METHOD_ARM else arm)
+        m, control = {**_run_settings(method), "objective": objective, **over}, (None if arm == METHOD_ARM else arm)
     return expand_grid({"fixed": dict(fixed), "objectives": [objective], "seeds": list(seeds), "controls": [control],
                         "methods": [m]})
 
@@ -57,16 +60,23 @@ def arm_cells(objective: str, name: str, method: dict, arms: Iterable[str], seed
             for arm in arms for s in arm_specs(objective, method, arm, seeds, fixed, **over)]
 
 
+def objective_settings(objective: str, fixed: dict | None = None) -> dict:
+    """The shared run settings of ``objective``'s arms: the defaults, the objective's own, then ``fixed`` (the
+    user's settings win, as they do on the command line)."""
+    return {**defaults.FIXED, **defaults.OBJECTIVE_FIXED.get(objective, {}), **(fixed or {})}
+
+
 def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Sequence[str], seeds: Sequence[int],
                fixed: dict | None = None, ratios: Sequence[float] = (), lrs: Sequence[float] = ()) -> list[Cell]:
-    """Every run the analysis needs: the confirmatory arms at the fixed settings (an objective's own settings in
-    ``defaults.OBJECTIVE_FIXED`` on top), plus (if ``ratios``/``lrs``) a sweep of hard ratios (method and
-    random_k) and learning rates (method and uniform) for the Pareto plot. A method entry may name its own
-    ``controls`` (the base is kept when ``controls`` holds it) and the ``objectives`` it runs on."""
-    base_fixed = dict(defaults.FIXED if fixed is None else fixed)
+    """Every run the analysis needs: the confirmatory arms at ``objective_settings``, plus (if ``ratios``/``lrs``)
+    a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot. A
+    method entry may name its own ``controls`` (the base is kept when ``controls`` holds it) and the
+    ``objectives`` it runs on; a ``preset`` entry carries the preset's fields and runs on the preset's objective
+    (``tueval.presets.expand_method``)."""
+    methods = [expand_method(m) for m in methods]
     cells = []
     for obj in objectives:
-        fx = {**base_fixed, **defaults.OBJECTIVE_FIXED.get(obj, {})}
+        fx = objective_settings(obj, fixed)
         for m in methods:
             if "objectives" in m and obj not in m["objectives"]:
                 continue
@@ -91,7 +101,7 @@ def selection_cells(scorers: Sequence[str], ratios: Sequence[float], seeds: Sequ
                     ) -> list[Cell]:
     """Hard selections of q of each answer's tokens per scorer, one arm per entry of ``arms`` (arm name ->
     weighting control, None = the scorer's own top-q), over seeds; the method label is the top-q run's."""
-    fixed = dict(defaults.FIXED if fixed is None else fixed)
+    fixed = objective_settings(objective, fixed)
     cells = []
     for sc in scorers:
         params = {"scorer_params": dict(scorer_params[sc])} if scorer_params and sc in scorer_params else {}

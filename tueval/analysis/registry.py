@@ -17,7 +17,9 @@ ANALYSES: Registry = Registry("analysis", "tueval.analyses")
 class AnalysisConfig:
     """Settings shared by analyses: workdir, output folder, seeds, whether missing runs are computed, the
     scorers under test, the significance level, the profile (``quick`` for tests/CI, ``default``, ``full``), and
-    whether the expensive per-example tables are read from the workdir's analysis cache."""
+    whether the expensive per-example tables are read from the workdir's analysis cache, and where missing runs
+    are computed: ``engine`` (``local`` pool of ``workers`` processes, or ``ray``), the Ray cluster ``address`` and
+    the ``resources`` each run reserves (docs/scale_out.md)."""
 
     workdir: Workdir
     reports: Path = Path("reports")
@@ -30,6 +32,15 @@ class AnalysisConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
     cache: bool = True  # reuse the expensive tables cached in WORKDIR/analyses/ (tueval.analysis.cache)
+    engine: str = "local"
+    address: str | None = None
+    resources: dict = field(default_factory=dict)
+
+    def executor(self):
+        """The executor that computes this analysis' missing runs (``tueval.executors``)."""
+        from ..executors import make_executor
+
+        return make_executor(self.engine, workers=self.workers, address=self.address, resources=self.resources)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,11 @@ class Analysis:
     demo_overrides: dict = field(default_factory=dict)
 
     def __call__(self, cfg: AnalysisConfig) -> dict:
-        return self.run(cfg)
+        """Run the analysis; its missing runs are computed on ``cfg``'s engine."""
+        from ..executors import using
+
+        with using(cfg.executor()):
+            return self.run(cfg)
 
     @property
     def folder(self) -> str:

@@ -1,8 +1,9 @@
 """The tidy results table of finished unlearning runs: one row per run (labels, settings, run id and every
-run-level metric of the catalogue), its long form (one row per run and metric), and the step that runs (or reads)
-the runs of a grid and tabulates them."""
+run-level metric of the catalogue, distances to the retain model included), its long form (one row per run and
+metric), and the step that runs (or reads) the runs of a grid and tabulates them."""
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import pandas as pd
@@ -13,16 +14,30 @@ from .grid import Cell, spec_key, unique_specs
 from .registry import AnalysisConfig
 
 
-def collect_runs(cells: Sequence[Cell], results: Sequence, extra_cols: dict | None = None) -> pd.DataFrame:
+def retain_reference(wd) -> dict | None:
+    """The retain model's cached evaluation summary in workdir ``wd`` (``eval/retain/summary.json``, written
+    before any unlearning run trains), or None when it is missing or unreadable: the reference of the distances
+    to the retain model."""
+    try:
+        d = json.loads((wd.eval_dir("retain") / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def collect_runs(cells: Sequence[Cell], results: Sequence, extra_cols: dict | None = None,
+                 reference: dict | None = None) -> pd.DataFrame:
     """One row per cell: its labels, lr, ratio, run id and metrics (``results[i]`` is the RunResult of the i-th
-    distinct spec, as returned by ``require_runs(unique_specs(cells), ...)``)."""
+    distinct spec, as returned by ``require_runs(unique_specs(cells), ...)``; ``reference``: the retain model's
+    evaluation summary, for the distances to the retain model)."""
     by_spec = {spec_key(s): r for s, r in zip(unique_specs(cells), results)}
     rows = []
     for c in cells:
         r = by_spec[spec_key(c.spec)]
         rows.append({"objective": c.objective, "method": c.method, "arm": c.arm, "seed": c.seed, "role": c.role,
                      "setting": c.setting, "lr": c.spec.lr, "ratio": c.spec.ratio if c.spec.mode == "hard" else None,
-                     "run_id": r.run_id, "label": c.spec.label(), **(extra_cols or {}), **run_metrics(r.summary)})
+                     "run_id": r.run_id, "label": c.spec.label(), **(extra_cols or {}),
+                     **run_metrics(r.summary, reference)})
     return pd.DataFrame(rows)
 
 
@@ -50,7 +65,7 @@ def gather(cfg: AnalysisConfig, cells: list[Cell]) -> pd.DataFrame:
         raise SpecError(f"paired comparisons need at least 2 seeds, got {list(cfg.seeds)}")
     results = require_runs(unique_specs(cells), cfg.workdir, compute=cfg.compute, workers=cfg.workers,
                            progress=cfg.progress)
-    return collect_runs(cells, results)
+    return collect_runs(cells, results, reference=retain_reference(cfg.workdir))
 
 
 def runs_by_selection(runs: pd.DataFrame) -> pd.DataFrame:

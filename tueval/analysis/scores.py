@@ -1,5 +1,6 @@
 """The scorers under test and their token scores on the forget examples: which scorers a profile tests, their
-learned state (one GA run per seed for stateful scorers), and a ``ScoreSet`` of scores per (scorer, seed)."""
+learned state (one run per seed for stateful scorers: its paper preset, else GA), and a ``ScoreSet`` of scores
+per (scorer, seed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,11 +68,23 @@ def is_stateful(name: str) -> bool:
     return name not in CONTROL_SCORERS and bool(getattr(make_scorer(name), "stateful", False))
 
 
-def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, dict]]:
-    """Learned state of each stateful scorer per seed: one GA unlearning run with that scorer (mode none, the
-    defaults.FIXED settings), run through the engine (cached in the workdir), its saved scorer state loaded."""
+def learned_spec(name: str, seed: int):
+    """The run whose saved state gives stateful scorer ``name`` its learned scores: the paper preset that trains
+    it (ATWU's: GradDiff alpha 6, gamma 4, the scorer settings measured for the tiny models), the same run as the
+    preset's paper row; else one GA run (mode none, the defaults.FIXED settings)."""
     from ..defaults import FIXED
+    from ..presets import paper_presets
     from ..spec import RunSpec
+
+    for p in paper_presets():
+        if p.run["scorer"] == name:
+            return RunSpec(preset=p.name, seed=seed)
+    return RunSpec(objective="ga", scorer=name, mode="none", seed=seed, **FIXED)
+
+
+def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, dict]]:
+    """Learned state of each stateful scorer per seed from its ``learned_spec`` run, run through the engine (cached
+    in the workdir), its saved scorer state loaded."""
     from ..store import load_scorer_state
     from ..sweep import require_runs
 
@@ -79,7 +92,7 @@ def learned_states(cfg: AnalysisConfig, names: Sequence[str], seeds: Sequence[in
     stateful = [n for n in names if is_stateful(n)]
     if not stateful:
         return out
-    specs = [RunSpec(objective="ga", scorer=n, mode="none", seed=s, **FIXED) for n in stateful for s in seeds]
+    specs = [learned_spec(n, s) for n in stateful for s in seeds]
     results = require_runs(specs, cfg.workdir, cfg.compute, cfg.workers, cfg.progress)
     for spec, res in zip(specs, results):
         out.setdefault(spec.scorer, {})[spec.seed] = load_scorer_state(res.path)

@@ -37,13 +37,24 @@ def _common(p) -> None:
                    f"(default {d.profile})")
     p.add_argument("--workers", type=int, default=None, help="processes for unlearning runs, >= 1 (default 2)")
     p.add_argument("--alpha", type=float, default=None, help=f"significance level in (0, 1) (default {d.alpha})")
+    add_engine_flags(p, d.engine)
     p.add_argument("--quiet", action="store_true")
+
+
+def add_engine_flags(p, default: str = "local") -> None:
+    """``--engine`` and ``--address``: where unlearning runs are computed."""
+    p.add_argument("--engine", default=None, help=f"where unlearning runs are computed: local (a process pool) or "
+                   f"ray (each run a Ray task; pip install 'tueval[ray]'); default: the file's `engine`, else "
+                   f"{default}")
+    p.add_argument("--address", default=None, help="with --engine ray: the Ray cluster to use, e.g. auto or "
+                   "ray://HEAD:10001 (default: the file's `address`, else RAY_ADDRESS, else a local cluster); "
+                   "resources per run come from the file's `resources` (docs/scale_out.md)")
 
 
 def analysis_settings(args, grid=None):
     """The AnalysisSettings of parsed flags and an optional GridConfig: a flag given, else the file's value,
     else the default (tueval/configs/defaults.yaml); every value checked."""
-    from ..config import AnalysisSettings, defaults
+    from ..config import AnalysisSettings, checks, defaults, schema
     from ..config.checks import at_least_one, open_unit
     from ..config.schema import name_list
     from .unlearn import flag_value
@@ -62,13 +73,17 @@ def analysis_settings(args, grid=None):
     _check_scorers(scorers)
     alpha = pick(args.alpha, "alpha", d.alpha)
     workers = pick(args.workers, "workers", d.workers)
+    engine, address = pick(args.engine, "engine", d.engine), pick(args.address, "address", d.address)
     return AnalysisSettings(workdir=pick(args.workdir, "workdir", d.workdir),
                             reports=pick(args.reports, "reports", d.reports), seeds=seeds,
                             profile=pick(args.profile, "profile", d.profile),
                             alpha=flag_value(open_unit, "--alpha", alpha) if args.alpha is not None else alpha,
                             workers=(flag_value(at_least_one, "--workers", workers)
                                      if args.workers is not None else workers),
-                            scorers=scorers)
+                            scorers=scorers,
+                            engine=flag_value(schema.engine, "--engine", engine) if args.engine else engine,
+                            address=flag_value(checks.text, "--address", address) if args.address else address,
+                            resources=file.get("resources", d.resources))
 
 
 def _check_scorers(names) -> None:
@@ -88,7 +103,8 @@ def _config(args, st, **extra):
     return AnalysisConfig(workdir=Workdir(st.workdir), reports=Path(st.reports), seeds=st.seeds,
                           compute=not getattr(args, "no_compute", False), scorers=st.scorers, alpha=st.alpha,
                           profile=st.profile, workers=st.workers, progress=not args.quiet, extra=extra,
-                          cache=not getattr(args, "no_cache", False))
+                          cache=not getattr(args, "no_cache", False), engine=st.engine, address=st.address,
+                          resources=dict(st.resources))
 
 
 def register_analyze(sub):

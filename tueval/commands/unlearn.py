@@ -1,4 +1,4 @@
-"""``tueval unlearn`` (one run, cached by its spec) and ``tueval sweep GRID.yaml`` (a grid over a process pool)."""
+"""``tueval unlearn`` (one run, cached by its spec) and ``tueval sweep GRID.yaml`` (a grid on an executor)."""
 from __future__ import annotations
 
 import argparse
@@ -12,10 +12,13 @@ hash of the full spec; a finished run is never recomputed, a killed one resumes 
 
 UNLEARN_EPILOG = """examples:
   tueval unlearn --objective ga                                   # sequence-level gradient ascent
+  tueval unlearn --preset atwu --seed 2                           # a paper's method as it runs it (tueval presets)
+  tueval unlearn --preset etw --control permuted --seed 2         # ... under its informative control
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --seed 3
   tueval unlearn --objective npo --scorer tokenunlearn --mode hard --ratio 0.3 --control random_k --seed 3
   tueval unlearn --objective ga --scorer my_module:my_scorer --mode soft --json
   tueval unlearn --objective ga --lmeval-tasks tueval_forget_mc,tueval_retain_mc   # + lm-eval MC accuracy
+  torchrun --nproc_per_node 4 -m tueval unlearn --objective npo --launcher accelerate   # one run, 4 processes
 scorers: tokenunlearn etw etw_static atwu_proto atwu_sat tif wga satimp tnpo uniform random oracle anti
 objectives: ga graddiff npo simnpo idkpo tpo rmu
 controls: random_k permuted magnitude_matched magnitude_matched_grad bottom_k"""
@@ -34,8 +37,10 @@ axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` adds l
 run. Fields not given resolve as in `tueval unlearn`: the objective's defaults, then the global defaults
 (tueval/configs/defaults.yaml). The sweep runs exactly the arms listed; `tueval analyze NAME --config FILE`
 reads the same format and adds the arms its question needs (the method itself, and uniform unless
-`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform. The
-file is checked before any run starts, also with --dry-run."""
+`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform. Where
+runs are computed (both commands): workers, engine (local | ray), address (a Ray cluster) and resources, what one
+run reserves on Ray, e.g. `resources: {cpus: 4, gpus: 1, memory: 32GiB}` (docs/scale_out.md). The file is
+checked before any run starts, also with --dry-run."""
 
 
 #: RunSpec field -> its ``tueval unlearn`` flag (every field has one)
@@ -44,10 +49,11 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
          "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
-         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens"}
+         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens",
+         "preset": "--preset"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
-          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens")
+          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens", "preset")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -98,6 +104,8 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     dh = _defaults_help()
     p = sub.add_parser("unlearn", help="one unlearning run (cached by its spec, resumable)", description=UNLEARN_DESC,
                        epilog=UNLEARN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", help="a method preset (`tueval presets` lists them): its settings apply under the "
+                   "flags given; dictionary settings (--objective-param, --scorer-param) merge key by key")
     p.add_argument("--objective", help=f"objective name ({dh['objective']})")
     p.add_argument("--scorer", help=f"token scorer name or module:function ({dh['scorer']})")
     p.add_argument("--mode", choices=["hard", "soft", "none"],
@@ -130,6 +138,11 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
                    help="EOS, end-of-turn and chat markup in selection, scoring and the loss: exclude or include "
                    f"({dh['special_tokens']}: the workdir's, exclude on a workdir prepared from a config)")
     p.add_argument("--force", action="store_true", help="recompute even if the run is finished")
+    p.add_argument("--launcher", choices=["none", "accelerate"], default="none",
+                   help="accelerate: this process is one of several started by torchrun (or `accelerate launch "
+                   "--multi_gpu`); "
+                   "they train the run data parallel, splitting each batch (same result as one process up to "
+                   "floating-point reduction order; docs/scale_out.md). Default none: one process")
     p.add_argument("--workdir", default="work")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -186,8 +199,13 @@ def cmd_unlearn(args) -> int:
     from ..unlearn import unlearn
     from ..workdir import Workdir
 
+    from ..distributed import launch
+
     spec = spec_from_args(args)
+    group = launch(args.launcher)
     res = unlearn(spec, Workdir(args.workdir), progress=not (args.quiet or args.json), force=args.force)
+    if not group.is_main:
+        return 0
     out = {"run_id": res.run_id, "path": str(res.path), "cached": res.cached, "label": spec.label(),
            **res.summary}
     if args.json:
@@ -212,13 +230,18 @@ def flag_value(rule, flag: str, value):
 
 def register_sweep(sub) -> argparse.ArgumentParser:
     """Add ``tueval sweep``."""
-    p = sub.add_parser("sweep", help="run a grid of unlearning runs over a process pool",
-                       description="Expand GRID.yaml into run specs and run the missing ones over a process pool "
-                       "(one torch thread per worker), with a progress bar. Finished runs are reused.",
+    p = sub.add_parser("sweep", help="run a grid of unlearning runs (a local process pool or a Ray cluster)",
+                       description="Expand GRID.yaml into run specs and run the missing ones over a local process "
+                       "pool (one torch thread per worker) or as Ray tasks (--engine ray), with a progress bar. "
+                       "Finished runs are reused; a run that fails does not stop the others: a table of the "
+                       "failed specs and their errors comes at the end (exit code 1).",
                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--workers", type=int, default=None, help="processes, >= 1 (default: the file's `workers`, "
                    "else min(cores, 2))")
+    from .analyze import add_engine_flags
+
+    add_engine_flags(p)
     p.add_argument("--dry-run", action="store_true", help="list the specs and which are missing; run nothing")
     p.add_argument("--workdir", default=None, help="prepared workdir (default: the file's `workdir`, else ./work)")
     p.add_argument("--json", action="store_true")
@@ -228,9 +251,12 @@ def register_sweep(sub) -> argparse.ArgumentParser:
 
 
 def cmd_sweep(args) -> int:
-    from ..config import defaults
+    import sys
+
+    from ..config import checks, defaults, schema
     from ..config.checks import at_least_one
     from ..config.grid import load_config
+    from ..executors import RunsFailedError, make_executor
     from ..sweep import missing, run_grid
     from ..workdir import Workdir
 
@@ -239,6 +265,9 @@ def cmd_sweep(args) -> int:
     workers = args.workers if args.workers is not None else g.settings.get("workers")
     if workers is not None:
         flag_value(at_least_one, "--workers", workers)
+    engine = flag_value(schema.engine, "--engine", args.engine) if args.engine else g.settings.get("engine", "local")
+    address = flag_value(checks.text, "--address", args.address) if args.address else g.settings.get("address")
+    executor = make_executor(engine, workers=workers, address=address, resources=g.settings.get("resources"))
     wd = Workdir(args.workdir if args.workdir is not None else g.settings.get("workdir",
                                                                              defaults().analysis.workdir))
     if args.dry_run:
@@ -247,7 +276,11 @@ def cmd_sweep(args) -> int:
             print(f"{'missing ' if id(s) in miss else 'done    '} {s.label()} seed={s.seed} lr={s.lr:g}")
         print(f"{len(specs)} specs, {len(miss)} missing")
         return 0
-    results = run_grid(specs, wd, workers=workers, progress=not (args.quiet or args.json))
+    try:
+        results = run_grid(specs, wd, progress=not (args.quiet or args.json), engine=executor)
+    except RunsFailedError as e:
+        print(f"tueval sweep: {e}", file=sys.stderr)
+        return 1
     rows = [{"run_id": r.run_id, "label": r.spec.label(), "seed": r.spec.seed, "lr": r.spec.lr,
              "forget_quality": r.summary.get("forget_quality"), "model_utility": r.summary.get("model_utility")}
             for r in results]

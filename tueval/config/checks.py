@@ -187,6 +187,20 @@ def tasks(field: str, v: Any) -> tuple:
     return out
 
 
+def preset(field: str, v: Any) -> str | None:
+    """None or the name of a shipped method preset (``tueval.presets``)."""
+    if v is None:
+        return None
+    from ..presets import get_preset
+
+    name(field, v)
+    try:
+        get_preset(v)
+    except SpecError as e:
+        raise FieldError(field, str(e)) from None
+    return v
+
+
 def optional(rule: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """``rule``, or None."""
     return lambda field, v: None if v is None else rule(field, v)
@@ -199,6 +213,7 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
     "ckpt_every": at_least_one, "lmeval_tasks": tasks, "special_tokens": choice(("auto", "exclude", "include")),
+    "preset": preset,
 }
 
 

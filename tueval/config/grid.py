@@ -6,11 +6,16 @@ A grid file is a YAML mapping:
   ``seeds``, ``lrs`` (or ``learning_rates``), ``epochs``. In ``controls``, ``null`` is the method itself and
   ``uniform`` the sequence-level base (scorer uniform, mode none).
 - ``fixed``: run-spec fields shared by every run (a list there is one value, e.g. ``lmeval_tasks``);
-- ``methods``: a list of run-spec fields naming a ``scorer`` (they replace ``scorers`` x ``modes``), each with
-  optional ``objectives`` (only on these) and ``controls`` (its own, instead of the ``controls`` axis);
+- ``methods``: a list of run-spec fields naming a ``scorer`` or a ``preset`` (they replace ``scorers`` x ``modes``),
+  each with optional ``objectives`` (only on these) and ``controls`` (its own, instead of the ``controls`` axis); a
+  preset entry carries the preset's fields and runs on the preset's objective unless it names others, and its
+  ``uniform`` control is the preset's objective with its settings and uniform weights;
 - ``include``: a list of explicit specs (run-spec fields over ``fixed``);
-- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``workers``, ``family``, ``figures``,
-  ``uniform`` (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test).
+- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``
+  (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+- execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
+  ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
+  ``custom``; docs/scale_out.md).
 
 ``tueval sweep`` runs exactly the specs the axes, methods and include give (``specs``); an analysis reads the
 grid keys it understands (``analysis_extra``) and adds the arms it needs (the method itself, and ``uniform`` unless
@@ -25,10 +30,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import SpecError
+from ..presets import base_fields
 from ..spec import RunSpec
 from . import checks
 from .checks import FieldError
-from .schema import ANALYSIS_RULES, name_list, seed_list
+from .schema import ANALYSIS_RULES, EXECUTION_SETTINGS, name_list, seed_list
 from .yamlfile import read_yaml, where
 
 #: plural grid keys -> the RunSpec field each crosses
@@ -36,7 +42,7 @@ AXES = {"objectives": "objective", "scorers": "scorer", "modes": "mode", "ratios
         "seeds": "seed", "lrs": "lr", "learning_rates": "lr", "epochs": "epochs"}
 SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
-SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", "workers")},
+SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
@@ -109,7 +115,9 @@ class GridConfig:
             axes.pop("mode", None)
         if m.controls is not None:
             axes["control"] = m.controls
-        if m.objectives is not None:
+        if "objective" in m.fields:  # the entry's own objective (a preset's included) wins over the axis
+            axes["objective"] = (m.fields["objective"],)
+        elif m.objectives is not None:
             axes["objective"] = tuple(o for o in axes.get("objective", m.objectives) if o in m.objectives)
         keys = list(axes)
         for combo in itertools.product(*(axes[k] for k in keys)):
@@ -117,6 +125,8 @@ class GridConfig:
             if row.get("control") == UNIFORM:
                 d = {**self.fixed, **{k: v for k, v in row.items() if k not in ("scorer", "mode", "control")},
                      "scorer": "uniform", "mode": "none"}
+                if m.fields.get("preset"):  # a preset's base keeps its objective settings
+                    d.update(base_fields(m.fields))
             else:
                 d = {**self.fixed, **row, **m.fields}
             if d.get("mode", "none") == "none" and d.get("scorer", "uniform") == "uniform":
@@ -250,12 +260,19 @@ def _fields(d: Any, source: str, lines: dict, path: tuple, extra: tuple = ()) ->
 
 
 def _method(m: Any, source: str, lines: dict, path: tuple) -> Method:
+    from ..presets import expand_method
+
     d = _fields(m, source, lines, path, extra=("objectives", "controls"))
-    if "scorer" not in d:
-        raise SpecError(f"{where(source, lines, path)}: a methods entry must name its scorer")
     objs = ctrls = None
     if "objectives" in m:
         objs = _rule(name_list, "objectives", m["objectives"], source, lines, (*path, "objectives"))
+    if d.get("preset"):
+        # a preset entry carries the preset's fields (they win over `fixed`, as an entry's own fields do) and runs
+        # on the preset's objective, unless the entry names its objective or lists the objectives it runs on
+        d = expand_method({**d, **({"objectives": list(objs)} if objs is not None else {})})
+        objs = tuple(d.pop("objectives"))
+    if "scorer" not in d:
+        raise SpecError(f"{where(source, lines, path)}: a methods entry must name its scorer (or a preset)")
     if "controls" in m:
         v = m["controls"]
         vals = list(v) if isinstance(v, (list, tuple)) else [v]

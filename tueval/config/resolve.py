@@ -11,9 +11,12 @@ if TYPE_CHECKING:
 
 
 def run_fields(given: Mapping[str, Any]) -> dict[str, Any]:
-    """Every RunSpec field of a run, concrete: ``given`` (each checked by its rule) over the defaults of the
-    objective (``given['objective']`` or the default objective) over the global run defaults."""
-    checked = check_run_fields(given)
+    """Every RunSpec field of a run, concrete: ``given`` (each checked by its rule) over the fields of the preset
+    it names (``tueval.presets.apply_preset``) over the defaults of the objective (given, else the preset's, else
+    the default objective) over the global run defaults."""
+    from ..presets import apply_preset
+
+    checked = apply_preset(check_run_fields(given))
     d = defaults()
     return {**d.for_objective(checked.get("objective", d.run["objective"])), **checked}
 
@@ -29,6 +32,9 @@ def resolve_spec(objective: str | None = None, /, **given: Any) -> "RunSpec":
 
 
 def non_default_fields(spec: "RunSpec") -> dict[str, Any]:
-    """The fields of ``spec`` that differ from the defaults of its objective (what a command must state)."""
-    base = defaults().for_objective(spec.objective)
-    return {k: v for k, v in spec.to_dict().items() if k == "objective" or base.get(k) != v}
+    """The fields of ``spec`` that differ from the defaults of its objective, or of its preset (what a command
+    must state; the objective and the preset always)."""
+    base = (run_fields({"preset": spec.preset, "objective": spec.objective}) if spec.preset
+            else defaults().for_objective(spec.objective))
+    return {k: v for k, v in spec.to_dict().items()
+            if k in ("objective", "preset") and v is not None or base.get(k) != v}

@@ -1,7 +1,8 @@
 """The typed settings: run defaults with per-objective overrides, and analysis settings (values in configs/)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -33,11 +34,66 @@ def name_list(field: str, v: Any) -> tuple[str, ...]:
     return tuple(checks.name(field, s) for s in vals)
 
 
+#: the keys of a ``resources`` mapping: what one run reserves on a Ray cluster
+RESOURCE_KEYS = ("cpus", "gpus", "memory", "custom")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}
+
+
+def engine(field: str, v: Any) -> str:
+    """The name of a registered executor (``local``, ``ray``, or a plugin's)."""
+    from ..executors import EXECUTORS
+
+    name = checks.name(field, v)
+    if name not in EXECUTORS.names():
+        raise FieldError(field, f"must be one of {', '.join(EXECUTORS.names())}; got {v!r}")
+    return name
+
+
+def memory_bytes(field: str, v: Any) -> int:
+    """A memory size in bytes: an integer, or a string such as ``8GiB``, ``512MB``."""
+    if isinstance(v, str):
+        m = _SIZE.fullmatch(v)
+        if m is None:
+            raise FieldError(field, f"must be a size such as 8GiB, 512MB or a number of bytes, got {v!r}")
+        n = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    else:
+        n = checks.positive(field, v)
+    if n < 1:
+        raise FieldError(field, f"must be at least 1 byte, got {v!r}")
+    return int(n)
+
+
+def resources(field: str, v: Any) -> dict:
+    """What one run reserves: ``cpus`` (> 0, default 1), ``gpus`` (>= 0, default 0), ``memory`` (bytes or a size
+    string; default none) and ``custom`` (Ray custom resources, name -> amount)."""
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise FieldError(field, f"must be a mapping with keys {', '.join(RESOURCE_KEYS)}, got {v!r}")
+    bad = sorted(set(map(str, v)) - set(RESOURCE_KEYS))
+    if bad:
+        raise FieldError(f"{field}.{bad[0]}", f"unknown resource; valid: {', '.join(RESOURCE_KEYS)}")
+    out: dict[str, Any] = {}
+    if "cpus" in v:
+        out["cpus"] = checks.positive(f"{field}.cpus", v["cpus"])
+    if "gpus" in v:
+        out["gpus"] = checks.non_negative(f"{field}.gpus", v["gpus"])
+    if v.get("memory") is not None:
+        out["memory"] = memory_bytes(f"{field}.memory", v["memory"])
+    if v.get("custom"):
+        c = checks.params(f"{field}.custom", v["custom"])
+        out["custom"] = {k: checks.non_negative(f"{field}.custom.{k}", x) for k, x in c.items()}
+    return out
+
+
 @dataclass(frozen=True)
 class AnalysisSettings:
     """What every analysis run needs besides its grid: the workdir, the report root, the seeds, the profile, the
-    significance level, the worker processes (None: min(cores, 2)) and the scorers under test (empty: the
-    analysis' own set)."""
+    significance level, the worker processes (None: min(cores, 2)), the scorers under test (empty: the
+    analysis' own set) and where runs are computed: the ``engine`` (``local`` process pool or ``ray``), the Ray
+    cluster ``address`` (None: ``RAY_ADDRESS``, else a local cluster) and the ``resources`` each run reserves."""
 
     workdir: str
     reports: str
@@ -46,12 +102,18 @@ class AnalysisSettings:
     alpha: float
     workers: int | None
     scorers: tuple[str, ...]
+    engine: str = "local"
+    address: str | None = None
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: the rule of each analysis setting
 ANALYSIS_RULES = {"workdir": checks.text, "reports": checks.text, "seeds": seed_list,
                   "profile": checks.choice(PROFILES), "alpha": checks.open_unit,
-                  "workers": checks.optional(checks.at_least_one), "scorers": name_list}
+                  "workers": checks.optional(checks.at_least_one), "scorers": name_list,
+                  "engine": engine, "address": checks.optional(checks.text), "resources": resources}
+#: the settings that choose where runs are computed (a grid file and ``tueval sweep`` take them too)
+EXECUTION_SETTINGS = ("workers", "engine", "address", "resources")
 assert set(ANALYSIS_RULES) == {f.name for f in fields(AnalysisSettings)}
 
 

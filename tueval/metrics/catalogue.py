@@ -1,6 +1,7 @@
 """The metric catalogue: every metric the suite reports, declared once (name, direction, label, unit, chance level,
-and for run-level metrics where a run's summary.json holds it). Verdicts, figures, the reports index and
-``tueval check`` read it; adding a metric means adding one entry here."""
+and for run-level metrics where a run's summary.json holds it and, for distances, where the retain model's
+evaluation holds its reference value). Verdicts, figures, the reports index and ``tueval check`` read it; adding a
+metric means adding one entry here."""
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ INF = math.inf
 FQ_FLOOR = 1e-300  # log10 of a KS p-value that underflowed to 0
 #: how a run-level metric is derived from the summary value at its ``summary_key`` (NaN stays NaN)
 DERIVE = {"value": lambda x: x, "log10": lambda x: math.log10(max(x, FQ_FLOOR)) if x == x else x,
-          "abs": abs, "gap_to_half": lambda x: abs(x - 0.5)}
+          "abs": abs}
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class Metric:
     """One metric. ``higher_is_better`` is None when neither direction is better (e.g. a raw MIA AUC); ``chance``
     is a number, the name of the column that holds a per-example chance level, or None (no closed form: use a
     permutation null). Run-level metrics (``family='run'``) name the dotted ``summary_key`` of a run's
-    summary.json and how the metric is derived from it (a key of ``DERIVE``); ``tabulated`` says whether the
-    trade-off tables show it."""
+    summary.json and how the metric is derived from it (a key of ``DERIVE``); a distance to the retain model names
+    the dotted ``reference_key`` of the retain model's evaluation summary and is |derived value - reference value|
+    (NaN without a reference). ``tabulated`` says whether the trade-off tables show it."""
 
     name: str
     family: str
@@ -33,6 +35,7 @@ class Metric:
     range: tuple[float, float] = (-INF, INF)
     summary_key: str | None = None
     derive: str = "value"
+    reference_key: str | None = None
     tabulated: bool = True
     description: str = ""
 
@@ -44,12 +47,22 @@ class Metric:
         """Plain-dict view."""
         return asdict(self)
 
-    def from_summary(self, summary: Mapping[str, Any]) -> float:
-        """The metric of one run summary (NaN where the summary lacks it)."""
-        v: Any = summary
-        for part in (self.summary_key or self.name).split("."):
-            v = (v or {}).get(part) if isinstance(v, Mapping) else None
-        return DERIVE[self.derive](finite(v))
+    def from_summary(self, summary: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> float:
+        """The metric of one run summary (NaN where the summary lacks it); a distance to the retain model needs
+        the retain model's evaluation summary ``reference`` (NaN without it)."""
+        x = DERIVE[self.derive](finite(_dotted(summary, self.summary_key or self.name)))
+        if self.reference_key is None:
+            return x
+        ref = finite(_dotted(reference, self.reference_key)) if reference is not None else float("nan")
+        return abs(x - DERIVE[self.derive](ref))
+
+
+def _dotted(d: Mapping[str, Any] | None, key: str) -> Any:
+    """``d[a][b]...`` for the dotted ``key`` ``a.b...`` (None where a part is missing)."""
+    v: Any = d
+    for part in key.split("."):
+        v = (v or {}).get(part) if isinstance(v, Mapping) else None
+    return v
 
 
 def finite(x: Any) -> float:
@@ -65,9 +78,14 @@ _RUN = [
     Metric("log10_fq", "run", True, "log10 forget quality (KS p)", "log10 p", summary_key="forget_quality",
            derive="log10"),
     Metric("model_utility", "run", True, "model utility (0-1)", "fraction", range=(0.0, 1.0)),
-    Metric("forget_prob", "run", False, "forget probability (0-1)", "probability", range=(0.0, 1.0)),
-    Metric("mia_min_k_gap", "run", False, "|Min-K% MIA AUC - 0.5|", "AUC", chance=0.0, range=(0.0, 0.5),
-           summary_key="mia.mia_min_k", derive="gap_to_half"),
+    Metric("forget_prob_gap", "run", False, "|forget probability - retain model's|", "probability", chance=0.0,
+           range=(0.0, 1.0), summary_key="forget_prob", reference_key="forget_prob",
+           description="distance of the forget-set answer probability to the retain model's: over-forgetting "
+                       "(collapse) is as far from the retain model as under-forgetting"),
+    Metric("mia_min_k_gap", "run", False, "|Min-K% MIA AUC - retain model's AUC|", "AUC", chance=0.0,
+           range=(0.0, 1.0), summary_key="mia.mia_min_k", reference_key="mia.mia_min_k",
+           description="distance of the Min-K% membership-inference AUC (forget vs holdout) to the retain "
+                       "model's AUC, which is not 0.5"),
     Metric("privleak_abs", "run", False, "|privleak| vs retain model (%)", "%", summary_key="mia.privleak",
            derive="abs"),
     Metric("forget_truth_ratio", "run", True, "forget truth ratio (0-1)", "ratio", range=(0.0, 1.0)),
@@ -78,6 +96,8 @@ _RUN = [
            chance=0.25, range=(0.0, 1.0), summary_key="lmeval.tueval_retain_mc"),
     Metric("lmeval_utility_mc", "run", True, "lm-eval utility MC accuracy (fraction correct)", "fraction",
            chance=0.25, range=(0.0, 1.0), summary_key="lmeval.tueval_utility_mc"),
+    # no better direction: a lower forget probability also rewards collapse (the distance is forget_prob_gap)
+    Metric("forget_prob", "run", None, "forget probability (0-1)", "probability", range=(0.0, 1.0)),
     # the raw values behind the derived ones: in the long tables, not in the trade-off tables
     Metric("forget_quality", "run", True, "forget quality (KS p)", "p", range=(0.0, 1.0), tabulated=False),
     Metric("mia_min_k", "run", None, "Min-K% MIA AUC", "AUC", chance=0.5, range=(0.0, 1.0),
@@ -161,10 +181,23 @@ def get(metric: str) -> Metric | None:
     return METRICS.get(metric) or METRICS.get(base_name(metric))
 
 
-def higher_is_better(metric: str, default: bool = True) -> bool:
-    """The better direction of ``metric`` (``default`` for names the catalogue does not know)."""
+def direction(metric: str) -> bool | None:
+    """True when higher is better, False when lower is better, None when the catalogue gives no better direction
+    or does not know ``metric``."""
     m = get(metric)
-    return default if m is None or m.higher_is_better is None else bool(m.higher_is_better)
+    return None if m is None or m.higher_is_better is None else bool(m.higher_is_better)
+
+
+def higher_is_better(metric: str, default: bool = True) -> bool:
+    """The better direction of ``metric`` (``default`` for names the catalogue does not know); a catalogued metric
+    with no better direction (a raw MIA AUC, the forget probability) raises SpecError instead of guessing."""
+    m = get(metric)
+    if m is None:
+        return default
+    if m.higher_is_better is None:
+        raise SpecError(f"metric '{metric}' has no better direction ({m.label}); compare a distance to the "
+                        "retain model instead, or give the direction explicitly")
+    return bool(m.higher_is_better)
 
 
 def label(metric: str) -> str:
@@ -173,11 +206,18 @@ def label(metric: str) -> str:
     return metric if m is None else m.label
 
 
-def run_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+def run_metrics(summary: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Every run-level metric of one run summary, plus the accuracy of each lm-eval task it holds
-    (``lmeval_<task>``; NaN where the summary lacks a value)."""
+    (``lmeval_<task>``; NaN where the summary lacks a value). ``reference``: the retain model's evaluation summary
+    (``WORKDIR/eval/retain/summary.json``), which the distances to the retain model need (NaN without it)."""
     lm = {lmeval_metric(t): finite(a) for t, a in (summary.get("lmeval") or {}).items()}
-    return {**lm, **{k: m.from_summary(summary) for k, m in family("run").items() if not k.startswith("lmeval_")}}
+    return {**lm, **{k: m.from_summary(summary, reference) for k, m in family("run").items()
+                     if not k.startswith("lmeval_")}}
+
+
+def reference_metrics() -> dict[str, Metric]:
+    """The run-level metrics measured as distances to the retain model."""
+    return {k: m for k, m in family("run").items() if m.reference_key is not None}
 
 
 def lmeval_metric(task: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..distributed import batch_mean, global_sum  # noqa: F401 - batch_mean re-exported for the objectives
 from ..errors import SpecError
 from ..forward import ForwardOut, model_device, model_forward, position_ids_for  # noqa: F401 - re-exported
 from ..params import Configurable
@@ -21,6 +22,10 @@ from ..registry import Registry
 OBJECTIVES: Registry = Registry("objective", "tueval.objectives")
 RETAIN_LOSSES = ("nll", "kl", "none")
 NORMALISERS = ("weight_sum", "tokens")
+#: positions the KL retain term averages over: ``all`` = every one of the B*T positions of the retain batch,
+#: padding and prompt included (open-unlearning's ``batchmean`` over the flattened logits); ``answer`` = the
+#: positions predicting answer tokens
+KL_POSITIONS = ("all", "answer")
 
 
 def gt_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -53,12 +58,12 @@ def masked_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor, normaliser: str) -> torch.Tensor:
     """Batch reduction ``sum(w * x) / Z`` with Z = sum(w) (``weight_sum``) or the number of answer tokens
-    (``tokens``); 0 when Z is 0."""
-    num = masked_sum(x, weights).sum()
+    (``tokens``); 0 when Z is 0. Both sums run over the global batch when it is split over processes."""
+    num = global_sum(masked_sum(x, weights).sum())
     if normaliser == "weight_sum":
-        z = weights.sum()
+        z = global_sum(weights.sum())
     elif normaliser == "tokens":
-        z = answer_mask.sum().to(x.dtype)
+        z = global_sum(answer_mask.sum().to(x.dtype))
     else:
         raise SpecError(f"unknown normaliser '{normaliser}'. Valid names: {', '.join(NORMALISERS)}")
     return num / z.clamp_min(1e-12) if float(z) > 0 else num * 0.0
@@ -67,16 +72,39 @@ def weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Ten
 def nll_token_mean(out: ForwardOut, batch) -> torch.Tensor:
     """Token-mean NLL over answer tokens (what HF ``outputs.loss`` returns)."""
     m = batch.answer_mask
-    return -(out.logp * m).sum() / m.sum().clamp_min(1)
+    return -global_sum((out.logp * m).sum()) / global_sum(m.sum()).clamp_min(1)
 
 
-def kl_ref_to_model(out: ForwardOut, ref_out: ForwardOut, batch) -> torch.Tensor:
-    """KL(pi_ref || pi_theta) summed over the vocabulary, averaged over answer tokens of ``batch``."""
+def kl_ref_to_model(out: ForwardOut, ref_out: ForwardOut, batch, positions: str = "answer") -> torch.Tensor:
+    """KL(pi_ref || pi_theta) summed over the vocabulary, averaged over the ``positions`` of ``batch`` (see
+    ``KL_POSITIONS``: ``all`` B*T positions, or the ``answer`` positions)."""
+    if positions == "all":
+        lp = torch.log_softmax(out.logits.float(), -1)
+        lq = torch.log_softmax(ref_out.logits.float(), -1)
+        kl_all = (lq.exp() * (lq - lp)).sum(-1)
+        return global_sum(kl_all.sum()) / global_sum(torch.tensor(float(kl_all.numel()), device=kl_all.device))
+    if positions != "answer":
+        raise SpecError(f"KL positions '{positions}' is not one of {', '.join(KL_POSITIONS)}")
     lp = torch.log_softmax(out.logits[:, :-1].float(), -1)
     lq = torch.log_softmax(ref_out.logits[:, :-1].float(), -1)
     kl = (lq.exp() * (lq - lp)).sum(-1)
     m = batch.answer_mask[:, 1:]
-    return (kl * m).sum() / m.sum().clamp_min(1)
+    return global_sum((kl * m).sum()) / global_sum(m.sum()).clamp_min(1)
+
+
+def sequence_weighted_mean(x: torch.Tensor, weights: torch.Tensor, answer_mask: torch.Tensor,
+                           normaliser: str) -> torch.Tensor:
+    """Per sequence ``sum_t w x / Z_i`` (Z_i = the sequence's weight sum, or its answer-token count with
+    ``tokens``), then the mean over the sequences with Z_i > 0 (0 when there is none)."""
+    num = masked_sum(x, weights)
+    if normaliser == "weight_sum":
+        z = weights.sum(-1)
+    elif normaliser == "tokens":
+        z = answer_mask.sum(-1).to(x.dtype)
+    else:
+        raise SpecError(f"unknown normaliser '{normaliser}'. Valid names: {', '.join(NORMALISERS)}")
+    ok = z > 0
+    return (num[ok] / z[ok]).mean() if bool(ok.any()) else num.sum() * 0.0
 
 
 @dataclass
@@ -95,17 +123,31 @@ class Objective(Configurable):
     on the forget batch (plus a no-grad reference forward when ``needs_ref`` and a retain forward when used).
 
     Settings shared by all: ``gamma`` (forget coefficient), ``alpha`` (retain coefficient), ``retain_loss``
-    (``nll`` token-mean NLL | ``kl`` KL(pi_ref||pi_theta) over answer tokens | ``none``), ``normaliser``
-    (Z of weighted token means: ``weight_sum`` | ``tokens``; ignored by sequence-sum objectives)."""
+    (``nll`` token-mean NLL | ``kl`` KL(pi_ref||pi_theta) | ``none``), ``normaliser`` (Z of weighted token
+    means: ``weight_sum`` | ``tokens``; objectives whose forget term reduces per sequence record their own
+    reduction instead), ``kl_positions`` (the positions the KL retain term averages over, ``KL_POSITIONS``;
+    recorded only with ``retain_loss='kl'``, where it has an effect).
+
+    ``data_parallel``: every batch reduction of the objective is global (``weighted_mean``, ``batch_mean``,
+    ``global_sum``), so the batch may be split over processes (``tueval.distributed``)."""
 
     name: ClassVar[str] = ""
+    data_parallel: ClassVar[bool] = False
     needs_ref: ClassVar[bool] = False
     needs_hidden: ClassVar[bool] = False
 
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
-                 normaliser: str = "weight_sum"):
+                 normaliser: str = "weight_sum", kl_positions: str = "all"):
         self.gamma, self.alpha, self.retain_loss, self.normaliser = gamma, alpha, retain_loss, normaliser
+        self.kl_positions = kl_positions
         self._validate()
+
+    def get_params(self) -> dict[str, Any]:
+        """Every setting that has an effect (``kl_positions`` only with the KL retain term)."""
+        p = super().get_params()
+        if self.retain_loss != "kl":
+            p.pop("kl_positions", None)
+        return p
 
     # ---- settings ----------------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -115,6 +157,13 @@ class Objective(Configurable):
         if self.normaliser not in NORMALISERS:
             raise SpecError(f"objective '{self.name}': normaliser '{self.normaliser}' is not one of "
                             f"{', '.join(NORMALISERS)}")
+        if self.kl_positions not in KL_POSITIONS:
+            raise SpecError(f"objective '{self.name}': kl_positions '{self.kl_positions}' is not one of "
+                            f"{', '.join(KL_POSITIONS)}")
+
+    def trainable_parameters(self, model) -> list | None:
+        """The parameters this objective updates (None: all); the engine freezes every other one."""
+        return None
 
     def prepare_batch(self, batch, tokenizer, generator: torch.Generator | None = None):
         """The forget batch with whatever this objective needs attached (default: unchanged)."""
@@ -149,7 +198,7 @@ class Objective(Configurable):
             raise SpecError(f"objective '{self.name}' with retain_loss='kl' needs ref_model")
         with torch.no_grad():
             ref = model_forward(ref_model, retain_batch)
-        return kl_ref_to_model(out, ref, retain_batch)
+        return kl_ref_to_model(out, ref, retain_batch, self.kl_positions)
 
     def __call__(self, model, forget_batch, retain_batch=None, weights: torch.Tensor | None = None, ref_model=None,
                  *, forget_out: ForwardOut | None = None, ref_out: ForwardOut | None = None,
@@ -171,10 +220,11 @@ class Objective(Configurable):
                   else torch.zeros((), device=forget.device))
         total = self.gamma * forget + self.alpha * retain
         m = forget_batch.answer_mask
-        base = {"mean_weight": (w.sum() / m.sum().clamp_min(1)).detach(),
-                "weight_sum": w.sum().detach(),
-                "frac_weighted": ((w > 0).sum() / m.sum().clamp_min(1)).float().detach(),
-                "forget_nll": (-(forget_out.logp.detach() * m).sum() / m.sum().clamp_min(1))}
+        n_answer = global_sum(m.sum()).clamp_min(1)
+        base = {"mean_weight": (global_sum(w.sum()) / n_answer).detach(),
+                "weight_sum": global_sum(w.sum()).detach(),
+                "frac_weighted": (global_sum((w > 0).sum()) / n_answer).float().detach(),
+                "forget_nll": (-global_sum((forget_out.logp.detach() * m).sum()) / n_answer)}
         base.update({k: v.detach() for k, v in extras.items()})
         return LossOutput(total=total, forget=forget, retain=retain, extras=base)
 

@@ -11,10 +11,11 @@ class GradAscent(Objective):
     """GA: forget = -sum(w * nll) / Z (Z per ``normaliser``); no retain term by default."""
 
     name = "ga"
+    data_parallel = True
 
     def __init__(self, gamma: float = 1.0, alpha: float = 0.0, retain_loss: str = "none",
-                 normaliser: str = "weight_sum"):
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+                 normaliser: str = "weight_sum", kl_positions: str = "all"):
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)
 
     def forget_term(self, out: ForwardOut, batch, weights: torch.Tensor, ref_out=None, model=None, ref_model=None):
         """Negative weighted mean NLL of the forget answer tokens."""
@@ -30,5 +31,5 @@ class GradDiff(GradAscent):
     name = "graddiff"
 
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
-                 normaliser: str = "weight_sum"):
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+                 normaliser: str = "weight_sum", kl_positions: str = "all"):
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..data.collate import tokenize_pairs
 from ..data.format import PROMPT_TEMPLATE
 from ..errors import SpecError
-from .base import OBJECTIVES, ForwardOut, Objective, masked_sum, model_forward
+from .base import OBJECTIVES, ForwardOut, Objective, batch_mean, masked_sum, model_forward
 
 IDK_KEY = "idk_batch"
 
@@ -73,12 +73,13 @@ class IdkPO(Objective):
     (token-weighted sums). Cost: policy forwards on forget + IDK, no-grad ref forwards on both."""
 
     name = "idkpo"
+    data_parallel = True
     needs_ref = True
 
     def __init__(self, beta: float = 0.1, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
-                 normaliser: str = "weight_sum"):
+                 normaliser: str = "weight_sum", kl_positions: str = "all"):
         self.beta = beta
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)
         if beta <= 0:
             raise SpecError(f"objective 'idkpo': beta must be > 0, got {beta}")
 
@@ -102,5 +103,5 @@ class IdkPO(Objective):
         m = idk.answer_mask.float()
         chosen = masked_sum(idk_out.logp - idk_ref.logp, m)
         rejected = masked_sum(out.logp - ref_out.logp.detach(), weights)
-        loss = -(2.0 / self.beta) * F.logsigmoid(self.beta * (chosen - rejected)).mean()
-        return loss, {"chosen_log_ratio": chosen.mean(), "rejected_log_ratio": rejected.mean()}
+        loss = -(2.0 / self.beta) * batch_mean(F.logsigmoid(self.beta * (chosen - rejected)))
+        return loss, {"chosen_log_ratio": batch_mean(chosen), "rejected_log_ratio": batch_mean(rejected)}

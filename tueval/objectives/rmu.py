@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .base import OBJECTIVES, ForwardOut, LossOutput, Objective, check_weights, position_ids_for, weighted_mean
+from .base import (OBJECTIVES, ForwardOut, LossOutput, Objective, check_weights, position_ids_for,
+                   sequence_weighted_mean)
 
 RMU_RETAIN = ("activation", "none")
+#: ``trainable``: every parameter (open-unlearning's TOFU config), or a module path inside each decoder block
+#: (WMDP's ``mlp.down_proj``), updated in blocks layer - span + 1 .. layer only
+ALL = "all"
 
 
 def layer_activations(model, batch, layer: int) -> torch.Tensor:
@@ -22,13 +26,15 @@ def layer_activations(model, batch, layer: int) -> torch.Tensor:
 
 def rmu_trainable_parameters(model, layer: int = 0, module: str = "mlp.down_proj", span: int = 3) -> list:
     """The parameters RMU updates: ``module`` of blocks max(0, layer-span+1) .. layer (WMDP: blocks 5, 6, 7 for
-    layer 7). The engine should freeze everything else."""
+    layer 7); the engine freezes every other one."""
     blocks = model.model.layers
     layer = layer % len(blocks)
     ps = []
     for i in range(max(0, layer - span + 1), layer + 1):
         mod = blocks[i]
         for part in module.split("."):
+            if not hasattr(mod, part):
+                raise SpecError(f"objective 'rmu': decoder block {i} has no module '{module}' (no '{part}')")
             mod = getattr(mod, part)
         ps += list(mod.parameters())
     return ps
@@ -36,18 +42,23 @@ def rmu_trainable_parameters(model, layer: int = 0, module: str = "mlp.down_proj
 
 @OBJECTIVES.register("rmu")
 class RMU(Objective):
-    """RMU: forget = sum_t w_t ||h_t - c u||^2 / d / Z over forget answer tokens (h = block ``layer`` output,
-    u ~ U[0,1)^d normalised, drawn once from ``seed``, c = ``steering_coeff``); retain = mean over retain answer
-    tokens of ||h_theta - h_ref||^2 / d (``retain_loss='activation'``, needs ref_model). Defaults: WMDP's c 6.5
-    and alpha 1200 (tuned for 7B activations; rescale for tiny models). Runs its own forwards (hidden states of
-    an inner layer); ``forget_out`` is not used. Restrict training to ``rmu_trainable_parameters``."""
+    """RMU: per forget sequence, sum_t w_t ||h_t - c u||^2 / d / Z_i over its answer tokens (h = block ``layer``
+    output, u ~ U[0,1)^d normalised, drawn once from ``seed``, c = ``steering_coeff``; Z_i per ``normaliser``),
+    then the mean over sequences; retain = per retain sequence the mean over its answer tokens of
+    ||h_theta - h_ref||^2 / d, then the mean over sequences (``retain_loss='activation'``, needs ref_model): the
+    reductions of open-unlearning's RMU. ``trainable``: ``all`` (open-unlearning's TOFU config) or a module of
+    each decoder block (WMDP: ``mlp.down_proj``) updated in blocks ``layer - trainable_span + 1 .. layer`` only;
+    the engine freezes the rest. Defaults: WMDP's c 6.5 and alpha 1200 (tuned for 7B activations). Runs its own
+    forwards (hidden states of an inner layer); ``forget_out`` is not used."""
 
     name = "rmu"
     needs_ref = False
 
     def __init__(self, layer: int = 0, steering_coeff: float = 6.5, seed: int = 0, gamma: float = 1.0,
-                 alpha: float = 1200.0, retain_loss: str = "activation", normaliser: str = "weight_sum"):
+                 alpha: float = 1200.0, retain_loss: str = "activation", normaliser: str = "weight_sum",
+                 trainable: str = ALL, trainable_span: int = 3):
         self.layer, self.steering_coeff, self.seed = layer, steering_coeff, seed
+        self.trainable, self.trainable_span = trainable, trainable_span
         super().__init__(gamma, alpha, retain_loss, normaliser)
         self._u: torch.Tensor | None = None
 
@@ -56,6 +67,25 @@ class RMU(Objective):
             raise SpecError(f"objective 'rmu': retain_loss '{self.retain_loss}' is not one of {', '.join(RMU_RETAIN)}")
         if self.normaliser not in ("weight_sum", "tokens"):
             raise SpecError(f"objective 'rmu': normaliser '{self.normaliser}' is not one of weight_sum, tokens")
+        if not isinstance(self.trainable, str) or not self.trainable.strip():
+            raise SpecError(f"objective 'rmu': trainable must be 'all' or a module path such as mlp.down_proj, "
+                            f"got {self.trainable!r}")
+        if isinstance(self.trainable_span, bool) or not isinstance(self.trainable_span, int) or \
+                self.trainable_span < 1:
+            raise SpecError(f"objective 'rmu': trainable_span must be an integer >= 1, got {self.trainable_span!r}")
+
+    def get_params(self) -> dict:
+        """Every setting (``trainable_span`` only where ``trainable`` names a module)."""
+        p = super().get_params()
+        if self.trainable == ALL:
+            p.pop("trainable_span")
+        return p
+
+    def trainable_parameters(self, model) -> list | None:
+        """None (all) with ``trainable='all'``, else ``rmu_trainable_parameters`` of the setting."""
+        if self.trainable == ALL:
+            return None
+        return rmu_trainable_parameters(model, self.layer, self.trainable, self.trainable_span)
 
     @property
     def needs_ref_model(self) -> bool:
@@ -79,7 +109,7 @@ class RMU(Objective):
             h0 = layer_activations(ref_model, retain_batch, self.layer).float()
         mse = ((h - h0) ** 2).mean(-1)
         m = retain_batch.answer_mask
-        return (mse * m).sum() / m.sum().clamp_min(1)
+        return sequence_weighted_mean(mse, m.float(), m, "weight_sum")
 
     def __call__(self, model, forget_batch, retain_batch=None, weights=None, ref_model=None, *,
                  forget_out: ForwardOut | None = None, ref_out: ForwardOut | None = None,
@@ -89,7 +119,7 @@ class RMU(Objective):
         h = layer_activations(model, forget_batch, self.layer).float()
         cu = self.control_vector(h.shape[-1], h.device)
         dist = ((h - cu) ** 2).mean(-1)
-        forget = weighted_mean(dist, w, forget_batch.answer_mask, self.normaliser)
+        forget = sequence_weighted_mean(dist, w, forget_batch.answer_mask, self.normaliser)
         retain = (self.retain_term(model, retain_batch, ref_model) if compute_retain
                   else torch.zeros((), device=h.device))
         m = forget_batch.answer_mask

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpecError
-from .base import OBJECTIVES, ForwardOut, Objective, masked_sum
+from .base import OBJECTIVES, ForwardOut, Objective, batch_mean, masked_sum
 
 
 @OBJECTIVES.register("simnpo")
@@ -14,11 +14,12 @@ class SimNPO(Objective):
     Defaults beta 4.5, delta 0, gamma 0.125, alpha 1 (open-unlearning). No reference model."""
 
     name = "simnpo"
+    data_parallel = True
 
     def __init__(self, beta: float = 4.5, delta: float = 0.0, gamma: float = 0.125, alpha: float = 1.0,
-                 retain_loss: str = "nll", normaliser: str = "weight_sum"):
+                 retain_loss: str = "nll", normaliser: str = "weight_sum", kl_positions: str = "all"):
         self.beta, self.delta = beta, delta
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+        super().__init__(gamma, alpha, retain_loss, normaliser, kl_positions)
         if beta <= 0:
             raise SpecError(f"objective 'simnpo': beta must be > 0, got {beta}")
 
@@ -26,5 +27,5 @@ class SimNPO(Objective):
         """SimNPO forget term on per-sequence weighted mean NLLs (sequences with zero total weight give a constant)."""
         wsum = weights.sum(-1)
         a = masked_sum(-out.logp, weights) / wsum.clamp_min(1e-12)
-        loss = -(2.0 / self.beta) * F.logsigmoid(self.beta * (a - self.delta)).mean()
-        return loss, {"seq_mean_nll": a.mean()}
+        loss = -(2.0 / self.beta) * batch_mean(F.logsigmoid(self.beta * (a - self.delta)))
+        return loss, {"seq_mean_nll": batch_mean(a)}

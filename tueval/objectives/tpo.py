@@ -8,6 +8,9 @@ import torch.nn.functional as F
 from ..errors import SpecError
 from .base import OBJECTIVES, ForwardOut, Objective, gt_logits, masked_sum
 
+#: the recorded reduction of TPO's terms (per sequence, then the batch mean)
+PER_SEQUENCE = "per_sequence"
+
 
 @OBJECTIVES.register("tpo")
 class TPO(Objective):
@@ -15,17 +18,22 @@ class TPO(Objective):
     weights = the mean over U_i); LPL = -(2/beta) log sigmoid(beta * mean_i(zeta_ref_i - zeta_i))
     (``tpo_batchmean=True``, TIF's code) or the mean of per-sample terms (False); sequences with no unwanted
     token are left out of the LPL. PL = mean_i sum_{t in G_i} nll (G = answer tokens with weight 0).
-    forget = LPL + pl_weight * PL; retain term off by default (``retain_loss='nll'`` = TIF's tpo_grad_diff)."""
+    forget = LPL + pl_weight * PL; retain term off by default (``retain_loss='nll'`` = TIF's tpo_grad_diff).
+    ``normaliser`` is recorded as ``per_sequence``: both terms reduce per sequence, no normaliser applies."""
 
     name = "tpo"
     needs_ref = True
 
     def __init__(self, beta: float = 0.2, tpo_batchmean: bool = True, pl_weight: float = 1.0, gamma: float = 1.0,
-                 alpha: float = 1.0, retain_loss: str = "none", normaliser: str = "weight_sum"):
+                 alpha: float = 1.0, retain_loss: str = "none", normaliser: str = "weight_sum",
+                 kl_positions: str = "all"):
         self.beta, self.tpo_batchmean, self.pl_weight = beta, tpo_batchmean, pl_weight
-        super().__init__(gamma, alpha, retain_loss, normaliser)
+        super().__init__(gamma, alpha, retain_loss, normaliser if normaliser != PER_SEQUENCE else "weight_sum",
+                         kl_positions)
         if beta <= 0:
             raise SpecError(f"objective 'tpo': beta must be > 0, got {beta}")
+        # both terms reduce per sequence (LPL: weighted mean logit, PL: summed NLL): no normaliser applies
+        self.normaliser = PER_SEQUENCE
 
     def forget_term(self, out: ForwardOut, batch, weights: torch.Tensor, ref_out: ForwardOut | None = None,
                     model=None, ref_model=None):

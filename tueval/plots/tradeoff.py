@@ -10,7 +10,7 @@ import pandas as pd
 from ..analysis.families import arm_summary
 from ..analysis.grid import BASE, METHOD_ARM
 from ..analysis.runs import lmeval_columns
-from ..metrics.catalogue import higher_is_better, label
+from ..metrics.catalogue import direction, label
 from ..stats import group_ci
 from .base import curve_plot, facet_axes, markers, paired_strip_plot, palette, pareto_plot
 
@@ -88,7 +88,7 @@ def strip_figure(diffs: pd.DataFrame, vframe: pd.DataFrame, objective: str, metr
     methods = list(dict.fromkeys([*v["method"], *d["method"]]))
     fig, axes = facet_axes(len(methods), ncols=3, width=3.4, height=3.0)
     col = palette(dict.fromkeys(diffs["control"]))
-    better = "up" if higher_is_better(metric) else "down"
+    better = {True: "up", False: "down", None: None}[direction(metric)]
     for ax, m in zip(axes, methods):
         paired_strip_plot(d[d["method"] == m], estimates=v[v["method"] == m], ylabel=f"Δ {metric} (method − control)",
                           title=m, better=better, colours=col, ax=ax)
@@ -97,12 +97,14 @@ def strip_figure(diffs: pd.DataFrame, vframe: pd.DataFrame, objective: str, metr
 
 
 def selection_curves_figure(runs: pd.DataFrame, arm_labels: dict[str, str],
-                            metrics: Sequence[str] = ("forget_prob", "log10_fq", "model_utility")):
+                            metrics: Sequence[str] = ("forget_prob_gap", "log10_fq", "model_utility")):
     """Rows = scorers, columns = metrics: each arm's mean vs q with a 95% CI band and every seed faint (``runs``
-    with scorer and q columns, ``runs_by_selection``; ``arm_labels`` names the arms in the legend)."""
+    with scorer and q columns, ``runs_by_selection``; ``arm_labels`` names the arms in the legend). Metrics with
+    no finite value (a distance without the retain reference) are left out."""
     from .base import FIXED_COLOURS
 
     r = runs.copy()
+    metrics = [m for m in metrics if m in r.columns and np.isfinite(pd.to_numeric(r[m], errors="coerce")).any()]
     scorers = list(dict.fromkeys(r["scorer"]))
     fig, axes = facet_axes(len(metrics) * len(scorers), ncols=len(metrics), width=3.4, height=2.9)
     col = {arm_labels[a]: FIXED_COLOURS[a] for a in arm_labels}

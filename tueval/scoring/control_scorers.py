@@ -50,16 +50,27 @@ class RandomScorer(Scorer):
 @SCORERS.register("oracle")
 class OracleScorer(Scorer):
     """The ground-truth mask as scores: ``gt='spans'`` -> ``batch.gt_mask``; ``gt='counterfactual'`` ->
-    ``batch.extras['gt_counterfactual']`` (tokens whose fact the retain model lacks)."""
+    ``batch.extras['gt_counterfactual']`` (tokens whose fact the retain model lacks). ``exclude_copied=True``
+    drops the answer tokens copied from the question (``copied_from_question``: mostly the subject's name) from the
+    ground truth, so an oracle selection does not rest on the name; needs ``context.tokenizer``."""
 
     name = "oracle"
     static = True
     cost = 0.0
 
-    def __init__(self, gt: str = "spans"):
-        self.gt = gt
+    def __init__(self, gt: str = "spans", exclude_copied: bool = False):
+        self.gt, self.exclude_copied = gt, exclude_copied
         if gt not in GT_SOURCES:
             raise SpecError(f"scorer 'oracle': gt '{gt}' is not one of {', '.join(GT_SOURCES)}")
+        if not isinstance(exclude_copied, bool):
+            raise SpecError(f"scorer 'oracle': exclude_copied must be true or false, got {exclude_copied!r}")
+
+    def get_params(self) -> dict[str, Any]:
+        """Every setting (``exclude_copied`` only when set)."""
+        p = super().get_params()
+        if not self.exclude_copied:
+            p.pop("exclude_copied")
+        return p
 
     def score(self, model, batch, context: ScoringContext | None = None):
         """1 on ground-truth tokens, 0 on other answer tokens."""
@@ -69,6 +80,14 @@ class OracleScorer(Scorer):
             g = batch.extras.get("gt_counterfactual")
             if g is None:
                 raise SpecError("scorer 'oracle' with gt='counterfactual' needs batch.extras['gt_counterfactual']")
+        g = g.bool()
+        if self.exclude_copied:
+            from .base import require
+            from .tokenunlearn import copied_from_question
+
+            tok = require(context.tokenizer if context else None, "context.tokenizer (to find copied tokens)",
+                          self.name)
+            g = g & ~copied_from_question(batch, tok)
         return on_answers(g.float(), batch.answer_mask)
 
 

@@ -4,12 +4,14 @@ UNWANTED (forgotten). Score 1 = unwanted, 0 = general; the first EOS is general 
 Words are whitespace-delimited words of the answer, mapped to tokens by character offsets; a token is general
 iff it overlaps a general word, every other answer token (punctuation not covered by a general word included)
 is unwanted. Identifiers:
-  ``retain`` (default): a word is general if the retain model (which lacks the fact; ``context.retain_model``)
-      predicts every one of its tokens at top-1 under teacher forcing (a causal stand-in for TIF's masked-LM
-      identifier, which also sees the right context);
-  ``ref_masked``: the same test with the scored model (the reference) and the question hidden (as TokenUnlearn);
+  ``ref_masked`` (default): a word is general if the scored model (the reference, before unlearning) predicts
+      every one of its tokens at top-1 under teacher forcing with the question hidden (as TokenUnlearn): words
+      the model can produce without knowing who the question is about. Non-privileged: it uses only the model
+      being unlearned, as TIF's identifiers (an external LLM or masked LM) do;
   ``annotations``: TIF's word-list files (``annotations`` = path): general = ``common_words`` when present,
-      else every word outside ``target_words``.
+      else every word outside ``target_words``;
+  ``retain`` (an ORACLE, never a paper row): the same top-1 test with the retain model (``context.retain_model``),
+      the gold model forget quality is measured against, so its unwanted words are the facts that model lacks.
 Needs ``context.tokenizer`` (for character offsets). Static: computed once; cost 1 forward per example.
 """
 from __future__ import annotations
@@ -28,7 +30,9 @@ from ..forward import model_forward
 from .base import SCORERS, Scorer, ScoringContext, require
 from .tokenunlearn import MASK_MODES, question_mask
 
-IDENTIFIERS = ("retain", "ref_masked", "annotations")
+IDENTIFIERS = ("ref_masked", "annotations", "retain")
+#: identifiers that read privileged information (the retain model): oracle variants only
+ORACLE_IDENTIFIERS = ("retain",)
 
 
 @dataclass
@@ -139,15 +143,15 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @SCORERS.register("tif")
 class TIFScorer(Scorer):
-    """TIF identifier (see module doc): 1 = unwanted, 0 = general. Settings: ``identifier`` (retain |
-    ref_masked | annotations), ``annotations`` (path, for identifier='annotations'), ``mask`` (question | prompt,
-    for ref_masked)."""
+    """TIF identifier (see module doc): 1 = unwanted, 0 = general. Settings: ``identifier`` (ref_masked |
+    annotations | retain, the oracle), ``annotations`` (path, for identifier='annotations'), ``mask`` (question |
+    prompt, for ref_masked)."""
 
     name = "tif"
     static = True
     cost = 1.0
 
-    def __init__(self, identifier: str = "retain", annotations: str | None = None, mask: str = "question"):
+    def __init__(self, identifier: str = "ref_masked", annotations: str | None = None, mask: str = "question"):
         self.identifier, self.annotations, self.mask = identifier, annotations, mask
         if identifier not in IDENTIFIERS:
             raise SpecError(f"scorer 'tif': identifier '{identifier}' is not one of {', '.join(IDENTIFIERS)}")

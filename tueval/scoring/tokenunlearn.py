@@ -55,6 +55,30 @@ def question_mask(batch, tokenizer=None, mode: str = "question") -> torch.Tensor
     return torch.from_numpy(hide).to(batch.input_ids.device) & (pos < plen) & (pos >= 1)
 
 
+def copied_from_question(batch, tokenizer=None, min_len: int = 2, hide: torch.Tensor | None = None) -> torch.Tensor:
+    """Answer tokens copied from the question [B, T] (bool): tokens inside a run of at least ``min_len``
+    consecutive answer tokens that also occurs, token for token, among the question's content tokens (``hide``:
+    those positions, default ``question_mask(batch, tokenizer)``). On TOFU-style answers this is mostly the
+    subject's name ("Where was Ana Lopez born?" -> "Ana Lopez was born ..."), plus echoed phrases."""
+    if min_len < 1:
+        raise SpecError(f"min_len must be >= 1, got {min_len}")
+    q = question_mask(batch, tokenizer, "question") if hide is None else hide.bool()
+    ans, ids = batch.answer_mask.bool(), batch.input_ids
+    B, T = ids.shape
+    if T < min_len:
+        return torch.zeros_like(ans)
+    # every window of min_len positions, as the tuple of its ids; a window counts where all its positions are
+    # answer (resp. question) tokens; an answer window is copied when it equals some question window of its row
+    win = ids.unfold(1, min_len, 1)  # [B, W, L]
+    a_ok = ans.unfold(1, min_len, 1).all(-1)
+    q_ok = q.unfold(1, min_len, 1).all(-1)
+    same = (win[:, :, None, :] == win[:, None, :, :]).all(-1) & q_ok[:, None, :]  # [B, W_answer, W_question]
+    hit = (same.any(-1) & a_ok).float()  # [B, W]: answer windows found in the question
+    # a token is copied when any window covering it is a hit
+    cover = torch.nn.functional.conv1d(hit[:, None], torch.ones(1, 1, min_len), padding=min_len - 1)[:, 0]
+    return (cover[:, :T] > 0) & ans
+
+
 def masked_logprobs(model, batch, hide: torch.Tensor) -> torch.Tensor:
     """Per-token log-probs [B, T] with the ``hide`` positions removed from attention (one no-grad forward)."""
     am = batch.attention_mask * (~hide).to(batch.attention_mask.dtype)

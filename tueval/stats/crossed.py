@@ -108,7 +108,7 @@ def unit_comparison(method: pd.DataFrame, control: pd.DataFrame | None, value: s
     alt = "greater" if higher_is_better else "less"
     p = float(sign_flip_pvalue(d, alt, n_resamples=max(n_resamples, 2000), seed=seed))
     return {"metric": metric, "method": method_name, "control": control_name, "n_seeds": n_seeds,
-            "n_examples": int(D.shape[1]),
+            "n_examples": int(D.shape[1]), "higher_is_better": bool(higher_is_better),
             "result": {"estimate": est, "ci_low": lo, "ci_high": hi, "p_value": p, "alternative": alt,
                        "diffs": tuple(float(x) for x in d), "n": int(D.shape[1]),
                        "effect_size": float(effect_size_dz(d)),
@@ -131,13 +131,13 @@ def vs_control(rows: pd.DataFrame, value: str, names: Sequence[str], control: st
     return items
 
 
-def verdicts_frame(items: list[dict], alpha: float, family: str, higher_is_better=True,
-                   equivalence_margin=None) -> pd.DataFrame:
-    """Holm-adjusted verdicts of one family as a frame with the real seed and example counts."""
+def verdicts_frame(items: list[dict], alpha: float, family: str, equivalence_margin=None) -> pd.DataFrame:
+    """Holm-adjusted verdicts of one family (each item carries its direction) as a frame with the real seed and
+    example counts."""
     if not items:
         return pd.DataFrame()
-    vs = verdict_table(items, alpha=alpha, correction="holm", higher_is_better=higher_is_better,
-                       equivalence_margin=equivalence_margin, n_resamples=2000)
+    vs = verdict_table(items, alpha=alpha, correction="holm", equivalence_margin=equivalence_margin,
+                       n_resamples=2000)
     df = verdicts_to_frame(vs)
     df["n_seeds"] = [it.get("n_seeds", it["result"].get("n")) for it in items]
     df["n_examples"] = [it.get("n_examples", float("nan")) for it in items]
