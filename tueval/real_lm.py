@@ -105,21 +105,18 @@ def run_smollm2_demo(workdir: str | Path = "work_smollm2", reports: str | Path =
 
 
 class _Clock:
-    """Wall time and this process's CPU time over the torch threads (on a shared machine the CPU time, divided by
-    the thread count, is what the stage takes on an idle one)."""
+    """This process's CPU time over the torch threads: what a stage takes on an idle machine with that many cores,
+    whatever else runs (under contention, OpenMP threads that spin while waiting inflate it; one thread does not)."""
 
     def __init__(self):
         import torch
 
         self.threads = torch.get_num_threads()
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.cpu = time.process_time()
 
     def idle_s(self) -> float:
-        """Seconds on an idle machine with this many cores: max(wall on a quiet machine, CPU time / threads)."""
+        """CPU seconds since the start divided by the thread count."""
         return (time.process_time() - self.cpu) / self.threads
-
-    def wall_s(self) -> float:
-        return time.perf_counter() - self.wall
 
 
 def estimate(workdir: str | Path = "work_smollm2", base: Path | None = None, size: str = "full",
