@@ -97,10 +97,11 @@ def _fake_workdir(root) -> Workdir:
 
 
 def _old_run_id(spec: RunSpec, wd: Workdir) -> str:
-    """run_id as the engine computed it before RunSpec had lmeval_tasks: the spec dict without that key."""
+    """run_id as the engine computed it before RunSpec had lmeval_tasks, special_tokens and preset: the spec dict
+    without those keys."""
     r = resolve(spec, wd)
     r.pop("_objects")
-    old = {k: v for k, v in spec.to_dict().items() if k != "lmeval_tasks"}
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("lmeval_tasks", "special_tokens", "preset")}
     r["spec"] = {**old, "forget_split": r["spec"]["forget_split"]}
     return spec_hash(r, 16)
 
