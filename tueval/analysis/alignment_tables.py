@@ -130,7 +130,10 @@ def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Seque
 
 
 def ap_lift_vs_random(rows: pd.DataFrame, names: Sequence[str], n_boot: int, alpha: float) -> list[dict]:
-    """Each scorer vs random on AP lift, paired per (seed, example), under both ground truths: one family."""
+    """Each scorer vs random on AP lift, paired per (seed, example), under each ground truth that marks some but not
+    all answer tokens of at least 2 examples (a single-class example has no AP lift): one family."""
     allr = rows[rows.label == "all"]
-    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=present_gts(allr),
+    ok = allr[~allr["single_class"].astype(bool)] if "single_class" in allr else allr
+    levels = tuple(g for g in present_gts(allr) if ok.loc[ok.ground_truth == g, "example_id"].nunique() >= 2)
+    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=levels,
                       higher_is_better=higher_is_better("ap_lift"), n_resamples=n_boot, alpha=alpha)
