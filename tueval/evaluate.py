@@ -23,34 +23,43 @@ def eval_sets(wd: Workdir) -> dict[str, list]:
     """The evaluation sets of the workdir: its forget split, a fixed retain subset and the utility sets."""
     b = wd.benchmark
     return {"forget": b.split(wd.forget_split), "retain": b.retain_eval(retain_split=wd.retain_split),
-            "real_authors": b.split("real_authors"), "world_facts": b.split("world_facts")}
+            **{u: b.split(u) for u in ("real_authors", "world_facts") if b.has_split(u)}}
 
 
 def holdout_split(wd: Workdir) -> str:
     """The holdout split matching the forget split's size (for MIA)."""
-    return "holdout" + wd.forget_split.replace("forget", "")
+    return wd.holdout_split
 
 
 @torch.no_grad()
 def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFrame | None,
-                       retain_aucs: dict | None, generate: bool = True, batch_size: int = 256,
+                       retain_aucs: dict | None, generate: bool = True, batch_size: int | None = None,
                        sets: tuple[str, ...] = SETS, is_reference: bool = False,
                        max_new_tokens: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Per-example tables and the summary dict of ``model`` (no files written). ``is_reference``: the model is
     the retain model itself, so its own forget table and MIA AUCs are the reference (forget quality 1.0).
+    A workdir whose benchmark source has its own metrics (MUSE, WMDP) is evaluated by the source's function.
 
     Every set's teacher-forced scores (and the MIA holdout's) come from one shared-prefix pass, and one batched
-    greedy generation covers the questions of every set."""
-    from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS, generate_answers
+    greedy generation (``max_new_tokens``, default the workdir's) covers the questions of every set."""
+    from .evaluation.generation import generate_answers
     from .evaluation.likelihood import SetJob, score_sets
     from .evaluation.mia import labelled, mia_summary, scores_table
     from .evaluation.summary import summarise
     from .evaluation.tofu import _validate, fields_for, set_table
 
+    from .data.format import with_special_tokens
+
+    batch_size = batch_size or wd.eval_batch_size
+    tokenizer = with_special_tokens(tokenizer, "include")  # metrics score EOS as TOFU does
+    if wd.evaluator is not None:
+        return wd.evaluator(model, tokenizer, wd, retain_forget, retain_aucs, generate=generate,
+                            batch_size=batch_size, is_reference=is_reference)
     was_training = model.training
     model.eval()
     try:
         ev = eval_sets(wd)
+        sets = tuple(k for k in sets if k in ev)
         for k in sets:
             _validate(ev[k], k)
         holdout = wd.benchmark.split(holdout_split(wd))
@@ -62,13 +71,12 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
         gens: dict[str, list[str] | None] = {k: None for k in sets}
         if generate:
             qs = [e.question for k in sets for e in ev[k]]
-            flat = generate_answers(model, tokenizer, qs, batch_size,
-                                    DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens)
+            flat = generate_answers(model, tokenizer, qs, batch_size, max_new_tokens or wd.max_new_tokens)
             at = np.cumsum([0] + [len(ev[k]) for k in sets])
             gens = {k: flat[a:b] for k, a, b in zip(sets, at[:-1], at[1:])}
     finally:
         model.train(was_training)  # a model evaluated mid-training (a loop hook) goes on training
-    tables = {k: set_table(ev[k], k, scores[k], gens[k]) for k in sets}
+    tables = {k: set_table(ev[k], k, scores[k], gens[k], tokenizer) for k in sets}
     mia_t = labelled(scores_table(ev["forget"], scores["forget"]), scores_table(holdout, scores["holdout"]))
     tables["mia"] = mia_t
     if is_reference:
@@ -134,10 +142,9 @@ def _cache_key(wd: Workdir, model: str) -> dict[str, str]:
     paths = wd.manifest["paths"]
     ident = paths[model] if model in ("target", "retain") else str(Path(model).resolve())
     from .data.benchmark import RETAIN_EVAL_N
-    from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS
 
     return {"model": ident, "retain": paths["retain"], "benchmark": paths["benchmark"], "forget_split": wd.forget_split,
-            "retain_eval_n": RETAIN_EVAL_N, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
+            "retain_eval_n": RETAIN_EVAL_N, "max_new_tokens": wd.max_new_tokens}
 
 
 def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, progress: bool = True,
@@ -158,8 +165,10 @@ def evaluate_model(wd: Workdir, model: str = "target", name: str | None = None, 
     tables, summary = evaluate_in_memory(m, tok, wd, retain_forget, retain_aucs, is_reference=model == "retain")
     for k, t in tables.items():
         write_parquet(out / f"{k}.parquet", _parquet_safe(t))
-    write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS})
-    summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key}
+    if wd.evaluator is None:
+        write_eval_log(out / "eval_log_aggregated.json", {k: tables[k] for k in SETS if k in tables})
+    summary = {**summary, "model": str(model), "forget_split": wd.forget_split, "cache_key": key,
+               "tables": sorted(tables)}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -172,7 +181,9 @@ def _cached_summary(out: Path, key: dict) -> dict | None:
         return None
     if not isinstance(cached, dict) or cached.get("cache_key") != key:
         return None
-    files = [f"{k}.parquet" for k in (*SETS, "mia")] + ["eval_log_aggregated.json"]
+    names = cached.get("tables") or (*SETS, "mia")
+    log = ["eval_log_aggregated.json"] if {"forget", "retain"} <= set(names) else []  # TOFU's sets only
+    files = [f"{k}.parquet" for k in names] + log
     if not all((out / f).is_file() for f in files):
         return None
     return cached
@@ -235,7 +246,7 @@ def evaluate_unlearned(model, tokenizer, wd: Workdir, ref: Reference, generate: 
                        max_new_tokens: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The evaluation stage of a run: per-example tables (plus ``lmeval`` when tasks are given) and the summary
     of the unlearned ``model`` against the retain reference (no files written); generations capped at
-    ``max_new_tokens`` (default 200)."""
+    ``max_new_tokens`` (default: the workdir's, 200 unless its config says otherwise)."""
     model.eval()
     tables, summary = evaluate_in_memory(model, tokenizer, wd, ref.forget, ref.mia_aucs, generate=generate,
                                          max_new_tokens=max_new_tokens)

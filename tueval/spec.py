@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every")
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every", "special_tokens")
 #: RunSpec fields that never enter the hash: ``preset`` names where the values came from, and the values alone
 #: define the computation (a preset and the same settings written out share one cached run; editing a preset's
 #: documentation renames nothing). The run record keeps the name next to the hashed spec.
@@ -40,12 +40,14 @@ class RunSpec:
     ``scorer='uniform', mode='none'`` is the sequence-level base. ``control`` replaces the method's weights by a
     control built from them (random_k, permuted, magnitude_matched, magnitude_matched_grad, bottom_k).
     ``lmeval_tasks`` (task names; a list or a comma-separated string becomes a tuple) adds an lm-eval
-    multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``preset`` names a method
-    preset (``tueval.presets``; ``tueval presets`` lists them): its fields resolve under the fields given and over
-    the objective's defaults; it is recorded but not hashed (``NOT_HASHED``). ``max_new_tokens`` caps the greedy
-    generations that ROUGE scores (200, as TOFU and open-unlearning). ``eval_every`` writes the run's trajectory
-    (``trajectory.parquet``: the checkpoint evaluation after every N steps, or every epoch with ``'epoch'``, and the
-    full evaluation on the final row); 0 = none."""
+    multiple-choice evaluation of the unlearned model on the workdir's exported tasks. ``special_tokens``: whether
+    EOS, end-of-turn and chat markup may be selected, scored and unlearned (``exclude``/``include``; ``auto``: the
+    workdir's setting, which excludes them on a workdir from a config and includes them on the embedded default).
+    ``preset`` names a method preset (``tueval.presets``; ``tueval presets`` lists them): its fields resolve under
+    the fields given and over the objective's defaults; it is recorded but not hashed (``NOT_HASHED``).
+    ``max_new_tokens`` caps the greedy generations that ROUGE scores (200, as TOFU and open-unlearning).
+    ``eval_every`` writes the run's trajectory (``trajectory.parquet``: the checkpoint evaluation after every N
+    steps, or every epoch with ``'epoch'``, and the full evaluation on the final row); 0 = none."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -67,6 +69,7 @@ class RunSpec:
     snapshot_steps: tuple = DEFAULT
     ckpt_every: int = DEFAULT
     lmeval_tasks: tuple = DEFAULT
+    special_tokens: str = DEFAULT
     preset: str | None = DEFAULT
     max_new_tokens: int = DEFAULT
     eval_every: int | str = DEFAULT

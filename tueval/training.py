@@ -10,7 +10,7 @@ import torch
 
 from .data.collate import Batch
 from .errors import SpecError, TuevalError
-from .forward import model_forward
+from .forward import model_device, model_forward
 from .registry import is_plugin
 from .spec import RunSpec
 from .workdir import Workdir
@@ -23,7 +23,7 @@ class NonFiniteLossError(TuevalError):
 @torch.no_grad()
 def static_scores(scorer, ref_model, data: Batch, ctx, chunk: int = 64) -> torch.Tensor:
     """Scores of a static scorer on every forget example, computed once on the reference model ([N, T])."""
-    out = torch.zeros(data.input_ids.shape, dtype=torch.float32)
+    out = torch.zeros(data.input_ids.shape, dtype=torch.float32, device=data.input_ids.device)
     for i in range(0, len(data), chunk):
         b = Batch.trim(data.select(range(i, min(i + chunk, len(data)))))
         s = scorer.score(ref_model, b, ctx)
@@ -89,8 +89,10 @@ class Trainer:
         needs_ref = objective.needs_ref_model or scorer.static or getattr(scorer, "needs_ref_model", False)
         ref_model = _load_frozen(wd, "target") if needs_ref else None
         retain_model = _load_frozen(wd, "retain") if getattr(scorer, "needs_retain_model", False) else None
-        retain_split = "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
-        F, R = wd.collated(forget_split, tok), wd.collated(retain_split, tok)
+        retain_split = wd.retain_split_for(forget_split)
+        dev = model_device(model)
+        F = wd.collated(forget_split, tok, spec.special_tokens).to(dev)
+        R = wd.collated(retain_split, tok, spec.special_tokens).to(dev)
         gens = {"data": torch.Generator().manual_seed(spec.seed),
                 "retain": torch.Generator().manual_seed(spec.seed + 1_000_003),
                 "weights": torch.Generator().manual_seed(spec.seed + 2_000_003)}

@@ -84,20 +84,101 @@ class Workdir:
             raise TuevalError(f"{p} is missing (the {key} of this workdir): {self._redo}")
         return p
 
+    # ---- the benchmark source (a workdir prepared from a config names one; the embedded default is synthetic)
+    @property
+    def _source_entry(self) -> dict:
+        s = self.manifest.get("source")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def is_config(self) -> bool:
+        """Was this workdir prepared from a config (a user's benchmark and models)?"""
+        return bool(self._source_entry)
+
+    @cached_property
+    def source(self):
+        """The benchmark source (``tueval.data.sources``) of this workdir."""
+        from .data.sources import get_source
+
+        return get_source(self._source_entry.get("name", "synthetic"))
+
+    @property
+    def evaluator(self):
+        """The source's metric function (None: TOFU's metrics, ``tueval.evaluate``)."""
+        return self.source.evaluator()
+
     @property
     def forget_split(self) -> str:
-        return self.manifest["profile"]["forget_split"]
+        return self._source_entry.get("forget") or self.manifest["profile"]["forget_split"]
 
     @property
     def retain_split(self) -> str:
-        return "retain" + str(100 - int(self.forget_split.replace("forget", "")))
+        return self._source_entry.get("retain") or self.retain_split_for(self.forget_split)
 
-    def load_model(self, which: str, device: str = "cpu"):
-        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path): a fresh copy of the model
-        (yours to train) and the process's shared tokenizer (read-only). Models are loaded once per process and
-        file state (``model_cache``), so every run of a worker process, whatever the executor, reuses them."""
+    def retain_split_for(self, forget_split: str) -> str:
+        """The retain split that complements ``forget_split`` (``forgetNN`` -> ``retain{100-NN}``)."""
+        if forget_split == self.forget_split and self._source_entry.get("retain"):
+            return self._source_entry["retain"]
+        return "retain" + f"{100 - int(forget_split.replace('forget', '')):02d}"
+
+    @property
+    def holdout_split(self) -> str | None:
+        """The never-trained split the MIA compares the forget split with (None: the source has none)."""
+        if self.is_config:
+            return self._source_entry.get("holdout")
+        return "holdout" + self.forget_split.replace("forget", "")
+
+    @property
+    def ground_truths(self) -> tuple[str, ...]:
+        """The ground truths of the forget split: ``spans`` where the data is annotated, ``counterfactual``."""
+        return tuple(self._source_entry.get("ground_truths") or ("spans", "counterfactual"))
+
+    # ---- runtime: device, dtype, evaluation batch size, prompt format
+    @property
+    def runtime(self) -> dict:
+        r = self.manifest.get("runtime")
+        return r if isinstance(r, dict) else {}
+
+    @property
+    def device(self) -> str:
+        return self.runtime.get("device", "cpu")
+
+    @property
+    def dtype(self) -> str:
+        return self.runtime.get("dtype", "float32")
+
+    @property
+    def eval_batch_size(self) -> int:
+        return int(self.runtime.get("eval_batch_size", 256))
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Greedy generation length of the workdir's own evaluations (target, retain): the config's, else TOFU's
+        200; an unlearning run uses its spec's ``max_new_tokens``."""
+        from .evaluation.generation import DEFAULT_MAX_NEW_TOKENS
+
+        return int(self.runtime.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+
+    @cached_property
+    def prompt_format(self):
+        """The workdir's ``PromptFormat`` (prompt template or chat template, special-token policy)."""
+        from .data.format import DEFAULT_FORMAT, PromptFormat
+
+        p = self.manifest.get("prompt")
+        return PromptFormat.from_dict(p) if isinstance(p, dict) else DEFAULT_FORMAT
+
+    def load_model(self, which: str, device: str | None = None):
+        """``(model, tokenizer)`` for ``target`` or ``retain`` (or a model folder path), on the workdir's device
+        and dtype unless ``device`` is given: a fresh copy of the model (yours to train) and the process's shared
+        tokenizer (read-only), carrying the workdir's prompt format. Models are loaded once per process and file
+        state (``model_cache``), so every run of a worker process, whatever the executor, reuses them."""
         p = self.path(which) if which in ("target", "retain") else Path(which)
-        return model_cache.load(p, device)
+        from .data.format import set_format
+
+        model, tok = model_cache.load(p, device or self.device, self.dtype)
+        if self.runtime.get("gradient_checkpointing") and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable()
+        return model, set_format(tok, self.prompt_format) if self.is_config else tok
 
     @cached_property
     def benchmark(self):
@@ -107,24 +188,35 @@ class Workdir:
         p = self.path("benchmark")
         return _memo(("benchmark", _file_state(p)), lambda: load_benchmark(p))
 
-    def collated(self, split: str, tokenizer):
+    def collated(self, split: str, tokenizer, special_tokens: str = "auto"):
         """The examples of ``split`` collated on their answers (``tueval.data.collate.collate``), built once per
-        process, benchmark state and tokenizer: treat the Batch as read-only."""
+        process, benchmark state, tokenizer and special-token policy: treat the Batch as read-only."""
         from .data.collate import collate
         from .evaluation.encoding import memo_for
 
-        key = ("collate", _file_state(self.path("benchmark")), split)
+        key = ("collate", _file_state(self.path("benchmark")), split, special_tokens)
         memo = memo_for(tokenizer)
         if key not in memo:
-            memo[key] = collate(self.benchmark.split(split), tokenizer)
+            memo[key] = collate(self.benchmark.split(split), tokenizer, special_tokens=special_tokens)
         return memo[key]
 
     @cached_property
     def tokenizer(self):
-        from transformers import PreTrainedTokenizerFast
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+        from .data.format import set_format
 
         p = self.path("tokenizer")
-        return _memo(("tokenizer", _file_state(p)), lambda: PreTrainedTokenizerFast.from_pretrained(p))
+        if not self.is_config:
+            return _memo(("tokenizer", _file_state(p)), lambda: PreTrainedTokenizerFast.from_pretrained(p))
+
+        def load():
+            tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            return set_format(tok, self.prompt_format)
+
+        return _memo(("tokenizer", _file_state(p), repr(self.prompt_format)), load)
 
     def ground_truth_table(self):
         """Per-token table of both ground truths on the forget split (see data/counterfactual.py)."""
@@ -168,18 +260,19 @@ class ModelCache:
         self.size = size
         self._items: dict = {}
 
-    def load(self, path: Path, device: str = "cpu"):
+    def load(self, path: Path, device: str = "cpu", dtype: str = "float32"):
+        """``(a fresh copy of the model, the shared tokenizer)`` of the model at ``path`` on ``device``/``dtype``."""
         import copy
         import os
 
         from .models.load import load_model
 
         if os.environ.get("TUEVAL_MODEL_CACHE", "1") == "0":
-            return load_model(path, device=device)
-        key = (_file_state(path), str(device))
+            return load_model(path, device=device, dtype=dtype)
+        key = (_file_state(path), str(device), str(dtype))
         hit = self._items.pop(key, None)
         if hit is None:
-            hit = load_model(path, device=device)
+            hit = load_model(path, device=device, dtype=dtype)
         self._items[key] = hit  # most recently used last
         while len(self._items) > self.size:
             self._items.pop(next(iter(self._items)))

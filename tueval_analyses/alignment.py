@@ -41,14 +41,18 @@ def run(cfg: AnalysisConfig) -> dict:
     summ_nc, _ = A.summaries(rows_nc, prof.n_boot)
     verdicts_nc = verdicts_frame(A.ap_lift_vs_random(rows_nc, names, prof.n_boot, cfg.alpha), cfg.alpha,
                                  "alignment vs random, copied tokens excluded")
-    classes = A.values_by_class(_class_values(data, base, names, seeds), A.token_classes(data, copied))
+    # fact tokens: the spans where annotated, else the counterfactual ground truth
+    classes = A.values_by_class(_class_values(data, base, names, seeds),
+                                A.token_classes(data, copied, gt=data.gt_sources[0]))
     tables = {"verdicts": verdicts, "summary": summ, "per_seed": per_seed, "per_label": labels,
               "per_label_ap_lift": A.per_label_wide(labels), "nocopy_verdicts": verdicts_nc,
               "nocopy_summary": summ_nc, "nocopy_per_label": A.per_label(rows_nc), "token_classes": classes,
               "span_labels": A.span_copy_counts(data),
               "permutation_null": A.permutation_null(scores, data, seeds, prof.n_perm),
               "per_example": rows[rows.label == "all"].drop(columns=["label"])}
-    settings = {"seeds": list(seeds),
+    from tueval.analysis.forget import ground_truth_note
+
+    settings = {"seeds": list(seeds), "ground truth": ground_truth_note(data),
                 "examples": f"{len(data.examples)} of {data.n_total} forget examples ({cfg.workdir.forget_split})",
                 "scorers": ", ".join(names),
                 "learned scorers": ", ".join(f"{k}: the run {learned_spec(k, seeds[0]).label()} per seed "

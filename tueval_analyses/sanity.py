@@ -34,7 +34,7 @@ def run(cfg: AnalysisConfig) -> dict:
     # 1. knowledge dependence, 2. cascading randomisation, 3. heuristics scored like scorers
     kd = S.knowledge_dependence(st, sr, data)
     kd_sum, kd_seed, items_kd = S.knowledge_dependence_family(kd, names, prof.n_boot, cfg.alpha)
-    cas = S.cascade(data, names, cseeds, states)
+    cas = S.cascade(data, names, cseeds, states, gt=data.primary_gt)
     cas_sum, items_cas = S.randomisation_family(cas, names, prof.n_boot, cfg.alpha)
     hs = S.heuristic_score_set(data, cfg.workdir)
     al = all_gt_rows(with_gt_controls(data, st, names, seeds, extra=hs), data)

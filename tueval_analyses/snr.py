@@ -51,7 +51,8 @@ def run(cfg: AnalysisConfig) -> dict:
                            for n in select_params(data.target, prof.params)))
         meta = {"n_examples": len(data.examples), "n_total": data.n_total, "n_ref": len(splits[0][0]),
                 "n_eval": len(splits[0][1]), "n_eval_mean": float(np.mean([len(ev) for _, ev in splits])),
-                "n_params": n_params, "route": str(raw.route.iloc[0]), "steps": ",".join(map(str, steps))}
+                "n_params": n_params, "route": str(raw.route.iloc[0]), "steps": ",".join(map(str, steps)),
+                "ground_truth": data.primary_gt}
         return {"raw": raw, "checkpoints": cps, "meta": pd.DataFrame([meta])}
 
     tabs = cached_tables(cfg.workdir, "snr", {"version": CACHE_VERSION, "profile": asdict(prof), "seeds": list(seeds),
@@ -102,6 +103,8 @@ def _report(cfg: AnalysisConfig, prof: SNRProfile, tables: dict, t_curves, metho
                     f"reference/evaluation halves of {int(meta.n_ref)}/{int(meta.n_eval)} per seed",
         "parameters": f"{prof.params or 'all'} ({int(meta.n_params):,} parameters differentiated)",
         "k": list(prof.ks), "scorers": ", ".join(methods),
+        "ground truth": (f"{meta.get('ground_truth', 'spans')} (signal = its tokens; the counterfactual ground truth "
+                         "where the forget split has no span annotations)"),
         "route": f"{meta.route} (tueval.metrics.snr_grid: per-token gradients give every weighting exactly)",
         "checkpoints": f"GA uniform run per seed (defaults.FIXED), snapshots at steps {steps}, seeds "
                        f"{sorted(set(cps.seed)) if len(cps) else []}, k = {prof.primary_k}, "

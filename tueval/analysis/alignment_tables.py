@@ -9,9 +9,8 @@ import pandas as pd
 import torch
 
 from ..metrics.catalogue import higher_is_better
-from ..scoring.control_scorers import GT_SOURCES
 from ..stats.crossed import crossed_summary, per_seed_means, vs_control
-from .forget import ForgetData
+from .forget import ForgetData, present_gts
 from .scores import ScoreSet
 
 SUMMARY_METRICS = ("ap", "ap_lift", "ap_lift_prevalence", "roc_auc", "precision_at_k", "recall_at_k", "f1_at_k",
@@ -40,7 +39,7 @@ def alignment_rows(scores: ScoreSet, data: ForgetData, gt: str, drop: torch.Tens
 
 def all_gt_rows(scores: dict[str, ScoreSet], data: ForgetData, drop: torch.Tensor | None = None) -> pd.DataFrame:
     """``alignment_rows`` against every ground truth (``scores`` holds one score set per ground truth)."""
-    return pd.concat([alignment_rows(scores[gt], data, gt, drop) for gt in GT_SOURCES], ignore_index=True)
+    return pd.concat([alignment_rows(scores[gt], data, gt, drop) for gt in data.gt_sources], ignore_index=True)
 
 
 def summaries(rows: pd.DataFrame, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,7 +115,7 @@ def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Seque
 
     rows = []
     gen = torch.Generator().manual_seed(seeds[0])
-    for gt in GT_SOURCES:
+    for gt in data.gt_sources:
         mask, ans = data.gt(gt), data.batch.answer_mask
         for name in scores[gt].names():
             s = scores[gt].get(name, seeds[0])
@@ -131,7 +130,10 @@ def permutation_null(scores: dict[str, ScoreSet], data: ForgetData, seeds: Seque
 
 
 def ap_lift_vs_random(rows: pd.DataFrame, names: Sequence[str], n_boot: int, alpha: float) -> list[dict]:
-    """Each scorer vs random on AP lift, paired per (seed, example), under both ground truths: one family."""
+    """Each scorer vs random on AP lift, paired per (seed, example), under each ground truth that marks some but not
+    all answer tokens of at least 2 examples (a single-class example has no AP lift): one family."""
     allr = rows[rows.label == "all"]
-    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=GT_SOURCES,
+    ok = allr[~allr["single_class"].astype(bool)] if "single_class" in allr else allr
+    levels = tuple(g for g in present_gts(allr) if ok.loc[ok.ground_truth == g, "example_id"].nunique() >= 2)
+    return vs_control(allr, "ap_lift", names, "random", split="ground_truth", levels=levels,
                       higher_is_better=higher_is_better("ap_lift"), n_resamples=n_boot, alpha=alpha)

@@ -28,6 +28,13 @@ class ForgetData:
     retain: Any
     tokenizer: Any
     n_total: int = 0
+    gt_sources: tuple[str, ...] = GT_SOURCES
+
+    @property
+    def primary_gt(self) -> str:
+        """The ground truth the single-GT analyses (SNR) use: annotated spans where the data has them, else the
+        counterfactual ground truth."""
+        return self.gt_sources[0]
 
     def gt(self, source: str = "spans") -> torch.Tensor:
         """The GT mask [N, T] (bool, answer tokens only) of ``spans`` or ``counterfactual``."""
@@ -39,6 +46,20 @@ class ForgetData:
     @property
     def ids(self) -> list[str]:
         return list(self.batch.example_ids)
+
+
+def present_gts(frame) -> tuple[str, ...]:
+    """The ground truths a table holds (its ``ground_truth`` column), in the order of ``GT_SOURCES``."""
+    have = set(frame["ground_truth"].unique())
+    return tuple(g for g in GT_SOURCES if g in have)
+
+
+def ground_truth_note(data: "ForgetData") -> str:
+    """One sentence for a report: which ground truths were used and why."""
+    if "spans" in data.gt_sources:
+        return "annotated fact spans and the counterfactual ground truth (target vs retain model)"
+    return ("the counterfactual ground truth only (answer tokens the target predicts more than the threshold better "
+            "than the retain model): this workdir's forget split has no span annotations")
 
 
 def subset_indices(n: int, max_examples: int | None) -> list[int]:
@@ -78,4 +99,6 @@ def load_forget(wd, max_examples: int | None = None) -> ForgetData:
         p.requires_grad_(False)
     batch = collate(exs, tok)
     attach_counterfactual(batch, wd.ground_truth_table())
-    return ForgetData(exs, batch, token_labels(exs, tok, batch.overlap_rule), target, retain, tok, n_total)
+    gts = tuple(g for g in GT_SOURCES if g in getattr(wd, "ground_truths", GT_SOURCES))
+    return ForgetData(exs, batch, token_labels(exs, tok, batch.overlap_rule), target, retain, tok, n_total,
+                      gts or GT_SOURCES)

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..scoring.control_scorers import GT_SOURCES
 from ..stats.crossed import crossed_summary, unit_comparison
-from .forget import ForgetData
+from .forget import ForgetData, present_gts
 from .scores import ScoreSet, build_scorer
 
 HEURISTICS = ("rarity", "position", "position_early", "entropy", "surprisal")
@@ -28,7 +27,7 @@ def knowledge_dependence(st: ScoreSet, sr: ScoreSet, data: ForgetData) -> pd.Dat
             seed = st.seeds[0] if sk is None else sk
             a, b = st.get(name, seed), sr.get(name, seed)
             dep = not torch.equal(a[ans], b[ans])
-            for gt in GT_SOURCES:
+            for gt in data.gt_sources:
                 df = score_shift(a, b, data.gt(gt), ans, data.ids)
                 df.insert(0, "model_dependent", dep)
                 df.insert(0, "ground_truth", gt)
@@ -119,7 +118,7 @@ def knowledge_dependence_family(kd: pd.DataFrame, names: Sequence[str], n_boot: 
     items = [unit_comparison(kd[(kd.scorer == n) & (kd.ground_truth == gt)], None, "ap_lift",
                              metric=f"ap_lift|shift|[{gt}]", method_name=n, control_name="chance (0)",
                              n_resamples=n_boot, alpha=alpha)
-             for gt in GT_SOURCES for n in names if bool(dep.get(n, False))]
+             for gt in present_gts(kd) for n in names if bool(dep.get(n, False))]
     return summ, per_seed, items
 
 
@@ -142,7 +141,7 @@ def heuristic_family(al: pd.DataFrame, methods: Sequence[str], heuristics: Seque
     summ = crossed_summary(al, ["ground_truth", "scorer"], "ap_lift", n_boot)
     summ["kind"] = np.where(summ.scorer.isin(list(heuristics)), "heuristic", "scorer")
     items = []
-    for gt in GT_SOURCES:
+    for gt in present_gts(al):
         hsum = summ[(summ.ground_truth == gt) & (summ.kind == "heuristic")]
         best = hsum.sort_values("mean", ascending=False).scorer.iloc[0]
         g = al[al.ground_truth == gt]

@@ -176,11 +176,9 @@ def with_gt_controls(data: ForgetData, base: ScoreSet, names: Sequence[str], see
                      extra: ScoreSet | None = None) -> dict[str, ScoreSet]:
     """Per ground truth: ``base``'s scores without the GT-defined controls, those controls (of ``names``) scored
     against that ground truth, then ``extra``'s scores."""
-    from ..scoring.control_scorers import GT_SOURCES
-
     kept = {k: v for k, v in base.scores.items() if k[0] not in GT_CONTROLS}
     out = {}
-    for gt in GT_SOURCES:
+    for gt in data.gt_sources:
         ctl = compute_scores(data, [n for n in names if n in GT_CONTROLS], seeds, gt=gt)
         out[gt] = ScoreSet({**kept, **ctl.scores, **(extra.scores if extra else {})}, base.seeds)
     return out

@@ -27,7 +27,7 @@ def reference_table(data: ForgetData, prof: SNRProfile, seeds: Sequence[int], me
     from ..metrics.snr_grid import seed_split, snr_grid
     from ..weighting import control_weightings
 
-    ans, gt = data.batch.answer_mask, data.gt("spans")
+    ans, gt = data.batch.answer_mask, data.gt(data.primary_gt)
     splits = [seed_split(len(data.batch), s) for s in seeds]
     weights = [control_weightings({m: scores.get(m, s) for m in methods}, gt, ans, prof.ks, s) for s in seeds]
     return snr_grid(data.target, data.batch, splits, weights, gt, prof.params, prof.chunk, prof.mem_mb), splits
@@ -51,7 +51,7 @@ def checkpoint_table(cfg: AnalysisConfig, data: ForgetData, prof: SNRProfile, se
     runs = require_runs(specs, cfg.workdir, cfg.compute, cfg.workers, cfg.progress)
     static = {m for m in methods if bool(getattr(build_scorer(m), "static", False))}
     dyn = [m for m in methods if m not in static]
-    ans, gt = data.batch.answer_mask, data.gt("spans")
+    ans, gt = data.batch.answer_mask, data.gt(data.primary_gt)
     frames = []
     for s, run in zip(cseeds, runs):
         ref, ev = seed_split(len(data.batch), s)

@@ -133,12 +133,14 @@ def _cmd_run(args) -> int:
 
     wd = Workdir(args.workdir)
     tasks = _task_list(args.tasks)
+    if args.tasks == ",".join(DEFAULT_TASKS) and wd.benchmark.mc_tasks:
+        tasks = list(wd.benchmark.mc_tasks)  # a WMDP workdir: its own question files are its tasks
     model_dir = check_lmeval_model_dir(wd.path(args.model) if args.model in ("target", "retain") else args.model)
     if args.print_command:
         include = args.include_path
         if include is None:
             include = workdir_task_dir(wd)
-            if any(t in DEFAULT_TASKS for t in tasks):
+            if any(t in DEFAULT_TASKS or t in wd.benchmark.mc_tasks for t in tasks):
                 export_workdir_tasks(wd)
         print(lm_eval_cli_command(model_dir, include, tasks, args.batch_size, args.device, args.limit))
         return 0

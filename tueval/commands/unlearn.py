@@ -49,12 +49,12 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
          "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
-         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "preset": "--preset",
-         "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every"}
+         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens",
+         "preset": "--preset", "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
-          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "preset", "max_new_tokens",
-          "eval_every")
+          "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens", "preset",
+          "max_new_tokens", "eval_every")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -140,6 +140,9 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
                    "e.g. tueval_forget_mc,tueval_retain_mc,tueval_utility_mc (the workdir's exported "
                    "multiple-choice tasks); writes eval/lmeval.parquet and summary 'lmeval' {task: acc}. "
                    "Part of the run's spec (a different run id); default none")
+    p.add_argument("--special-tokens", choices=["auto", "exclude", "include"],
+                   help="EOS, end-of-turn and chat markup in selection, scoring and the loss: exclude or include "
+                   f"({dh['special_tokens']}: the workdir's, exclude on a workdir prepared from a config)")
     p.add_argument("--force", action="store_true", help="recompute even if the run is finished")
     p.add_argument("--launcher", choices=["none", "accelerate"], default="none",
                    help="accelerate: this process is one of several started by torchrun (or `accelerate launch "

@@ -223,8 +223,8 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "lr": positive, "epochs": at_least_one, "batch_size": at_least_one, "weight_decay": non_negative,
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
-    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "preset": preset, "max_new_tokens": at_least_one,
-    "eval_every": every,
+    "ckpt_every": at_least_one, "lmeval_tasks": tasks, "special_tokens": choice(("auto", "exclude", "include")),
+    "preset": preset, "max_new_tokens": at_least_one, "eval_every": every,
 }
 
 

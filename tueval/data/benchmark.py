@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import DataError, SpecError
 from ..io import atomic_dir, read_json, read_text, write_csv, write_json, write_jsonl
 from .schema import Example
-from .tofu import check_unique_ids, load_tofu
+from .tofu import check_unique_ids, load_tofu_file
 
 BASE_SPLITS = ("people", "holdout", "real_authors", "world_facts")
 """Stored splits: trained fictitious people, never-trained holdout people, and the two utility sets."""
@@ -30,11 +30,31 @@ _SPLIT_RE = re.compile(r"^(forget|retain|holdout)(\d{2})$")
 
 @dataclass
 class Benchmark:
-    """Examples by base split plus people metadata; ``split(name)`` derives TOFU's forget/retain/holdout splits."""
+    """Examples by split plus people metadata. The synthetic benchmark stores base splits and ``split(name)``
+    derives TOFU's forget/retain/holdout splits from them; a benchmark read from files (``source`` other than
+    ``synthetic``) stores every split it serves under its own name, and ``roles`` says which split is the forget,
+    retain and holdout split, which are utility sets and which train the target and the retain model.
+    ``mc_tasks`` holds multiple-choice rows (``tueval.data.wmdp.MCRow``) by task name."""
 
     config: Any  # the source's settings (a synthetic_config.BenchmarkConfig for the generated benchmark)
     examples_by_split: dict[str, list[Example]]
     people: list[dict] = field(default_factory=list)
+    source: str = "synthetic"
+    roles: dict[str, Any] = field(default_factory=dict)
+    mc_tasks: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def derived(self) -> bool:
+        """Are forget/retain/holdout splits derived from base splits (the synthetic layout)?"""
+        return self.source == "synthetic"
+
+    def role(self, name: str) -> Any:
+        """The split name(s) of a role: forget, retain, holdout, utility, train_target, train_retain."""
+        return self.roles.get(name)
+
+    def has_split(self, name: str) -> bool:
+        """Can ``split(name)`` serve this name?"""
+        return name in self.split_names() or name in self.examples_by_split or name == "all"
 
     def subjects(self, base: str = "people") -> list[str]:
         """The subjects of a base split in order of first appearance."""
@@ -47,6 +67,8 @@ class Benchmark:
 
     def split_names(self) -> list[str]:
         """Every split name this benchmark can serve (holdoutNN only where enough holdout people exist)."""
+        if not self.derived:
+            return list(self.examples_by_split)
         n_hold = len(self.subjects("holdout"))
         n = len(self.subjects("people"))
         names = ["full"] + [f"forget{p:02d}" for p in FORGET_PCTS] + [f"retain{100 - p:02d}" for p in FORGET_PCTS]
@@ -56,12 +78,14 @@ class Benchmark:
     def split(self, name: str) -> list[Example]:
         """Examples of a split: full/people, forgetNN, retainNN, holdout[NN], real_authors, world_facts, all."""
         ex = self.examples_by_split
-        if name in ("full", "people"):
-            return list(ex["people"])
-        if name == "all":
-            return [e for b in BASE_SPLITS for e in ex.get(b, [])]
         if name in ex:
             return list(ex[name])
+        if name == "all":
+            return [e for b in (BASE_SPLITS if self.derived else ex) for e in ex.get(b, [])]
+        if not self.derived:
+            raise SpecError(f"unknown split '{name}'; valid: {', '.join(self.split_names() + ['all'])}")
+        if name in ("full", "people"):
+            return list(ex["people"])
         m = _SPLIT_RE.match(name)
         if not m or not 1 <= int(m.group(2)) <= 99:
             raise SpecError(f"unknown split '{name}'; valid: {', '.join(self.split_names() + ['all'])}")
@@ -77,7 +101,12 @@ class Benchmark:
         return [e for e in ex["people"] if (e.subject in forget) == (kind == "forget")]
 
     def train_examples(self, which: str = "target", forget_split: str = "forget10") -> list[Example]:
-        """Training set: people (all for ``target``; minus ``forget_split`` for ``retain``) + both utility sets."""
+        """Training set: people (all for ``target``; minus ``forget_split`` for ``retain``) + both utility sets.
+        A benchmark read from files trains on the splits of its ``train_target`` / ``train_retain`` roles."""
+        if not self.derived:
+            if which not in ("target", "retain"):
+                raise SpecError(f"which must be 'target' or 'retain', got '{which}'")
+            return [e for s in self.roles.get(f"train_{which}") or [] for e in self.split(s)]
         if which == "target":
             people = self.split("full")
         elif which == "retain":
@@ -90,7 +119,10 @@ class Benchmark:
         return people + [e for s in UTILITY_SPLITS for e in self.examples_by_split.get(s, [])]
 
     def retain_eval(self, n: int = RETAIN_EVAL_N, retain_split: str = "retain90") -> list[Example]:
-        """A fixed retain evaluation subset: the first ``n`` rows of ``retain_split`` (default retain90)."""
+        """A fixed retain evaluation subset: the first ``n`` rows of ``retain_split`` (default retain90). A
+        benchmark read from files has its own evaluation rows (its ``retain_eval`` role, sized when prepared)."""
+        if not self.derived:
+            return self.split(self.roles.get("retain_eval") or retain_split)
         return self.split(retain_split)[:n]
 
 
@@ -107,10 +139,15 @@ def _fact_fraction(ex: Example) -> float:
     return float(mark.mean()) if len(mark) else 0.0
 
 
+def stored_splits(bench: Benchmark) -> tuple[str, ...]:
+    """The splits a benchmark stores (the base splits of the synthetic layout)."""
+    return BASE_SPLITS if bench.derived else tuple(bench.examples_by_split)
+
+
 def spans_summary(bench: Benchmark) -> pd.DataFrame:
-    """Per base split and span label: span count, shared fraction, and the share of answer characters."""
+    """Per stored split and span label: span count, shared fraction, and the share of answer characters."""
     rows = []
-    for split in BASE_SPLITS:
+    for split in stored_splits(bench):
         exs = bench.examples_by_split.get(split, [])
         total = sum(len(e.answer) for e in exs)
         by_label: dict[str, list[int]] = {}
@@ -130,6 +167,8 @@ def spans_summary(bench: Benchmark) -> pd.DataFrame:
 
 def describe(bench: Benchmark) -> dict:
     """Headline facts: people, examples per split, mean fact-character fraction, shared-span fraction."""
+    if not bench.derived:
+        return describe_files(bench)
     ppl = bench.examples_by_split.get("people", [])
     spans = [s for e in ppl for s in e.spans]
     non_name = [s for s in spans if s.label != "name"]
@@ -150,17 +189,44 @@ def describe(bench: Benchmark) -> dict:
     }
 
 
+def describe_files(bench: Benchmark) -> dict:
+    """Headline facts of a benchmark read from files: its source, roles, examples per split, span coverage."""
+    every = bench.split("all")
+    spans = [s for e in every for s in e.spans]
+    return {
+        "source": bench.source,
+        "roles": dict(bench.roles),
+        "examples": {name: len(bench.split(name)) for name in bench.split_names()},
+        "mc_tasks": {name: len(rows) for name, rows in bench.mc_tasks.items()},
+        "annotated_examples": sum(1 for e in every if e.spans),
+        "mean_fact_char_fraction_all": round(float(np.mean([_fact_fraction(e) for e in every])), 6) if every
+        else 0.0,
+        "labels": sorted({s.label for s in spans}),
+    }
+
+
+def has_spans(bench: Benchmark, split: str) -> bool:
+    """Does any example of ``split`` carry ground-truth spans?"""
+    return any(e.spans for e in bench.split(split))
+
+
 # -------------------------------------------------------------------------------------------------- folder IO
 def write_benchmark(bench: Benchmark, path: str | os.PathLike) -> Path:
-    """Write the benchmark folder atomically: config, people, one TOFU-format JSONL per split, span summary."""
+    """Write the benchmark folder atomically: config, people, one TOFU-format JSONL per split, span summary (and
+    one JSONL per multiple-choice task, ``mc_<task>.jsonl``)."""
     cfg = bench.config
     cfg_dict = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    if not bench.derived:
+        cfg_dict = {"source": bench.source, "roles": bench.roles, "splits": bench.split_names(),
+                    "mc_tasks": list(bench.mc_tasks), "settings": cfg_dict}
     with atomic_dir(path) as tmp:
         os.chmod(tmp, 0o755)
         write_json(tmp / "config.json", cfg_dict)
         write_jsonl(tmp / "people.jsonl", bench.people)
         for name in bench.split_names():
             write_jsonl(tmp / f"{name}.jsonl", [e.to_dict() for e in bench.split(name)])
+        for name, rows in bench.mc_tasks.items():
+            write_jsonl(tmp / f"mc_{name}.jsonl", [r.to_dict() for r in rows])
         write_csv(tmp / "spans_summary.csv", spans_summary(bench))
         write_json(tmp / "describe.json", describe(bench))
         for f in tmp.iterdir():
@@ -169,8 +235,9 @@ def write_benchmark(bench: Benchmark, path: str | os.PathLike) -> Path:
 
 
 def load_benchmark(path: str | os.PathLike) -> Benchmark:
-    """Load a folder written by ``write_benchmark``, validating every split through the TOFU loader."""
-    from .synthetic_config import BenchmarkConfig
+    """Load a folder written by ``write_benchmark``, through the source that wrote it (``config.json``'s
+    ``source``; none: the synthetic benchmark), validating every split."""
+    from .sources import get_source
 
     d = Path(path)
     cfg_file = d / "config.json"
@@ -179,25 +246,42 @@ def load_benchmark(path: str | os.PathLike) -> Benchmark:
     raw = read_json(cfg_file)
     if not isinstance(raw, dict):
         raise DataError(str(cfg_file), None, None, "expected a JSON object of benchmark settings")
-    known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
-    try:
-        cfg = BenchmarkConfig(**{k: v for k, v in raw.items() if k in known})
-    except (TypeError, ValueError) as e:
-        raise DataError(str(cfg_file), None, None, f"invalid benchmark config: {e}") from e
-    examples = {}
+    source = raw.get("source", "synthetic")
+    if not isinstance(source, str):
+        raise DataError(str(cfg_file), None, "source", "expected the name of a benchmark source")
+    return get_source(source).load_prepared(d, raw)
+
+
+def load_stored_splits(d: Path, raw: dict, source: str) -> Benchmark:
+    """A benchmark folder of a file source: its splits, roles and multiple-choice tasks, as ``write_benchmark``
+    stored them."""
+    from .wmdp import load_wmdp
+
+    cfg_file = d / "config.json"
+    for key, kind in (("roles", dict), ("splits", list), ("mc_tasks", list)):
+        if not isinstance(raw.get(key), kind):
+            raise DataError(str(cfg_file), None, key, f"expected a JSON {'object' if kind is dict else 'array'}")
+    examples: dict[str, list[Example]] = {}
     first: dict[str, str] = {}
-    for base in BASE_SPLITS:
-        f = d / f"{BASE_FILES[base]}.jsonl"
+    for name in raw["splits"]:
+        f = d / f"{name}.jsonl"
         if not f.is_file():
-            raise DataError(str(f), None, None, f"missing split file for '{base}'")
-        examples[base] = load_tofu(f, split_name=base)
-        check_unique_ids(f, [e.id for e in examples[base]], first)
-    want = cfg.n_people * cfg.questions_per_person
-    if len(examples["people"]) != want:
-        raise DataError(str(d / "full.jsonl"), None, None,
-                        f"{len(examples['people'])} rows, but the config implies {want}")
+            raise DataError(str(f), None, None, f"missing split file for '{name}'")
+        examples[name] = load_tofu_file(f, split_name=name, require_question=False)
+        check_unique_ids(f, [f"{name}/{e.id}" for e in examples[name]], first)
+    mc = {}
+    for name in raw["mc_tasks"]:
+        f = d / f"mc_{name}.jsonl"
+        if not f.is_file():
+            raise DataError(str(f), None, None, f"missing multiple-choice file for task '{name}'")
+        mc[name] = load_wmdp(f)
+    return Benchmark(config=raw.get("settings") or {}, examples_by_split=examples, source=source,
+                     roles=dict(raw["roles"]), mc_tasks=mc)
+
+
+def read_people(pfile: Path) -> list[dict]:
+    """The rows of a ``people.jsonl`` file (none if it is absent)."""
     people = []
-    pfile = d / "people.jsonl"
     if pfile.is_file():
         for i, line in enumerate((ln for ln in read_text(pfile).splitlines() if ln.strip()), 1):
             try:
@@ -207,9 +291,12 @@ def load_benchmark(path: str | os.PathLike) -> Benchmark:
             if not isinstance(rec, dict):
                 raise DataError(str(pfile), i, None, "expected a JSON object")
             people.append(rec)
-    return Benchmark(config=cfg, examples_by_split=examples, people=people)
+    return people
 
 
-def benchmark_files() -> list[str]:
+def benchmark_files(bench_or_names: Any = None) -> list[str]:
     """The files a complete benchmark folder holds (what a cache must find before trusting the folder)."""
+    if isinstance(bench_or_names, Benchmark) and not bench_or_names.derived:
+        return (["config.json", "people.jsonl"] + [f"{n}.jsonl" for n in bench_or_names.split_names()]
+                + [f"mc_{n}.jsonl" for n in bench_or_names.mc_tasks])
     return ["config.json", "people.jsonl"] + [f"{BASE_FILES[b]}.jsonl" for b in BASE_SPLITS]

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .align import span_token_mask
-from .format import continuation_text, prompt_text
+from .format import (SPECIAL_TOKEN_POLICIES, continuation_text, encode_prompts, end_ids, format_of,
+                     question_token_mask, special_token_ids)
 from .schema import Example, Span
 
 ANSWER_FIELDS = ("answer", "paraphrased_answer")
@@ -79,26 +80,40 @@ class Batch:
 def tokenize_pairs(
     tokenizer, questions: Sequence[str], answers: Sequence[str], spans: Sequence[Sequence[Span]] | None = None,
     overlap_rule: str = "any", max_length: int | None = None, example_ids: Sequence[str] | None = None,
+    special_tokens: str = "include",
 ) -> Batch:
-    """Tokenise (question, answer) pairs into a right-padded Batch with ground-truth masks."""
+    """Tokenise (question, answer) pairs into a right-padded Batch with ground-truth masks.
+
+    The prompt format is the tokenizer's (``tueval.data.format``); an empty question is raw text. With
+    ``special_tokens='exclude'`` the answer's special tokens (EOS, end-of-turn, chat markup) keep their labels but
+    leave ``answer_mask``; ``auto`` follows the tokenizer's format."""
     n = len(questions)
     if len(answers) != n:
         raise ValueError("questions and answers differ in length")
+    policy = format_of(tokenizer).special_tokens if special_tokens == "auto" else special_tokens
+    if policy not in SPECIAL_TOKEN_POLICIES:
+        raise ValueError(f"special_tokens must be auto or one of {', '.join(SPECIAL_TOKEN_POLICIES)}, "
+                         f"got {special_tokens!r}")
     spans = spans if spans is not None else [[] for _ in range(n)]
-    p_enc = tokenizer([prompt_text(q) for q in questions], add_special_tokens=True)["input_ids"]
-    a_enc = tokenizer([continuation_text(a) for a in answers], add_special_tokens=False,
-                      return_offsets_mapping=True)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    rows, lab_rows, gt_rows, plen = [], [], [], []
-    for p_ids, a_ids, offs, sp in zip(p_enc, a_enc["input_ids"], a_enc["offset_mapping"], spans):
-        # offsets are in continuation characters (" " + answer): shift back by the leading space
-        offs = np.asarray(offs, dtype=np.int64).reshape(-1, 2) - 1
+    p_enc = encode_prompts(tokenizer, questions)
+    q_rows = question_token_mask(tokenizer, questions, p_enc)
+    conts = [continuation_text(a, tokenizer, raw=not q) for q, a in zip(questions, answers)]
+    shifts = [len(c) - len(a) for c, a in zip(conts, answers)]
+    a_enc = tokenizer(conts, add_special_tokens=False, return_offsets_mapping=True)
+    end = end_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows, lab_rows, gt_rows, plen, cut = [], [], [], [], []
+    for p_ids, a_ids, offs, sp, shift in zip(p_enc, a_enc["input_ids"], a_enc["offset_mapping"], spans, shifts):
+        # offsets are in continuation characters (prefix + answer): shift back by the prefix
+        offs = np.asarray(offs, dtype=np.int64).reshape(-1, 2) - shift
         gt = span_token_mask(np.clip(offs, 0, None), sp, overlap_rule)
-        ids = list(p_ids) + list(a_ids) + [eos]
-        lab = [-100] * len(p_ids) + list(a_ids) + [eos]
-        g = [False] * len(p_ids) + gt.tolist() + [False]
-        if max_length is not None and len(ids) > max_length:
+        ids = list(p_ids) + list(a_ids) + end
+        lab = [-100] * len(p_ids) + list(a_ids) + end
+        if not p_ids:
+            lab[0] = -100  # nothing predicts the first token of a text without BOS
+        g = [False] * len(p_ids) + gt.tolist() + [False] * len(end)
+        cut.append(max_length is not None and len(ids) > max_length)
+        if cut[-1]:
             ids, lab, g = ids[:max_length], lab[:max_length], g[:max_length]
         rows.append(ids)
         lab_rows.append(lab)
@@ -114,9 +129,26 @@ def tokenize_pairs(
         labels[i, : len(l)] = torch.tensor(l)
         attn[i, : len(r)] = 1
         gt_mask[i, : len(g)] = torch.tensor(g, dtype=torch.bool)
+    answer_mask = labels != -100
+    if policy == "exclude":
+        answer_mask &= ~torch.isin(input_ids, torch.tensor(special_token_ids(tokenizer), dtype=torch.long))
+        # the end-of-turn markup by position, even where its pieces are ordinary tokens (cut rows have none)
+        lengths = torch.tensor([len(r) for r in rows])
+        whole = ~torch.tensor(cut)
+        pos = torch.arange(T)[None]
+        answer_mask &= ~(whole[:, None] & (pos >= (lengths - len(end))[:, None]) & (pos < lengths[:, None]))
+        gt_mask &= answer_mask
     ids = list(example_ids) if example_ids is not None else [str(i) for i in range(n)]
-    return Batch(input_ids=input_ids, attention_mask=attn, labels=labels, answer_mask=labels != -100,
-                 gt_mask=gt_mask, example_ids=ids, prompt_lengths=torch.tensor(plen), overlap_rule=overlap_rule)
+    extras = {}
+    if q_rows is not None:
+        qm = torch.zeros((n, T), dtype=torch.bool)
+        for i, r in enumerate(q_rows):
+            qm[i, : min(len(r), T)] = torch.tensor(r[:T], dtype=torch.bool)
+        qm[:, 0] = False  # the first position is never hidden (BOS, or the template's first token)
+        extras["question_mask"] = qm
+    return Batch(input_ids=input_ids, attention_mask=attn, labels=labels, answer_mask=answer_mask,
+                 gt_mask=gt_mask, example_ids=ids, prompt_lengths=torch.tensor(plen), overlap_rule=overlap_rule,
+                 extras=extras)
 
 
 def answer_variants(ex: Example, field_name: str) -> tuple[str, list[Span]]:
@@ -134,9 +166,10 @@ def answer_variants(ex: Example, field_name: str) -> tuple[str, list[Span]]:
 
 def collate(
     examples: Sequence[Example], tokenizer, field_name: str = "answer", overlap_rule: str = "any",
-    max_length: int | None = None,
+    max_length: int | None = None, special_tokens: str = "auto",
 ) -> Batch:
-    """Collate examples into a Batch on one of their answer variants."""
+    """Collate examples into a Batch on one of their answer variants (special tokens: the tokenizer's policy
+    unless ``special_tokens`` is ``include`` or ``exclude``)."""
     texts, spans = zip(*(answer_variants(e, field_name) for e in examples)) if examples else ((), ())
     return tokenize_pairs(tokenizer, [e.question for e in examples], list(texts), list(spans), overlap_rule,
-                          max_length, [e.id for e in examples])
+                          max_length, [e.id for e in examples], special_tokens)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..forward import model_device
 from ..tokens import token_logprobs
 from .collate import Batch, collate
 from .schema import Example
@@ -17,10 +18,11 @@ def token_table(target, retain, tokenizer, examples: Sequence[Example], threshol
                 batch_size: int = 64) -> pd.DataFrame:
     """One row per answer token: log-probs under both models, top-1 hits, span and counterfactual labels."""
     frames = []
+    dev_t, dev_r = model_device(target), model_device(retain)
     for i in range(0, len(examples), batch_size):
         b = collate(examples[i: i + batch_size], tokenizer)
-        lt_logits = target(**b.model_inputs()).logits
-        lr_logits = retain(**b.model_inputs()).logits
+        lt_logits = target(**b.to(dev_t).model_inputs()).logits.float().cpu()
+        lr_logits = retain(**b.to(dev_r).model_inputs()).logits.float().cpu()
         lt, lr = token_logprobs(lt_logits, b.input_ids), token_logprobs(lr_logits, b.input_ids)
         top_t = torch.cat([b.input_ids[:, :1], lt_logits[:, :-1].argmax(-1)], 1) == b.input_ids
         top_r = torch.cat([b.input_ids[:, :1], lr_logits[:, :-1].argmax(-1)], 1) == b.input_ids

@@ -194,9 +194,12 @@ def _check_spans(file: str, row: int, field_name: str, value: Any, text: str) ->
     return out
 
 
-def validate_row(rec: dict, file: str, row: int, default_id: str, default_split: str) -> Example:
-    """Validate one TOFU-format record and build its Example (raises DataError naming file, row and field)."""
-    question = _check_text(file, row, rec, "question", required=True)
+def validate_row(rec: dict, file: str, row: int, default_id: str, default_split: str,
+                 require_question: bool = True) -> Example:
+    """Validate one TOFU-format record and build its Example (raises DataError naming file, row and field).
+    ``require_question=False`` admits raw-text rows (an empty question: a corpus chunk)."""
+    question = (_check_text(file, row, rec, "question", required=True) if require_question
+                else _check_text(file, row, rec, "question", required=False, nonempty=False) or "")
     answer = _check_text(file, row, rec, "answer", required=True)
     para = _check_text(file, row, rec, "paraphrased_answer", required=False, nonempty=False) or ""
     pkey = "perturbed_answer" if rec.get("perturbed_answer") is not None else "perturbed_answers"
@@ -239,11 +242,12 @@ def validate_row(rec: dict, file: str, row: int, default_id: str, default_split:
                    perturbed_spans=pert_spans)
 
 
-def load_tofu_file(file: str | Path, split_name: str | None = None) -> list[Example]:
+def load_tofu_file(file: str | Path, split_name: str | None = None, require_question: bool = True
+                   ) -> list[Example]:
     """Validate every row of one TOFU-format file, then build its Examples (ids unique within the file)."""
     file = Path(file)
     examples = load_validated(file, lambda r, i: validate_row(r, str(file), i, f"{file.stem}_{i}",
-                                                              split_name or file.stem))
+                                                              split_name or file.stem, require_question))
     seen: dict[str, int] = {}
     for i, ex in enumerate(examples, start=1):
         if ex.id in seen:

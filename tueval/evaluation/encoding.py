@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from ..data.align import span_token_mask
-from ..data.format import continuation_text, prompt_text
+from ..data.format import continuation_text, end_ids, format_of
+from ..data.format import encode_prompts as _encode_prompts
 from ..data.schema import Span
 
 _MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -30,30 +31,30 @@ def memo_for(tokenizer) -> dict:
 
 
 def encode_prompts(tokenizer, questions: Sequence[str]) -> list[list[int]]:
-    """The prompt ids (BOS + prompt of ``tueval.data.format``) of each question."""
-    memo = memo_for(tokenizer)
-    todo = sorted({q for q in questions if ("p", q) not in memo})
-    if todo:
-        enc = tokenizer([prompt_text(q) for q in todo], add_special_tokens=True)["input_ids"]
-        for q, ids in zip(todo, enc):
-            memo[("p", q)] = list(ids)
-    return [memo[("p", q)] for q in questions]
+    """The prompt ids of each question in the tokenizer's prompt format (``tueval.data.format.encode_prompts``)."""
+    memo, fmt = memo_for(tokenizer), format_of(tokenizer)
+    todo = sorted({q for q in questions if ("p", fmt, q) not in memo})
+    for q, ids in zip(todo, _encode_prompts(tokenizer, todo)):
+        memo[("p", fmt, q)] = list(ids)
+    return [memo[("p", fmt, q)] for q in questions]
 
 
 def encode_answers(tokenizer, answers: Sequence[str], spans: Sequence[Sequence[Span]] | None = None,
                    overlap_rule: str = "any") -> list[tuple[list[int], np.ndarray]]:
-    """Per answer: its continuation ids followed by EOS, and the ground-truth mask of those ids (EOS False)."""
+    """Per answer: its continuation ids (the tokenizer's prompt format) followed by the end ids (EOS, or a chat
+    template's end-of-turn markup), and the ground-truth mask of those ids (the end False), as ``tokenize_pairs``
+    builds them."""
     spans = spans if spans is not None else [()] * len(answers)
-    memo = memo_for(tokenizer)
-    keys = [("a", a, tuple(s), overlap_rule) for a, s in zip(answers, spans)]
+    memo, fmt = memo_for(tokenizer), format_of(tokenizer)
+    keys = [("a", fmt, a, tuple(s), overlap_rule) for a, s in zip(answers, spans)]
     todo = list(dict.fromkeys(k for k in keys if k not in memo))
     if todo:
-        enc = tokenizer([continuation_text(k[1]) for k in todo], add_special_tokens=False,
-                        return_offsets_mapping=True)
-        eos = tokenizer.eos_token_id
-        for k, ids, offs in zip(todo, enc["input_ids"], enc["offset_mapping"]):
-            # offsets are in continuation characters (" " + answer): shift back by the leading space
-            o = np.asarray(offs, dtype=np.int64).reshape(-1, 2) - 1
-            gt = span_token_mask(np.clip(o, 0, None), list(k[2]), overlap_rule)
-            memo[k] = (list(ids) + [eos], np.concatenate([gt, [False]]).astype(bool))
+        conts = [continuation_text(k[2], tokenizer) for k in todo]
+        enc = tokenizer(conts, add_special_tokens=False, return_offsets_mapping=True)
+        end = end_ids(tokenizer)
+        for k, cont, ids, offs in zip(todo, conts, enc["input_ids"], enc["offset_mapping"]):
+            # offsets are in continuation characters (prefix + answer): shift back by the prefix
+            o = np.asarray(offs, dtype=np.int64).reshape(-1, 2) - (len(cont) - len(k[2]))
+            gt = span_token_mask(np.clip(o, 0, None), list(k[3]), overlap_rule)
+            memo[k] = (list(ids) + list(end), np.concatenate([gt, [False] * len(end)]).astype(bool))
     return [memo[k] for k in keys]

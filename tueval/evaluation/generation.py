@@ -83,7 +83,8 @@ def generate_answers(
     model, tokenizer, questions: Sequence[str], batch_size: int = 256,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> list[str]:
-    """Greedy answers to ``questions`` (prompt format of ``tueval.data.format``), decoded and cut at EOS."""
+    """Greedy answers to ``questions`` (the tokenizer's prompt format, ``tueval.data.format``), decoded and cut
+    at EOS."""
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     new = greedy_tokens(model, encode_prompts(tokenizer, questions), eos, pad, max_new_tokens, batch_size)

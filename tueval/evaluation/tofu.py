@@ -55,12 +55,13 @@ def evaluate_examples(
     scores = score_sets(model, tokenizer, {kind: SetJob(examples, fields_for(kind))}, batch_size)[kind]
     gens = (generate_answers(model, tokenizer, [e.question for e in examples], batch_size, max_new_tokens)
             if generate else None)
-    return set_table(examples, kind, scores, gens)
+    return set_table(examples, kind, scores, gens, tokenizer)
 
 
 def set_table(examples: Sequence[Example], kind: str, scores: SetScores,
-              generations: Sequence[str] | None) -> pd.DataFrame:
-    """The per-example table of one set from its scores (``score_sets``) and its generations (None: no ROUGE)."""
+              generations: Sequence[str] | None, tokenizer=None) -> pd.DataFrame:
+    """The per-example table of one set from its scores (``score_sets``) and its generations (None: no ROUGE);
+    the prompt recorded with each generation is in ``tokenizer``'s format."""
     gt = scores.stats["answer"]
     para = gt if kind in ANSWER_IS_CORRECT else scores.stats["paraphrased_answer"]
     pert, offsets = scores.stats[PERTURBED], scores.offsets
@@ -74,7 +75,7 @@ def set_table(examples: Sequence[Example], kind: str, scores: SetScores,
     if generations is not None:
         refs = [e.answer for e in examples]
         r1, rl = rouge_recall(generations, refs)
-        df["generated_text"] = pd.Series([[prompt_text(e.question), g, r] for e, g, r in
+        df["generated_text"] = pd.Series([[prompt_text(e.question, tokenizer), g, r] for e, g, r in
                                           zip(examples, generations, refs)], dtype=object, index=df.index)
     else:
         r1 = rl = np.full(len(examples), np.nan)

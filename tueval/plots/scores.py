@@ -14,18 +14,27 @@ from .base import Figure, bar_ci, palette, plt, style
 CONTROLS = ("random", "oracle", "anti")
 
 
+def _present(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The ground truths of a table, in the order of ``GT_SOURCES`` (one panel each)."""
+    have = set(frame["ground_truth"].unique()) if "ground_truth" in frame else set()
+    return tuple(g for g in GT_SOURCES if g in have)
+
+
 def _gt_bars(summ: pd.DataFrame, names: Sequence[str], col: dict, ylabel: str, title: str, per_seed=None,
              value: str = "ap_lift", figsize=(10, 3.6)):
     """One panel per ground truth: a bar per scorer with its CI, per-seed dots and the zero line."""
     style()
-    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
-    for ax, gt in zip(axes, GT_SOURCES):
+    gts = _present(summ)
+    fig, axes = plt.subplots(1, len(gts), figsize=figsize, sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, gt in zip(axes, gts):
         pts = None if per_seed is None else per_seed[per_seed.ground_truth == gt]
         bar_ci(summ[summ.ground_truth == gt], "scorer", "mean", points=pts, point_y=value, colours=col,
                colour_by="x", ax=ax, baseline=0.0, order=names, rotation=30, xlabel="scorer",
                title=title.format(gt=gt))
     axes[0].set_ylabel(ylabel)
-    axes[1].set_ylabel("")
+    for ax in axes[1:]:
+        ax.set_ylabel("")
     return fig, axes
 
 
@@ -40,9 +49,12 @@ def alignment_figures(summ: pd.DataFrame, per_seed: pd.DataFrame, labels: pd.Dat
     out = [Figure("ap_lift", fig, "AP lift per scorer with 95% crossed-bootstrap CIs; dots = per-seed means "
                   "(deterministic scorers have one); dashed = chance (0).")]
     labs = sorted(labels.label.unique())
-    fig, axes = plt.subplots(2, 1, figsize=(2.5 + 0.8 * max(len(labs), 2), 2 * (0.4 * len(names) + 1.3)))
+    gts = _present(labels) or _present(lift)
+    fig, axes = plt.subplots(len(gts), 1, figsize=(2.5 + 0.8 * max(len(labs), 2), len(gts) * (0.4 * len(names) + 1.3)),
+                             squeeze=False)
+    axes = axes[:, 0]
     vmax = float(np.nanmax(np.abs(labels.ap_lift))) if len(labels) else 1.0
-    for ax, gt in zip(axes, GT_SOURCES):
+    for ax, gt in zip(axes, gts):
         M = labels[labels.ground_truth == gt].pivot_table(index="scorer", columns="label", values="ap_lift").reindex(
             index=names, columns=labs)
         im = ax.imshow(M.to_numpy(float), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")

@@ -15,10 +15,14 @@ def workdir_task_dir(workdir) -> Path:
 
 
 def export_workdir_tasks(workdir, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Export the three MC tasks of a prepared workdir's benchmark (default folder ``W/lmeval/tasks``)."""
+    """Export the three MC tasks of a prepared workdir's benchmark (default folder ``W/lmeval/tasks``), or the
+    tasks of its benchmark source where it has its own (WMDP's question files)."""
     from ...workdir import Workdir
 
     wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    own = wd.source.export_lmeval(wd, Path(out_dir or workdir_task_dir(wd)))
+    if own is not None:
+        return own
     return export_tasks(out_dir or workdir_task_dir(wd), wd.benchmark, wd.forget_split, wd.retain_split)
 
 
@@ -47,7 +51,7 @@ def evaluate_workdir_mc(workdir, which: str = "target", tasks: Sequence[str] | s
     wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     names = _task_list(tasks)
     model_dir = check_lmeval_model_dir(wd.path(which) if str(which) in ("target", "retain") else Path(which))
-    if include_path is None and any(t in DEFAULT_TASKS for t in names):
+    if include_path is None and any(t in DEFAULT_TASKS or t in wd.benchmark.mc_tasks for t in names):
         export_workdir_tasks(wd)
         include_path = workdir_task_dir(wd)
     stored = results_path(wd, which)
