@@ -60,12 +60,24 @@ def empirical_pools(path: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     return {m: d.loc[d["metric"] == m, "z"].to_numpy(float) for m in POOL_METRICS}, info
 
 
+def with_mirrors(pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each pool and its mirror image (``-metric``: the same comparisons with method and control swapped, so the
+    skew points the other way relative to the tested side)."""
+    return {**pools, **{f"-{m}": -z for m, z in pools.items()}}
+
+
+def pool_label(key: str) -> str:
+    """The table label of a pool key of ``with_mirrors``."""
+    return POOL_METRICS[key.lstrip("-")] + (", mirrored" if key.startswith("-") else "")
+
+
 def null_names(pools: dict[str, np.ndarray]) -> list[tuple[str, str, str | None]]:
-    """(row label, NULLS key, pool metric) for every null of the table; the empirical null once per pool."""
+    """(row label, NULLS key, pool key) for every null of the table; the empirical null once per pool and once per
+    mirrored pool."""
     out = []
     for key in NULLS:
         if key == "empirical":
-            out += [(f"empirical ({POOL_METRICS[m]})", key, m) for m in pools]
+            out += [(f"empirical ({pool_label(m)})", key, m) for m in with_mirrors(pools)]
         else:
             out.append((key, key, None))
     return out
@@ -97,7 +109,7 @@ def grid(pools: dict[str, np.ndarray], seeds, effects, controls, sims: int, powe
     cells = []
     for (i, (label, key, pm)), n, (j, e) in itertools.product(enumerate(null_names(pools)), seeds,
                                                               enumerate((0.0, *effects))):
-        cells.append({"decision": "per comparison", "null": label, "key": key, "pool": pools.get(pm),
+        cells.append({"decision": "per comparison", "null": label, "key": key, "pool": with_mirrors(pools).get(pm),
                       "n_controls": 1, "n_seeds": n, "effect": e, "sims": sims if e == 0 else power_sims,
                       "seed": 1_000_000 * (i + 1) + 1_000 * n + j})
     for k, n, (j, e) in itertools.product(controls, seeds, enumerate((0.0, *effects))):
@@ -125,8 +137,8 @@ def shape_rows(names, pools, n: int = 7, sims: int = 2000) -> list[str]:
     """Table rows: skewness, excess kurtosis and share of distinct values of each null's differences."""
     rows = []
     for label, key, pm in names:
-        d = null_diffs(key, sims, n, 0.0, seed=7, pool=pools.get(pm)).ravel()
-        what = NULLS[key][1] + (f", pool: {POOL_METRICS[pm]}" if pm else "")
+        d = null_diffs(key, sims, n, 0.0, seed=7, pool=with_mirrors(pools).get(pm)).ravel()
+        what = NULLS[key][1] + (f", pool: {pool_label(pm)}" if pm else "")
         rows.append(f"| {label} | {what} | {scipy.stats.skew(d):.2f} | {scipy.stats.kurtosis(d):.2f} | "
                     f"{np.unique(np.round(d, 12)).size / d.size:.3f} |")
     return rows
@@ -175,7 +187,9 @@ def markdown(df: pd.DataFrame, info: pd.DataFrame, pools: dict[str, np.ndarray],
         f"values of every (objective, method, control) comparison, {int(info.n.max())} seeds each). For each "
         "comparison on a metric of the pool, the per-seed differences method − control are centred on their "
         "mean and divided by their sd (ddof 1), so each comparison contributes its shape, not its effect or "
-        "scale; each simulated seed resamples one value of the pool with replacement. "
+        "scale; each simulated seed resamples one value of the pool with replacement. A mirrored pool is the "
+        "same pool negated: the same comparisons with method and control swapped (which arm is the method is "
+        "a choice of the comparison, so the skew can point either way relative to the tested side). "
         + "; ".join(f"{POOL_METRICS[m]} (`{m}`): {int(used.metric.eq(m).sum())} comparisons, {pools[m].size} "
                     f"values, skewness {scipy.stats.skew(pools[m]):.2f}" for m in pools)
         + (f"; left out (sd 0): {int((~info.used).sum())}." if (~info.used).any() else "; none left out."),
