@@ -72,9 +72,14 @@ def test_calibration_script_writes_every_null(tmp_path):
     from tueval.stats.calibration import NULLS
 
     mod = _calibration_script()
-    assert mod.main(["--sims", "30", "--power-sims", "10", "--seeds", "7", "--effects", "1", "--controls", "2",
-                     "--out", str(tmp_path)]) == 0
-    df = pd.read_csv(tmp_path / "calibration.csv")
+    assert mod.main(["--sims", "15", "--power-sims", "10", "--confirm-sims", "30", "--seeds", "7", "--effects",
+                     "1", "--controls", "2", "--out", str(tmp_path)]) == 0
+    out = pd.read_csv(tmp_path / "calibration.csv")
+    df, conf = out[out["stage"] == "grid"], out[out["stage"] == "confirmation"]
+    # every null cell above alpha, and only those, is simulated again with the fresh count
+    high = df[(df["effect"] == 0) & (df["rate"] > 0.05)]
+    assert sorted(zip(conf["null"], conf["n_controls"])) == sorted(zip(high["null"], high["n_controls"]))
+    assert (conf["n_sims"] == 30).all()
     per = df[df["decision"] == "per comparison"]
     pools, _ = mod.empirical_pools(mod.POOL_FILE)
     labels = {label for label, *_ in mod.null_names(pools)}
@@ -83,9 +88,9 @@ def test_calibration_script_writes_every_null(tmp_path):
     for label in labels:  # one FPR and one power cell per null
         assert sorted(per.loc[per["null"] == label, "effect"]) == [0.0, 1.0]
     assert set(df.loc[df["decision"] == "beats_all", "n_controls"]) == {2}
-    assert df["rate"].between(0, 1).all() and (df.loc[df["effect"] == 0, "n_sims"] == 30).all()
+    assert df["rate"].between(0, 1).all() and (df.loc[df["effect"] == 0, "n_sims"] == 15).all()
     md = (tmp_path / "calibration.md").read_text()
-    assert "Command: `python benchmarks/calibration.py --sims 30" in md and "## Reading" in md
+    assert "Command: `python benchmarks/calibration.py --sims 15" in md and "## Reading" in md
     for label in labels:
         assert f"| {label} |" in md
 
