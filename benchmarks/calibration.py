@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     df = df.assign(_o=df["null"].map(order).fillna(len(order))).sort_values(
         ["decision", "_o", "n_controls", "n_seeds", "effect"], ascending=[False, True, True, True, True]
     ).drop(columns="_o").reset_index(drop=True)
+    conf = conf.assign(_o=conf["null"].map(order).fillna(len(order))).sort_values(
+        ["decision", "_o", "n_controls", "n_seeds"], ascending=[False, True, True, True]).drop(
+        columns="_o").reset_index(drop=True)
     df["alpha"] = ALPHA
     df["flag"] = flags(df)
     df["stage"] = "grid"
