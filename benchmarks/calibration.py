@@ -126,7 +126,7 @@ CELL_KEY = ("decision", "null", "n_controls", "n_seeds", "effect")
 def confirmation_cells(df: pd.DataFrame, cells: list[dict], total: int, block: int) -> list[dict]:
     """Fresh simulations (new seeds, blocks of ``block``, ``total`` in all) of every null cell whose FPR in the
     grid lies above alpha: whether a point estimate above alpha is MC noise or a real excess."""
-    by_key = {tuple(c[k] if k != "n_controls" else c["n_controls"] for k in CELL_KEY): c for c in cells}
+    by_key = {tuple(c[k] for k in CELL_KEY): c for c in cells}
     high = df[(df["effect"] == 0) & (df["rate"] > ALPHA)]
     out = []
     for r in high.itertuples():
