@@ -53,3 +53,64 @@ def test_vectorised_rule_equals_verdict_table(n_seeds, n_sims):
             assert per[s, j] == (verdict_table([comps[j]], alpha=ALPHA)[0].decision == "better")
     if n_seeds == 6:
         assert 0 < beats.sum() < n_sims  # the check saw both outcomes
+
+
+def _calibration_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+    spec = importlib.util.spec_from_file_location("calibration_benchmark", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_calibration_script_writes_every_null(tmp_path):
+    import pandas as pd
+
+    from tueval.stats.calibration import NULLS
+
+    mod = _calibration_script()
+    assert mod.main(["--sims", "15", "--power-sims", "10", "--confirm-sims", "30", "--seeds", "7", "--effects",
+                     "1", "--controls", "2", "--out", str(tmp_path)]) == 0
+    out = pd.read_csv(tmp_path / "calibration.csv")
+    df, conf = out[out["stage"] == "grid"], out[out["stage"] == "confirmation"]
+    # every null cell above alpha, and only those, is simulated again with the fresh count
+    high = df[(df["effect"] == 0) & (df["rate"] > 0.05)]
+    assert sorted(zip(conf["null"], conf["n_controls"])) == sorted(zip(high["null"], high["n_controls"]))
+    assert (conf["n_sims"] == 30).all()
+    per = df[df["decision"] == "per comparison"]
+    pools, _ = mod.empirical_pools(mod.POOL_FILE)
+    labels = {label for label, *_ in mod.null_names(pools)}
+    assert set(per["null"]) == labels
+    assert {k for k in NULLS if k != "empirical"} <= labels and len(labels) == len(NULLS) - 1 + 2 * len(pools)
+    for label in labels:  # one FPR and one power cell per null
+        assert sorted(per.loc[per["null"] == label, "effect"]) == [0.0, 1.0]
+    assert set(df.loc[df["decision"] == "beats_all", "n_controls"]) == {2}
+    assert df["rate"].between(0, 1).all() and (df.loc[df["effect"] == 0, "n_sims"] == 15).all()
+    md = (tmp_path / "calibration.md").read_text()
+    assert "Command: `python benchmarks/calibration.py --sims 15" in md and "## Reading" in md
+    for label in labels:
+        assert f"| {label} |" in md
+
+
+def test_empirical_pools_are_centred_and_standardised():
+    mod = _calibration_script()
+    pools, info = mod.empirical_pools(mod.POOL_FILE)
+    assert set(pools) == set(mod.POOL_METRICS)
+    for m, z in pools.items():
+        used = info[(info["metric"] == m) & info["used"]]
+        assert z.size == int(used["n"].sum()) > 0
+        assert abs(z.mean()) < 1e-12  # each comparison is centred
+        # each comparison has sd 1 (ddof 1), so the pooled sum of squares is the count minus one per comparison
+        assert np.sum(z ** 2) == pytest.approx(z.size - len(used))
+
+
+def test_mirrored_pools_flip_the_skew():
+    mod = _calibration_script()
+    pools, _ = mod.empirical_pools(mod.POOL_FILE)
+    both = mod.with_mirrors(pools)
+    for m, z in pools.items():
+        np.testing.assert_array_equal(both[f"-{m}"], -z)
+        assert mod.pool_label(f"-{m}").endswith("mirrored")
