@@ -210,6 +210,7 @@ def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, devic
         t = -nll.index_select(0, sel)
         z = (t - mu) / sigma2.sqrt()
         at = torch.as_tensor(dist_pos[chunk[want]])
-        L = t.shape[1]
+        L = min(t.shape[1], dist_lp.shape[1])  # a longer row of the chunk outside the distribution set pads wider
+        t, z = t[:, :L], z[:, :L]
         dist_lp[at, :L] = t.cpu()
         dist_z[at, :L] = z.cpu()
