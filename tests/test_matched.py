@@ -304,3 +304,20 @@ def test_final_levels_and_loader_read_each_run_once(tmp_path):
     assert len(traj) == 2 * len(t)
     d = matched_diffs(traj, "fq")
     assert set(d["method"]) == {"ga/m", "ga/other"}
+
+
+def test_bracket_table_frontier_runs_and_comparisons():
+    from tueval.analysis.matched_tables import bracket_table, frontier_runs, matched_comparisons
+
+    t = pd.concat([_dose_arms(n_seeds=2), _dose_arms(n_seeds=2, method_lr=3.0).query("arm == 'uniform'")
+                   .assign(lr=3.0, run_id=lambda f: f["run_id"] + "-hi")])
+    b = bracket_table(t).iloc[0]
+    # final forget probability: base 0.2 at lr 1 and 0.9 - 2.1 at lr 3; the method (lr 1/3) ends at 0.667
+    assert b["objective"] == "ga" and b["low"] is None and b["high"] == 1.0 and not b["bracketed"]
+    assert b["add"] == [pytest.approx(1 / 3)]
+    runs = pd.DataFrame({"arm": ["method", "uniform", "method", "uniform", "random_k"],
+                         "role": ["confirmatory", "confirmatory", "sweep", "sweep", "sweep"]})
+    assert list(frontier_runs(runs)["arm"]) == ["method", "uniform", "uniform"]
+    cs = matched_comparisons(matched_diffs(_dose_arms(bonus=0.05), "fq"))
+    assert len(cs) == 1 and cs[0].higher_is_better and cs[0].metric == "utility_at_matched_fq"
+    assert cs[0].result.estimate == pytest.approx(0.05, abs=0.01)

@@ -214,11 +214,13 @@ def hypervolume_diffs(hv: pd.DataFrame, method_arm: str = METHOD_ARM, group: Seq
 
 @dataclass(frozen=True)
 class MatchedResult:
-    """The matched-forgetting comparison: per-seed differences, the verdict frame, hypervolumes per arm."""
+    """The matched-forgetting comparison: per-seed differences, the verdict frame, hypervolumes per arm and the
+    trajectories they were computed from."""
 
     diffs: pd.DataFrame
     verdicts: pd.DataFrame
     hypervolumes: pd.DataFrame
+    trajectories: pd.DataFrame
 
 
 def matched_comparison(traj: pd.DataFrame, retain_forget_prob: float | None = None,
@@ -235,7 +237,16 @@ def matched_comparison(traj: pd.DataFrame, retain_forget_prob: float | None = No
     _, frame = matched_verdicts(diffs, alpha, family, correction, group)
     hv = pd.concat([hypervolume_table(traj, e, retain_forget_prob, utility, group=group) for e in estimands],
                    ignore_index=True)
-    return MatchedResult(diffs, frame, hv)
+    return MatchedResult(diffs, frame, hv, traj)
+
+
+def frontier_runs(runs: pd.DataFrame, method_arm: str = METHOD_ARM, base: str = BASE) -> pd.DataFrame:
+    """The runs a matched comparison reads from a grid's runs table: every confirmatory run, plus the base's
+    learning-rate sweep runs (the base's frontier; a method keeps its one confirmatory run per seed)."""
+    if "role" not in runs:
+        return runs
+    conf = runs["role"] == "confirmatory"
+    return runs[conf | ((runs["role"] == "sweep") & (runs["arm"] == base))].reset_index(drop=True)
 
 
 def matched_table(runs: pd.DataFrame, wd, alpha: float = 0.05, estimands: Sequence[str] = ("fq", "fp"),
@@ -299,6 +310,29 @@ def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower"
     return LrBracket(tuple(float(x) for x in lr[(lr >= lo_) & (lr <= hi_)]), low, high, add)
 
 
+def bracket_table(traj: pd.DataFrame, base: str = BASE, method_arm: str = METHOD_ARM, column: str = "forget_prob",
+                  more_forgetting: str = "lower", by: Sequence[str] = ("objective",)) -> pd.DataFrame:
+    """Per ``by`` group: ``lr_bracket`` of the base's learning rates against the final levels of every method of
+    the group (columns ``by``, low, high, lrs, add, bracketed): what a report prints to say whether the grid
+    reaches the weakest and the strongest method."""
+    rows = []
+    for key, g in traj.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        meth = final_levels(g[g["arm"] == method_arm], column, keys=("method",))["level"]
+        b = lr_bracket(final_levels(g[g["arm"] == base], column, keys=("lr",)), meth, more_forgetting)
+        rows.append({**dict(zip(by, key)), "low": b.low, "high": b.high, "lrs": list(b.lrs), "add": list(b.add),
+                     "bracketed": b.bracketed})
+    return pd.DataFrame(rows, columns=[*by, "low", "high", "lrs", "add", "bracketed"])
+
+
 def geometric_lrs(center: float, factor: float = 3.0, below: int = 2, above: int = 1) -> tuple[float, ...]:
     """``center * factor**k`` for k = -below..above, ascending: a learning-rate grid around a default."""
     return tuple(float(center * factor ** k) for k in range(-below, above + 1))
+
+
+def matched_comparisons(diffs: pd.DataFrame, alpha: float = 0.05, group: Sequence[str] = GROUP) -> list:
+    """The uncorrected paired comparisons (``tueval.stats.Comparison``, higher is better) of the matched
+    differences, one per (group, control, metric): members of a family for ``verdict_table`` / ``tueval check``."""
+    from .families import _comparisons
+
+    return [c for c, _ in _comparisons(diffs[[*group, *DIFF_COLUMNS]], list(group), alpha, DIRECTIONS)]
