@@ -95,8 +95,8 @@ def curves(traj: pd.DataFrame, x: np.ndarray, utility: str = UTILITY, keys: Sequ
     t = traj[[*keys, "step"]].assign(_x=x, _y=pd.to_numeric(traj[utility], errors="coerce").astype(float))
     t = t.sort_values([*keys, "step"], kind="stable")
     kf = t[keys].drop_duplicates().reset_index(drop=True)
-    row = t.groupby(keys, sort=True).ngroup().to_numpy()
-    col = t.groupby(keys, sort=True).cumcount().to_numpy()
+    row = t.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
+    col = t.groupby(keys, sort=True, dropna=False).cumcount().to_numpy()
     n = int(col.max()) + 1 if len(t) else 0
     X, Y = np.full((len(kf), n), np.nan), np.full((len(kf), n), np.nan)
     X[row, col], Y[row, col] = t["_x"].to_numpy(), t["_y"].to_numpy()
