@@ -1,0 +1,323 @@
+"""Matched-forgetting comparison: interpolation along a trajectory, the crossing rules, 'not bracketed', paired
+differences, worst-rank fills, the frontier over a grid, the hypervolume, and the tables built on them."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tueval.stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, fill_failed, final_point,
+                                  frontier_at_level, hypervolume, log10_fq, matched_differences, retain_distance,
+                                  utility_at_level)
+
+NAN = np.nan
+
+
+def test_linear_interpolation_on_a_monotone_curve():
+    x = [0.0, 1.0, 2.0, 4.0]
+    y = [1.0, 0.8, 0.4, 0.0]
+    v, b = utility_at_level(x, y, 1.5)
+    assert b and v == pytest.approx(0.6)
+    v, b = utility_at_level(x, y, 3.0)
+    assert v == pytest.approx(0.2)
+    v, b = utility_at_level(x, y, 0.0)  # an end point is bracketed
+    assert b and v == pytest.approx(1.0)
+
+
+def test_decreasing_levels_interpolate_too():
+    # a forget-probability distance falls along the run
+    v, b = utility_at_level([0.6, 0.4, 0.1], [0.9, 0.7, 0.1], 0.25)
+    assert b and v == pytest.approx(0.4)
+
+
+def test_first_crossing_and_upper_envelope_on_a_non_monotone_curve():
+    # forget level rises to 3 and falls back (overshoot); level 2 is crossed at step 1-2 and again at 3-4
+    x = [0.0, 1.0, 3.0, 2.5, 1.5]
+    y = [1.0, 0.9, 0.5, 0.2, 0.1]
+    first, _ = utility_at_level(x, y, 2.0, rule="first")
+    best, _ = utility_at_level(x, y, 2.0, rule="best")
+    assert first == pytest.approx(0.9 - 0.4 * 0.5)
+    # the second crossing is at 2.0 on the segment 2.5 -> 1.5: 0.2 + 0.5 * (0.1 - 0.2)
+    assert best == pytest.approx(max(0.7, 0.15))
+    # make the later crossing the higher one: 'best' must pick it, 'first' must not
+    y2 = [1.0, 0.2, 0.1, 0.9, 0.9]
+    f2, _ = utility_at_level(x, y2, 2.0, rule="first")
+    b2, _ = utility_at_level(x, y2, 2.0, rule="best")
+    assert f2 == pytest.approx(0.15) and b2 == pytest.approx(0.9)
+
+
+def test_a_level_the_curve_never_reaches_is_not_bracketed():
+    v, b = utility_at_level([0.0, 1.0, 2.0], [1.0, 0.5, 0.2], 2.5)
+    assert not b and np.isnan(v)
+    v, b = utility_at_level([0.0, 1.0, 2.0], [1.0, 0.5, 0.2], -0.1)
+    assert not b and np.isnan(v)
+
+
+def test_a_diverged_checkpoint_breaks_its_segments():
+    x = [0.0, 1.0, NAN, 3.0]
+    y = [1.0, 0.5, NAN, 0.1]
+    v, b = utility_at_level(x, y, 2.0)  # only reachable across the NaN checkpoint
+    assert not b and np.isnan(v)
+    v, b = utility_at_level(x, y, 0.5)
+    assert b and v == pytest.approx(0.75)
+
+
+def test_batched_curves_with_padding_match_one_by_one():
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.uniform(0, 1, (6, 5)), axis=1)
+    y = 1 - x / x.max()
+    x[2, 3:] = NAN
+    y[2, 3:] = NAN
+    lv = rng.uniform(0, 2, 6)
+    v, b = utility_at_level(x, y, lv)
+    for i in range(6):
+        vi, bi = utility_at_level(x[i], y[i], lv[i])
+        assert bi == b[i]
+        assert (np.isnan(vi) and np.isnan(v[i])) or vi == pytest.approx(v[i])
+    ref = [np.interp(lv[i], x[i][np.isfinite(x[i])], y[i][np.isfinite(y[i])]) for i in range(6)]
+    ok = b
+    np.testing.assert_allclose(v[ok], np.array(ref)[ok])
+
+
+def test_final_point_skips_nan_padding_but_keeps_a_diverged_end():
+    x = np.array([[0.0, 1.0, 2.0, NAN], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 2.5]])
+    y = np.array([[1.0, 0.8, 0.6, NAN], [1.0, 0.8, 0.6, 0.4], [1.0, 0.8, 0.6, NAN]])
+    lx, ly = final_point(x, y)
+    np.testing.assert_allclose(lx, [2.0, 3.0, 2.5])
+    np.testing.assert_allclose(ly[:2], [0.6, 0.4])
+    assert np.isnan(ly[2])  # a diverged last checkpoint is a failed run, not the one before
+
+
+def test_frontier_takes_the_best_bracketing_run():
+    # two runs per seed: a low learning rate that stops short, a high one that passes the level
+    x = np.array([[[0.0, 1.0, 1.5], [0.0, 2.0, 4.0]],
+                  [[0.0, 1.0, 3.0], [0.0, 2.0, 4.0]]])
+    y = np.array([[[1.0, 0.9, 0.85], [1.0, 0.5, 0.1]],
+                  [[1.0, 0.9, 0.8], [1.0, 0.5, 0.1]]])
+    v, b = frontier_at_level(x, y, [2.0, 2.0])
+    assert b.all()
+    assert v[0] == pytest.approx(0.5)  # only the high learning rate reaches 2
+    assert v[1] == pytest.approx(0.85)  # both do; the low one keeps more utility
+    v, b = frontier_at_level(x, y, [5.0, 1.0])
+    assert not b[0] and np.isnan(v[0]) and b[1]
+
+
+def test_matched_differences_status_and_worst_rank_fill():
+    cx = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [NAN, NAN, NAN]])
+    cy = np.array([[1.0, 0.6, 0.2], [1.0, 0.6, 0.2], [1.0, 0.6, 0.2], [NAN, NAN, NAN]])
+    level = np.array([1.5, 3.0, NAN, 1.0])
+    mu = np.array([0.5, 0.3, 0.7, 0.6])
+    d, cu, st = matched_differences(level, mu, cx, cy)
+    assert list(st) == [OK, NOT_BRACKETED, METHOD_FAILED, CONTROL_FAILED]
+    assert d[0] == pytest.approx(0.5 - 0.4) and cu[0] == pytest.approx(0.4)
+    assert np.isnan(d[1:]).all()
+    f = fill_failed(d, st)
+    assert f[0] == pytest.approx(0.1)
+    assert f[1] == 0.0 and f[2] == 0.0  # min(0, worst ok diff): never in the method's favour
+    assert f[3] == pytest.approx(0.1)  # max(0, best ok diff): against the failed control
+    # with a negative ok diff the fill against the method is that diff
+    f2 = fill_failed(np.array([-0.2, 0.3, NAN]), np.array([OK, OK, NOT_BRACKETED], dtype=object))
+    assert f2[2] == pytest.approx(-0.2)
+
+
+def test_matched_differences_on_a_grid_uses_the_frontier():
+    cx = np.array([[[0.0, 1.0, 1.5], [0.0, 2.0, 4.0]]])
+    cy = np.array([[[1.0, 0.9, 0.85], [1.0, 0.5, 0.1]]])
+    d, cu, st = matched_differences([2.0], [0.7], cx, cy)
+    assert st[0] == OK and d[0] == pytest.approx(0.2)
+
+
+def test_hypervolume_of_a_staircase():
+    # rectangles [0,2]x[0,0.5] and [0,1]x[0,1] overlap in [0,1]x[0,0.5]: area 1 + 1 - 0.5
+    assert hypervolume([1.0, 2.0], [1.0, 0.5], 0.0, 0.0) == pytest.approx(1.5)
+    # a dominated point adds nothing, nor NaN padding, nor a point behind the reference
+    assert hypervolume([1.0, 2.0, 0.5, NAN, -1.0], [1.0, 0.5, 0.2, NAN, 2.0], 0.0, 0.0) == pytest.approx(1.5)
+    # the reference moves the area
+    assert hypervolume([1.0, 2.0], [1.0, 0.5], 0.5, 0.25) == pytest.approx(0.5 * 0.75 + 1.0 * 0.25)
+    # batched, with one reference per curve
+    hv = hypervolume(np.array([[1.0, 2.0], [3.0, NAN]]), np.array([[1.0, 0.5], [1.0, NAN]]), [0.0, 1.0], 0.0)
+    np.testing.assert_allclose(hv, [1.5, 2.0])
+
+
+def test_hypervolume_matches_a_monte_carlo_estimate():
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 1, 12), rng.uniform(0, 1, 12)
+    pts = rng.uniform(0, 1, (200_000, 2))
+    dom = ((pts[:, None, 0] <= x[None]) & (pts[:, None, 1] <= y[None])).any(axis=1)
+    assert hypervolume(x, y, 0.0, 0.0) == pytest.approx(dom.mean(), abs=0.005)
+
+
+def test_level_transforms():
+    np.testing.assert_allclose(log10_fq([1.0, 0.01]), [0.0, -2.0])
+    assert np.isfinite(log10_fq(0.0)) and np.isnan(log10_fq(NAN))
+    np.testing.assert_allclose(retain_distance([0.1, 0.5], 0.3), [0.2, 0.2])
+
+
+# ---- tables on trajectory frames -----------------------------------------------------------------------------------
+from tueval.analysis.matched_tables import (ESTIMANDS, final_levels, geometric_lrs, hypervolume_table,  # noqa: E402
+                                            load_trajectories, lr_bracket, matched_comparison, matched_diffs,
+                                            matched_verdicts)
+from tueval.errors import DataError  # noqa: E402
+
+
+def _run(arm, seed, fq, u, fp=None, method="ga/m", run_id=None, lr=1e-3):
+    n = len(fq)
+    rid = run_id or f"{method.replace('/', '_')}-{arm}-{seed}-{lr:g}"
+    return pd.DataFrame({"objective": "ga", "method": method, "arm": arm, "seed": seed, "run_id": rid, "lr": lr,
+                         "step": np.arange(n) * 10,
+                         "final": np.arange(n) == n - 1, "forget_quality": fq,
+                         "forget_prob": fp if fp is not None else np.linspace(0.9, 0.2, n), "utility_est": u})
+
+
+def test_matched_diffs_interpolate_the_control_at_the_methods_final_level():
+    t = pd.concat([_run("method", 0, [1e-6, 1e-3, 1e-2], [0.8, 0.7, 0.6]),
+                   _run("uniform", 0, [1e-6, 1e-4, 1.0], [0.8, 0.7, 0.3])])
+    d = matched_diffs(t, "fq")
+    assert len(d) == 1
+    r = d.iloc[0]
+    assert r["metric"] == ESTIMANDS["fq"][0] and r["control"] == "uniform" and r["status"] == "ok"
+    assert r["level"] == pytest.approx(-2.0)
+    assert r["control_value"] == pytest.approx(0.5) and r["diff"] == pytest.approx(0.1)
+    assert not r["method_failed"] and not r["control_failed"]
+
+
+def test_forget_probability_estimand_is_the_distance_to_the_retain_model():
+    # retain 0.3; method ends at 0.1 (distance 0.2); the control's distances 0.6, 0.2, 0.1, 0.25
+    t = pd.concat([_run("method", 0, [1e-6, 1e-3], [0.8, 0.55], fp=[0.9, 0.1]),
+                   _run("uniform", 0, [1e-6, 1e-4, 1e-3, 1e-2], [0.8, 0.7, 0.5, 0.2], fp=[0.9, 0.5, 0.2, 0.05])])
+    d = matched_diffs(t, "fp", retain_forget_prob=0.3).iloc[0]
+    assert d["control_value"] == pytest.approx(0.7)  # raw forget probability would cross at 0.1, between 0.5, 0.2
+    assert d["diff"] == pytest.approx(-0.15)
+    with pytest.raises(DataError, match="retain model"):
+        matched_diffs(t, "fp")
+
+
+def test_a_control_that_never_reaches_the_methods_level_counts_against_the_method():
+    t = pd.concat([_run("method", s, [1e-6, 1e-2], [0.8, 0.6]) for s in range(3)]
+                  + [_run("uniform", 0, [1e-6, 1e-1], [0.8, 0.4]),
+                     _run("uniform", 1, [1e-6, 1e-1], [0.8, 0.4]),
+                     _run("uniform", 2, [1e-6, 1e-3], [0.8, 0.79])])  # seed 2 stops short of 1e-2
+    d = matched_diffs(t, "fq").set_index("seed")
+    assert list(d["status"]) == ["ok", "ok", "not bracketed"]
+    assert d.loc[2, "method_failed"] and np.isnan(d.loc[2, "control_value"])
+    assert d.loc[2, "diff"] == 0.0  # min(0, worst matched difference): no help to the method
+    _, v = matched_verdicts(d.reset_index())
+    assert int(v["n_not_bracketed"].iloc[0]) == 1 and int(v["n_failed"].iloc[0]) == 1
+
+
+def test_a_learning_rate_grid_enters_as_the_frontier():
+    t = pd.concat([_run("method", 0, [1e-6, 1e-2], [0.8, 0.6]),
+                   _run("uniform", 0, [1e-6, 1e-3], [0.8, 0.75], lr=1e-4),  # stops short
+                   _run("uniform", 0, [1e-6, 1e-1], [0.8, 0.4], lr=3e-4),   # 0.5 at 1e-2
+                   _run("uniform", 0, [1e-6, 1.0], [0.8, 0.2], lr=1e-3)])   # 0.5 at 1e-2 (2/3 of the way)
+    d = matched_diffs(t, "fq").iloc[0]
+    assert d["n_control_runs"] == 3 and d["status"] == "ok"
+    assert d["control_value"] == pytest.approx(max(0.8 - 0.4 * 4 / 5, 0.8 - 0.6 * 4 / 6))
+
+
+def _dose_arms(n_seeds=7, method_lr=1 / 3, bonus=0.0, seed=0):
+    """Uniform base and a 'method' on one dose curve: forget level and utility are functions of lr x steps, plus
+    per-seed noise; the method runs at ``method_lr`` times the base's learning rate, ``bonus`` added to its
+    utility at every checkpoint after step 0."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for s in range(n_seeds):
+        noise = rng.normal(0, 0.01, 2)  # one per seed: the arms share their seed's data order
+        for arm, lr in (("uniform", 1.0), ("method", method_lr)):
+            dose = lr * np.arange(7) / 6  # six checkpoints after step 0
+            log_fq = -8 + 7 * np.sqrt(dose)
+            u = 0.8 - 0.5 * dose ** 2 + noise[0] * (dose > 0)
+            u = u + bonus * (dose > 0) * (arm == "method")
+            frames.append(_run(arm, s, 10 ** log_fq, u, fp=0.9 - 0.7 * dose, lr=lr))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_planted_dose_on_synthetic_curves_is_not_better_but_a_real_gain_is():
+    t = _dose_arms()
+    last = t[t["final"]].groupby("arm")[["forget_quality", "utility_est"]].mean()
+    # at one learning rate the low dose looks better on utility and worse on forgetting
+    assert last.loc["method", "utility_est"] > last.loc["uniform", "utility_est"] + 0.1
+    assert last.loc["method", "forget_quality"] < last.loc["uniform", "forget_quality"] / 10
+    res = matched_comparison(t, retain_forget_prob=0.3, estimands=("fq",))
+    v = res.verdicts.iloc[0]
+    assert v["decision"] != "better" and not v["better_unadjusted"]
+    assert abs(v["estimate"]) < 0.02
+    res = matched_comparison(_dose_arms(bonus=0.05), retain_forget_prob=0.3, estimands=("fq",))
+    v = res.verdicts.iloc[0]
+    assert v["decision"] == "better" and v["estimate"] == pytest.approx(0.05, abs=0.01)
+    assert v["higher_is_better"]
+
+
+def test_matched_verdicts_form_one_family_per_method_over_estimands_and_controls():
+    t = _dose_arms(bonus=0.05)
+    extra = t[t["arm"] == "uniform"].assign(arm="step_matched", run_id=lambda f: f["run_id"] + "-sm")
+    res = matched_comparison(pd.concat([t, extra]), retain_forget_prob=0.1)
+    v = res.verdicts
+    assert set(v["metric"]) == {"utility_at_matched_fq", "utility_at_matched_fp"}
+    assert set(v["control"]) == {"uniform", "step_matched"}
+    assert (v["family_size"] == 4).all() and v["family"].nunique() == 1
+    assert (v["p_adjusted"] >= v["p_value"]).all()
+
+
+def test_hypervolume_table_against_the_target_point():
+    t = pd.concat([_run("method", 0, [1e-4, 1e-2, 1e-1], [0.8, 0.5, 0.2]),
+                   _run("uniform", 0, [1e-4, 1e-3], [0.8, 0.6])])
+    hv = hypervolume_table(t, "fq").set_index("arm")
+    assert (hv["target_level"] == -4.0).all()
+    # staircase over the reference (-4, 0): points (-2, 0.5), (-1, 0.2): 2 * 0.5 + 1 * 0.2
+    assert hv.loc["method", "value"] == pytest.approx(1.2)
+    assert hv.loc["uniform", "value"] == pytest.approx(1.0 * 0.6)
+    bad = t.assign(forget_quality=np.where(t["step"] == 0, [1e-4, 1e-4, 1e-4, 1e-5, 1e-5], t["forget_quality"]))
+    with pytest.raises(DataError, match="step-0"):
+        hypervolume_table(bad, "fq")
+
+
+def test_lr_bracket_reaches_down_to_the_weakest_method():
+    base = pd.DataFrame({"lr": [1e-5, 3e-5, 1e-4, 3e-4], "level": [0.85, 0.6, 0.3, 0.05]})
+    b = lr_bracket(base, [0.7, 0.4])  # weakest method at 0.7, strongest at 0.4 (forget probability)
+    assert b.bracketed and b.low == 1e-5 and b.high == 1e-4 and b.lrs == (1e-5, 3e-5, 1e-4) and b.add == ()
+    b = lr_bracket(base.iloc[2:], [0.7, 0.4])  # a grid that starts at the collapse side
+    assert not b.bracketed and b.low is None and b.high == 1e-4
+    assert b.add == (pytest.approx(1e-4 / 3),)
+    b = lr_bracket(base.iloc[:2], [0.7, 0.4])
+    assert b.high is None and b.add == (pytest.approx(9e-5),)
+    np.testing.assert_allclose(geometric_lrs(1e-4, 3.0, 2, 1), [1e-4 / 9, 1e-4 / 3, 1e-4, 3e-4])
+
+
+def test_final_levels_and_loader_read_each_run_once(tmp_path):
+    t = _dose_arms(n_seeds=2)
+    fl = final_levels(t, keys=("arm",)).set_index("arm")["level"]
+    assert fl["uniform"] == pytest.approx(0.2) and fl["method"] == pytest.approx(0.9 - 0.7 / 3)
+    calls = []
+
+    def load(run_dir, wd):
+        calls.append(run_dir.name)
+        return t[t["run_id"] == run_dir.name].drop(columns=["objective", "method", "arm", "seed", "run_id", "lr"])
+
+    class WD:
+        root = tmp_path
+
+    runs = t.drop_duplicates("run_id")[["objective", "method", "arm", "seed", "run_id", "lr"]]
+    runs = pd.concat([runs, runs.assign(method="ga/other")])  # the shared base appears under two methods
+    traj = load_trajectories(runs, WD(), load)
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == t["run_id"].nunique()
+    assert len(traj) == 2 * len(t)
+    d = matched_diffs(traj, "fq")
+    assert set(d["method"]) == {"ga/m", "ga/other"}
+
+
+def test_bracket_table_frontier_runs_and_comparisons():
+    from tueval.analysis.matched_tables import bracket_table, frontier_runs, matched_comparisons
+
+    t = pd.concat([_dose_arms(n_seeds=2), _dose_arms(n_seeds=2, method_lr=3.0).query("arm == 'uniform'")
+                   .assign(lr=3.0, run_id=lambda f: f["run_id"] + "-hi")])
+    b = bracket_table(t).iloc[0]
+    # final forget probability: base 0.2 at lr 1 and 0.9 - 2.1 at lr 3; the method (lr 1/3) ends at 0.667
+    assert b["objective"] == "ga" and b["low"] is None and b["high"] == 1.0 and not b["bracketed"]
+    assert b["add"] == [pytest.approx(1 / 3)]
+    runs = pd.DataFrame({"arm": ["method", "uniform", "method", "uniform", "random_k"],
+                         "role": ["confirmatory", "confirmatory", "sweep", "sweep", "sweep"]})
+    assert list(frontier_runs(runs)["arm"]) == ["method", "uniform", "uniform"]
+    cs = matched_comparisons(matched_diffs(_dose_arms(bonus=0.05), "fq"))
+    assert len(cs) == 1 and cs[0].higher_is_better and cs[0].metric == "utility_at_matched_fq"
+    assert cs[0].result.estimate == pytest.approx(0.05, abs=0.01)
