@@ -25,6 +25,9 @@ NULL = {"scorer": "etw", "mode": "soft"}  # same distribution as its controls
 SEEDS = tuple(range(8))
 SEEDS_R = tuple(range(9))  # a Holm family of 16 needs 9 seeds for the exact one-sided sign-flip test
 STORE_CONTROLS = ["random_k", "permuted", "step_matched", "magnitude_matched", "uniform"]
+#: the fake store's runs have summaries but no trajectories: the single-learning-rate families (eval_every 0 is the
+#: run default, so the run ids are those of specs without it)
+STORE_FIXED = {"eval_every": 0}
 RETAIN = {"forget_prob": 0.2, "mia": {"mia_min_k": 0.64}}  # the retain model's reference values
 
 
@@ -73,7 +76,7 @@ def plant_controls(wd: Workdir, cells) -> None:
 @pytest.fixture(scope="module")
 def controls_store(tmp_path_factory):
     wd = fake_workdir(tmp_path_factory.mktemp("wd"))
-    cells = grid_cells(["ga"], [PLANTED, NULL], STORE_CONTROLS, SEEDS)
+    cells = grid_cells(["ga"], [PLANTED, NULL], STORE_CONTROLS, SEEDS, STORE_FIXED)
     plant_controls(wd, cells)
     return wd
 
@@ -82,7 +85,7 @@ def cfg_for(wd, tmp_path, **kw) -> AnalysisConfig:
     extra = kw.pop("extra", {})
     kw.setdefault("seeds", SEEDS)
     return AnalysisConfig(workdir=wd, reports=tmp_path / "reports", compute=False, progress=False,
-                          extra={"objectives": ["ga"], "methods": [PLANTED, NULL],
+                          extra={"objectives": ["ga"], "methods": [PLANTED, NULL], "fixed": STORE_FIXED,
                                  "controls": [c for c in STORE_CONTROLS if c != "uniform"], **extra}, **kw)
 
 

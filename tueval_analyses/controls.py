@@ -83,36 +83,114 @@ def run(cfg: AnalysisConfig) -> dict:
     fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]} if st["lmeval_tasks"] else st["fixed"]
     cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, fixed, st["ratios"], st["lrs"])
     lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
-    return analyse(gather(cfg, cells), Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
+    runs = gather(cfg, cells)
+    return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
+                   matched=matched_result(runs, cfg, st["fixed"], st["family"]),
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
                              "controls": st["controls"], "fixed optimiser settings": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
+                             "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
                              **lm_setting},
                    command=regen_command(NAME, cfg), figures=bool((cfg.extra or {}).get("figures", True)))
 
 
+def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY):
+    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories)."""
+    from tueval.analysis.matched_tables import frontier_runs, matched_table
+
+    if not fixed.get("eval_every"):
+        return None
+    return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
+
+
+def _without(diffs, drop):
+    """``diffs`` without the (objective, method, control) rows of the degenerate controls ``drop``."""
+    if drop is None or drop.empty:
+        return diffs
+    keys = ["objective", "method", "control"]
+    m = diffs.merge(drop[keys].drop_duplicates().assign(_drop=True), on=keys, how="left")
+    return diffs[m["_drop"].isna().to_numpy()].reset_index(drop=True)
+
+
 def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, settings: dict | None = None,
-            command: str | None = None, figures: bool = True) -> dict:
-    """The pure half of ``run``: verdicts and the report folder from a tidy runs table."""
+            command: str | None = None, figures: bool = True, matched=None) -> dict:
+    """The pure half of ``run``: verdicts and the report folder from a tidy runs table (and, with ``matched``,
+    the matched-forgetting comparison, which is then the confirmatory verdict)."""
+    from dataclasses import replace
+
     from tueval.analysis.families import degenerate_controls, identical_arms, paired_diffs, paired_verdicts
+    from tueval.analysis.matched_tables import matched_verdicts
 
     same = identical_arms(runs)
     drop = degenerate_controls(same)
     verdicts, vframe = paired_verdicts(runs, PRIMARY, alpha=alpha, family=family, drop=drop)
     _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=SCREEN_FAMILY, correction="fdr_bh", drop=drop)
     diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY])
+    if matched is not None:
+        mdiffs = _without(matched.diffs, drop)
+        matched = replace(matched, diffs=mdiffs, verdicts=matched_verdicts(mdiffs, alpha, family)[1])
     paths = write_report(Path(out), runs, vframe, sframe, diffs, settings or {}, command or "", alpha, figures,
-                         same=same, dropped=drop)
-    return {"verdicts": [v.to_dict() for v in verdicts], "secondary": sframe.to_dict("records"),
-            "family": family, "dropped_controls": drop.to_dict("records"), "n_seeds": int(runs["seed"].nunique()),
-            "n_runs": int(runs["run_id"].nunique()), **paths}
+                         same=same, dropped=drop, matched=matched)
+    confirmatory = (matched.verdicts.to_dict("records") if matched is not None
+                    else [v.to_dict() for v in verdicts])
+    return {"verdicts": confirmatory, "single_lr_verdicts": [v.to_dict() for v in verdicts],
+            "secondary": sframe.to_dict("records"), "family": family, "dropped_controls": drop.to_dict("records"),
+            "n_seeds": int(runs["seed"].nunique()), "n_runs": int(runs["run_id"].nunique()), **paths}
+
+
+MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
+                 "utility_at_matched_fp": "utility at matched forget-probability distance"}
+
+
+def _matched_sections(rw, matched, alpha: float) -> dict:
+    """The report sections and tables of the matched-forgetting comparison; returns its tables."""
+    from tueval.analysis.families import VERDICT_TABLE_COLUMNS as COLUMNS, better_on_all, family_note, plain_summary
+    from tueval.analysis.matched_tables import bracket_table
+    from tueval.report import markdown_table, verdict_markdown
+
+    v = matched.verdicts
+    rw.text("## Confirmatory: utility at matched forgetting\n"
+            "A method that unlearns less keeps more utility, so the verdict compares utility at the same amount "
+            "of forgetting. Every run evaluates checkpoints along its trajectory (the checkpoint evaluation: the "
+            "whole forget split, so forget quality and forget probability are the final evaluation's; utility is "
+            "the likelihood part of model utility on a fixed retain subset, `utility_est`). Per seed, the "
+            "method's level is its final checkpoint; each control's utility is interpolated linearly along the "
+            "control's own trajectory (step 0 = the target model) at that level, at its first crossing. Two "
+            "estimands of the level: log10 forget quality, and the distance of the forget probability to the "
+            "retain model's (so over-forgetting is not rewarded). A seed whose control never reaches the method's "
+            "level is **not bracketed** and counts against the method (worst-rank value, `n_not_bracketed`), never "
+            "dropped. Tests and labels as in Statistics below: one Holm family per objective and method over both "
+            "estimands and every control; \"better on both\" is intersection-union.\n\n"
+            + (family_note(v, alpha) if not v.empty else ""))
+    rw.text("### Verdicts\n" + verdict_markdown(v, columns=[*COLUMNS, "n_not_bracketed"]))
+    if not v.empty:
+        rw.text("### Better on both estimands (intersection-union)\n" + markdown_table(better_on_all(v)))
+        rw.text("### In plain words\n" + plain_summary(v, MATCHED_NAMES))
+    tables = {"matched_diffs": matched.diffs, "hypervolumes": matched.hypervolumes,
+              "trajectories": matched.trajectories}
+    hv = matched.hypervolumes
+    if not hv.empty:
+        g = hv.groupby(["objective", "method", "arm", "metric"], sort=False)["value"]
+        rw.text("### Dominated area (hypervolume, descriptive)\n"
+                "Area of the forget-utility plane an arm's checkpoints dominate beyond the target model's forget "
+                "level and above utility 0 (mean over seeds; larger is better; no test).\n"
+                + markdown_table(g.mean().unstack("metric").reset_index()))
+    if "lr" in matched.trajectories:
+        br = bracket_table(matched.trajectories)
+        if not br.empty:
+            tables["lr_bracket"] = br
+            rw.text("### Does the uniform base bracket the methods?\n"
+                    "Per objective: the base's learning rates, the forget-probability range they reach and the "
+                    "rates to add when the base forgets less than the weakest method or more than the "
+                    "strongest would need (`add`).\n" + markdown_table(br))
+    return tables
 
 
 def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, command: str, alpha: float,
-                 figures: bool = True, same=None, dropped=None) -> dict[str, Any]:
+                 figures: bool = True, same=None, dropped=None, matched=None) -> dict[str, Any]:
     """Write report.md, the CSVs and (unless ``figures`` is False) the figures of the analysis into ``root``;
     ``same`` / ``dropped``: the identical arms and the controls left out of the families because of them."""
     import pandas as pd
@@ -168,11 +246,16 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
             rw.text("Left out of the verdict families (the arm named first in each pair that is not the method "
                     "or the uniform base):\n" + markdown_table(dropped))
         rw.table("identical_arms", same)
-    rw.text("## Verdicts (confirmatory)\n" + verdict_markdown(verdicts, columns=COLUMNS))
+    mtables = _matched_sections(rw, matched, alpha) if matched is not None else {}
+    single = ("## At one learning rate (secondary: the arms forget different amounts)\n"
+              "The same families at each arm's final checkpoint, at the preset's learning rate. A method that "
+              "forgets less keeps more utility here without being better: read these with the matched comparison "
+              "above.\n" if matched is not None else "## Verdicts (confirmatory)\n")
+    rw.text(single + verdict_markdown(verdicts, columns=COLUMNS))
     if not verdicts.empty:
-        rw.text("## Better on both primary metrics (intersection-union)\n"
+        rw.text("### Better on both primary metrics (intersection-union)\n"
                 + markdown_table(better_on_all(verdicts)))
-        rw.text("## In plain words\n" + plain_summary(verdicts))
+        rw.text("### In plain words\n" + plain_summary(verdicts))
     index = ["objective", "method", "arm"]
     rw.text("## Per-arm means with 95% CI over seeds\n"
             + markdown_table(arm_means_table(arm_summary(conf, [*PRIMARY, *SECONDARY]), index)))
@@ -188,9 +271,16 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
                 + verdict_markdown(secondary, columns=COLUMNS))
     if figures:
         rw.text("## Figures\n")
+        if matched is not None:
+            from tueval.plots.trajectories import trajectory_figures
+
+            rw.figures(trajectory_figures(matched.trajectories))
         rw.figures(tradeoff_figures(runs, diffs, verdicts, PRIMARY))
+    # the index reads verdicts*.csv: the confirmatory table is the matched comparison when there is one
+    vt = ({"verdicts": matched.verdicts, "single_lr_verdicts": verdicts} if matched is not None
+          else {"verdicts": verdicts})
     report = rw.finish({"runs_long": long_table(runs), "arm_summary": arm_summary(runs, [*PRIMARY, *SECONDARY, *lm]),
-                        "paired_diffs": diffs, "verdicts": verdicts,
+                        "paired_diffs": diffs, **vt, **mtables,
                         "exploratory_secondary": None if secondary.empty else secondary}, command)
     return {"report": str(report), "files": [str(root / f) for f in sorted(set(rw.files))]}
 
@@ -204,12 +294,18 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
     from tueval.analysis.runs import method_runs
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
-    verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method",
-                                  drop=degenerate_controls(identical_arms(runs)))
+    drop = degenerate_controls(identical_arms(runs))
+    matched = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.FIXED)), "method")
+    if matched is not None:  # the trade-off claim is the matched-forgetting one
+        from tueval.analysis.matched_tables import matched_verdicts
+
+        verdicts, _ = matched_verdicts(_without(matched.diffs, drop), cfg.alpha, "method")
+    else:
+        verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method", drop=drop)
     if report:
         analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha, family="method",
                 settings={"scorer": scorer, "mode": mode, "ratio": ratio, "objective": objective,
-                          "controls": list(controls)})
+                          "controls": list(controls)}, matched=matched)
     return verdicts
 
 

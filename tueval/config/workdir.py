@@ -16,7 +16,7 @@ A YAML mapping; only ``benchmark`` and ``models`` are required::
     special_tokens: exclude   # exclude | include: EOS/end-of-turn/chat markup in selection and scoring
     device: auto              # auto | cpu | cuda | mps (auto: cuda, else mps, else cpu)
     dtype: float32            # float32 | bfloat16
-    eval: {batch_size: null, max_new_tokens: 64}       # null: a default for the device
+    eval: {batch_size: null, max_new_tokens: 200}      # null: a default for the device; 200: TOFU's
     ground_truth: {threshold: 1.0}                     # nats of the counterfactual ground truth
     memory: {gradient_checkpointing: false}
 
@@ -91,7 +91,7 @@ class WorkdirConfig:
     device: str = "auto"
     dtype: str = "float32"
     eval_batch_size: int | None = None
-    max_new_tokens: int = 64
+    max_new_tokens: int = 200
     cf_threshold: float = 1.0
     gradient_checkpointing: bool = False
     file: str = "config"
@@ -235,7 +235,7 @@ def parse_workdir_config(data: Any, label: str, lines: dict, base_dir: Path) -> 
     gt = r.section(top.get("ground_truth"), ("ground_truth",), {"threshold": checks.positive})
     mem = r.section(top.get("memory"), ("memory",), {"gradient_checkpointing": checks.boolean})
     return WorkdirConfig(benchmark=settings, models=models, prompt=prompt, file=label, data=_plain(data),
-                         eval_batch_size=ev.get("batch_size"), max_new_tokens=ev.get("max_new_tokens", 64),
+                         eval_batch_size=ev.get("batch_size"), max_new_tokens=ev.get("max_new_tokens", 200),
                          cf_threshold=gt.get("threshold", 1.0),
                          gradient_checkpointing=mem.get("gradient_checkpointing", False), **singles)
 
