@@ -66,3 +66,21 @@ def test_resumed_run_keeps_its_trajectory(small_workdir):
     fresh = pd.read_parquet(unlearn(spec, small_workdir, progress=False, force=True).path / FILE)
     pd.testing.assert_frame_equal(resumed, fresh)
     assert list(fresh.step)[:-1] == list(range(2, int(fresh.step.iloc[-1]), 2))
+
+
+def test_target_point_is_computed_once_per_workdir(small_workdir, monkeypatch):
+    """The step-0 row comes from the stored file after the first evaluation, also in a fresh process."""
+    from tueval import trajectory
+
+    calls = []
+    monkeypatch.setattr(trajectory, "evaluate_checkpoint", lambda *a, **k: calls.append(1) or {"forget_quality": 0.5})
+    path = small_workdir.eval_dir("target") / f"checkpoint-{small_workdir.forget_split}.json"
+    path.unlink(missing_ok=True)
+    trajectory._TARGET_POINTS.clear()
+    assert trajectory.target_point(small_workdir) == {"forget_quality": 0.5}
+    trajectory._TARGET_POINTS.clear()  # as a new process: only the file remains
+    assert trajectory.target_point(small_workdir) == {"forget_quality": 0.5}
+    assert trajectory.target_point(small_workdir) == {"forget_quality": 0.5}
+    assert len(calls) == 1
+    path.unlink()
+    trajectory._TARGET_POINTS.clear()

@@ -69,22 +69,31 @@ class Trajectory:
         return cls([dict(r) for r in rows or []])
 
 
+_TARGET_POINTS: dict = {}
+
+
 def target_point(wd) -> dict[str, Any]:
     """The checkpoint metrics of the target model (step 0), computed once per workdir."""
     from .evaluate import eval_sets, reference
 
     key = {"plan": PLAN.to_dict(), "forget_split": wd.forget_split, "target": wd.manifest["paths"]["target"],
            "retain": wd.manifest["paths"]["retain"], "benchmark": wd.manifest["paths"]["benchmark"]}
+    key = json.loads(json.dumps(key))  # as stored: tuples come back as lists
     path = wd.eval_dir("target") / f"checkpoint-{wd.forget_split}.json"
+    memo = (str(path.resolve()), json.dumps(key, sort_keys=True))
+    if memo in _TARGET_POINTS:
+        return _TARGET_POINTS[memo]
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("key") == key:
+            _TARGET_POINTS[memo] = saved["metrics"]
             return saved["metrics"]
     except (OSError, ValueError, AttributeError):
         pass
     model, tok = wd.load_model("target")
     metrics = evaluate_checkpoint(model, tok, eval_sets(wd), reference(wd).forget)
     write_json(path, {"key": key, "metrics": metrics})
+    _TARGET_POINTS[memo] = metrics
     return metrics
 
 
@@ -101,4 +110,5 @@ def load_trajectory(run_dir: Path, wd=None) -> pd.DataFrame:
     if wd is None:
         return df
     zero = pd.DataFrame([{"step": 0, "epoch": 0.0, "final": False, **target_point(wd)}])
-    return pd.concat([zero, df], ignore_index=True)
+    out = pd.concat([zero, df], ignore_index=True)
+    return out[[*df.columns, *(c for c in out.columns if c not in df.columns)]]  # the run's column order
