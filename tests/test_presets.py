@@ -247,3 +247,19 @@ def test_atwu_preset_passes_the_run_length_to_its_scorer(small_workdir):
     assert t.scorer._run_steps == t.total_steps
     assert t.scorer.lr_at(0) == t.scorer.lr and t.scorer.lr_at(t.total_steps) == 0.0
     assert 0 < t.scorer.lr_at(t.total_steps // 2 + 1) < t.scorer.lr
+
+
+def test_an_analysis_grid_keeps_each_objectives_learning_rate_unless_the_user_fixes_it():
+    """Without a `fixed` of its own an analysis grid runs NPO/TPO at their objective default (1e-3) and GA at the
+    run default; a user's fixed learning rate wins everywhere."""
+    from tueval import defaults
+    from tueval.analysis.grid import BASE, grid_cells
+
+    cells = grid_cells(["ga", "tpo"], [{"preset": "tif", "controls": ["random_k_fixed"]},
+                                       {"preset": "tokenunlearn_hard", "controls": ["random_k"]}],
+                       ["random_k_fixed", "random_k", BASE], [0], defaults.SHARED)
+    lrs = {(c.objective, c.arm): c.spec.lr for c in cells}
+    assert lrs[("tpo", "method")] == lrs[("tpo", BASE)] == lrs[("tpo", "random_k_fixed")] == 1e-3
+    assert lrs[("ga", "method")] == lrs[("ga", BASE)] == 1.5e-4
+    mine = grid_cells(["tpo"], [{"preset": "tif", "controls": []}], [BASE], [0], {**defaults.SHARED, "lr": 5e-4})
+    assert {c.spec.lr for c in mine} == {5e-4}

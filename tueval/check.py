@@ -108,7 +108,7 @@ def tradeoff_comparisons(cfg, scorer: str, mode: str, ratio: float | None, contr
     from .analysis.runs import method_runs
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
-    if dict((cfg.extra or {}).get("fixed", defaults.FIXED)).get("eval_every"):
+    if dict((cfg.extra or {}).get("fixed", defaults.SHARED)).get("eval_every"):
         m = matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family="method")
         return matched_comparisons(m.diffs, alpha=cfg.alpha)
     return method_comparisons(runs, get_analysis("controls").primary, alpha=cfg.alpha)

@@ -67,7 +67,7 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
     objectives = (QUICK_OBJECTIVES if quick else defaults.FULL_OBJECTIVES if full else
                   defaults.GRID_OBJECTIVES if cfg.profile == "grid" else defaults.OBJECTIVES)
     return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", objectives)),
-            "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.FIXED)),
+            "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.SHARED)),
             "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
             "lrs": list(ex.get("lrs", SWEEP_LRS if full else ()))}
@@ -88,7 +88,7 @@ def run(cfg: AnalysisConfig) -> dict:
                    matched=matched_result(runs, cfg, st["fixed"], st["family"]),
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
-                             "controls": st["controls"], "fixed optimiser settings": st["fixed"],
+                             "controls": st["controls"], "settings over each objective's and preset's own": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
@@ -295,7 +295,7 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
     drop = degenerate_controls(identical_arms(runs))
-    matched = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.FIXED)), "method")
+    matched = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.SHARED)), "method")
     if matched is not None:  # the trade-off claim is the matched-forgetting one
         from tueval.analysis.matched_tables import matched_verdicts
 

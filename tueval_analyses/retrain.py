@@ -119,11 +119,11 @@ def run(cfg: AnalysisConfig) -> dict:
     scorers = list(cfg.scorers or ex.get("scorers", DEFAULT_SCORERS))
     ratios = [float(q) for q in ex.get("ratios", QUICK_RATIOS if cfg.profile == "quick" else RATIOS)]
     objective = ex.get("objective", "ga")
-    fixed = dict(ex.get("fixed", defaults.FIXED))
+    fixed = dict(ex.get("fixed", defaults.SHARED))
     runs = gather(cfg, retrain_cells(scorers, ratios, cfg.seeds, objective, fixed=fixed))
     return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha,
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile, "objective": objective,
-                             "scorers": scorers, "q": ratios, "fixed optimiser settings": fixed},
+                             "scorers": scorers, "q": ratios, "settings over the objective's own": fixed},
                    command=regen_command(NAME, cfg))
 
 
@@ -140,7 +140,7 @@ def retrain_verdicts(cfg: AnalysisConfig, scorer: str, ratios: Sequence[float] =
 
     arms = [TOP, *([c for c in controls if c in CONTROLS] or CONTROLS)]
     runs = gather(cfg, retrain_cells([scorer], ratios, cfg.seeds, objective, arms=arms,
-                                     fixed=dict((cfg.extra or {}).get("fixed", defaults.FIXED))))
+                                     fixed=dict((cfg.extra or {}).get("fixed", defaults.SHARED))))
     if report:
         res = analyse(runs, Path(cfg.reports) / f"check_{NAME}", alpha=cfg.alpha,
                       settings={"scorer": scorer, "q": list(ratios), "objective": objective})

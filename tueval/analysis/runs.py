@@ -79,10 +79,10 @@ def runs_by_selection(runs: pd.DataFrame) -> pd.DataFrame:
 def method_runs(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float | None, controls: Sequence[str],
                 objective: str) -> pd.DataFrame:
     """The tidy runs table of ONE method (scorer, mode, ratio) and its ``controls`` (weighting controls and/or the
-    uniform base) on one objective, at ``cfg.extra['fixed']`` or ``defaults.FIXED``; runs (or reads) them."""
+    uniform base) on one objective, at ``cfg.extra['fixed']`` or ``defaults.SHARED``; runs (or reads) them."""
     from .. import defaults
     from .grid import grid_cells
 
     m = {"scorer": scorer, "mode": mode, **({"ratio": ratio} if mode == "hard" and ratio is not None else {})}
-    fixed = dict((cfg.extra or {}).get("fixed", defaults.FIXED))
+    fixed = dict((cfg.extra or {}).get("fixed", defaults.SHARED))
     return gather(cfg, grid_cells([objective], [m], list(controls), cfg.seeds, fixed))
