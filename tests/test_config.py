@@ -94,7 +94,7 @@ def test_concrete_values_alone_name_the_run(tmp_path):
     wd = _fake_workdir(tmp_path)
     for obj, extra in (("ga", {}), ("npo", {"scorer": "tif", "mode": "none", "normaliser": "weight_sum"}),
                        ("ga", {"scorer": "tokenunlearn", "mode": "hard", "ratio": 0.3, "control": "random_k"})):
-        explicit = RunSpec(objective=obj, **extra, **{**D.FIXED, **D.OBJECTIVE_FIXED.get(obj, {})})
+        explicit = RunSpec(objective=obj, **extra, **{**D.RUN, **D.OBJECTIVE_FIXED.get(obj, {})})
         implicit = RunSpec(objective=obj, **extra)
         assert explicit == implicit and explicit.hash_dict() == implicit.hash_dict()
         assert run_id(explicit, wd) == run_id(implicit, wd)
@@ -128,7 +128,8 @@ def test_defaults_view_reads_the_presets():
     from tueval import defaults as D
 
     d = defaults()
-    assert D.FIXED == {k: d.run[k] for k in ("lr", "epochs", "batch_size")}
+    assert D.RUN == {k: d.run[k] for k in ("lr", "epochs", "batch_size")}
+    assert D.FIXED == {**D.RUN, **D.SHARED} and D.SHARED == profile_grid("default").fixed
     assert D.OBJECTIVE_FIXED == {o: dict(v) for o, v in d.objectives.items()}
     assert D.SEEDS == list(d.analysis.seeds)
     assert D.DEMO_METHODS == [m.to_dict() for m in profile_grid("default").methods]

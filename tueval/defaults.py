@@ -13,8 +13,10 @@ _D = _defaults()
 #: what every analysis run sets beyond the run defaults (the default profile's ``fixed``: trajectories, generation
 #: cap); an analysis grid without its own ``fixed`` uses these, so an objective's own defaults still apply
 SHARED = dict(_grid("default").fixed)
-#: the settings of a GA run of the analyses: the global run defaults of lr, epochs and batch size, and ``SHARED``
-FIXED = {**{k: _D.run[k] for k in ("lr", "epochs", "batch_size")}, **SHARED}
+#: the global run defaults of lr, epochs and batch size (what a spec that names none of them trains with)
+RUN = {k: _D.run[k] for k in ("lr", "epochs", "batch_size")}
+#: the settings of a GA run of the analyses: ``RUN`` and ``SHARED``
+FIXED = {**RUN, **SHARED}
 #: per objective, the run defaults it sets differently (NPO and its relatives train at lr 1e-3)
 OBJECTIVE_FIXED = {obj: dict(over) for obj, over in _D.objectives.items()}
 #: seeds of the analyses (6: enough for Holm-adjusted p < 0.05 with the exact sign-flip test over 2 comparisons)

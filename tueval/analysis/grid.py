@@ -63,7 +63,7 @@ def arm_cells(objective: str, name: str, method: dict, arms: Iterable[str], seed
 def objective_settings(objective: str, fixed: dict | None = None) -> dict:
     """The shared run settings of ``objective``'s arms: the defaults, the objective's own, then ``fixed`` (the
     user's settings win, as they do on the command line)."""
-    return {**defaults.FIXED, **defaults.OBJECTIVE_FIXED.get(objective, {}), **(fixed or {})}
+    return {**defaults.RUN, **defaults.OBJECTIVE_FIXED.get(objective, {}), **(fixed or {})}
 
 
 def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Sequence[str], seeds: Sequence[int],
