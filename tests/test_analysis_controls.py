@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import tueval_analyses.controls as C
+from tueval import defaults
 import tueval_analyses.retrain as R
 from tueval.analysis import AnalysisConfig, get_analysis
 from tueval.analysis.families import identical_arms, method_comparisons, paired_verdicts
@@ -268,7 +269,7 @@ def retrain_store(tmp_path_factory):
     """top-q of 'oracle' forgets more than random q, which forgets more than bottom q; 'etw' is null."""
     wd = fake_workdir(tmp_path_factory.mktemp("wdr"))
     rng = np.random.default_rng(3)  # a fixed draw; under the null Holm still rejects with probability <= alpha
-    cells = R.retrain_cells(["oracle", "etw"], [0.1, 0.3], SEEDS_R)
+    cells = R.retrain_cells(["oracle", "etw"], [0.1, 0.3], SEEDS_R, fixed=defaults.SHARED)
     shift = {"top": -0.15, "random_k": 0.0, "bottom_k": 0.1}
     for c in cells:
         eff = shift[c.arm] if c.spec.scorer == "oracle" else 0.0
