@@ -106,22 +106,14 @@ def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT
     return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
 
 
-def _without(diffs, drop):
-    """``diffs`` without the (objective, method, control) rows of the degenerate controls ``drop``."""
-    if drop is None or drop.empty:
-        return diffs
-    keys = ["objective", "method", "control"]
-    m = diffs.merge(drop[keys].drop_duplicates().assign(_drop=True), on=keys, how="left")
-    return diffs[m["_drop"].isna().to_numpy()].reset_index(drop=True)
-
-
 def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, settings: dict | None = None,
             command: str | None = None, figures: bool = True, matched=None) -> dict:
     """The pure half of ``run``: verdicts and the report folder from a tidy runs table (and, with ``matched``,
     the matched-forgetting comparison, which is then the confirmatory verdict)."""
     from dataclasses import replace
 
-    from tueval.analysis.families import degenerate_controls, identical_arms, paired_diffs, paired_verdicts
+    from tueval.analysis.families import (degenerate_controls, identical_arms, paired_diffs, paired_verdicts,
+                                          without_controls)
     from tueval.analysis.matched_tables import matched_verdicts
 
     same = identical_arms(runs)
@@ -130,7 +122,7 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, 
     _, sframe = paired_verdicts(runs, SECONDARY, alpha=alpha, family=SCREEN_FAMILY, correction="fdr_bh", drop=drop)
     diffs = paired_diffs(runs, [*PRIMARY, *SECONDARY])
     if matched is not None:
-        mdiffs = _without(matched.diffs, drop)
+        mdiffs = without_controls(matched.diffs, drop)
         matched = replace(matched, diffs=mdiffs, verdicts=matched_verdicts(mdiffs, alpha, family)[1])
     paths = write_report(Path(out), runs, vframe, sframe, diffs, settings or {}, command or "", alpha, figures,
                          same=same, dropped=drop, matched=matched)
@@ -290,7 +282,7 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
     """Verdicts of ONE scorer vs ``controls`` (control names and/or ``uniform``) on the confirmatory trade-off
     metrics, Holm over controls x metrics (identical controls left out); runs (or reads) what it needs;
     ``report`` also writes reports/check_controls/."""
-    from tueval.analysis.families import degenerate_controls, identical_arms, paired_verdicts
+    from tueval.analysis.families import degenerate_controls, identical_arms, paired_verdicts, without_controls
     from tueval.analysis.runs import method_runs
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
@@ -299,7 +291,7 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
     if matched is not None:  # the trade-off claim is the matched-forgetting one
         from tueval.analysis.matched_tables import matched_verdicts
 
-        verdicts, _ = matched_verdicts(_without(matched.diffs, drop), cfg.alpha, "method")
+        verdicts, _ = matched_verdicts(without_controls(matched.diffs, drop), cfg.alpha, "method")
     else:
         verdicts, _ = paired_verdicts(runs, PRIMARY, alpha=cfg.alpha, family="method", drop=drop)
     if report:

@@ -204,11 +204,18 @@ def paired_verdicts(runs: pd.DataFrame, metrics: Sequence[str], alpha: float = 0
     d = paired_diffs(runs, metrics, method_arm, group)
     if controls is not None:
         d = d[d["control"].isin(list(controls))]
-    if drop is not None and not drop.empty:
-        key = [*group, "control"]
-        d = d.merge(drop[key].assign(_drop=True), on=key, how="left")
-        d = d[d["_drop"].isna()].drop(columns="_drop")
+    d = without_controls(d, drop, group)
     return family_verdicts(d, alpha, family, correction, group, _orders(runs, group, metrics), directions)
+
+
+def without_controls(diffs: pd.DataFrame, drop: pd.DataFrame | None,
+                     group: Sequence[str] = ("objective", "method")) -> pd.DataFrame:
+    """``diffs`` without the (group, control) rows named in ``drop`` (``degenerate_controls``)."""
+    if drop is None or drop.empty:
+        return diffs
+    key = [*group, "control"]
+    d = diffs.merge(drop[key].drop_duplicates().assign(_drop=True), on=key, how="left")
+    return d[d["_drop"].isna()].drop(columns="_drop").reset_index(drop=True)
 
 
 def better_on_all(vframe: pd.DataFrame, by: Sequence[str] = ("objective", "method", "control")) -> pd.DataFrame:
