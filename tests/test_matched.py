@@ -205,6 +205,23 @@ def test_a_control_that_never_reaches_the_methods_level_counts_against_the_metho
     assert int(v["n_not_bracketed"].iloc[0]) == 1 and int(v["n_failed"].iloc[0]) == 1
 
 
+def test_worse_never_rests_on_seeds_that_were_not_compared():
+    # 6 of 7 seeds: the control stops short of the method's level; the one matched seed is slightly worse. The
+    # worst-rank fill (against the method) alone would call the method 'worse' on the imputed values.
+    frames = [_run("method", s, [1e-6, 1e-2], [0.8, 0.6]) for s in range(7)]
+    frames += [_run("uniform", 0, [1e-6, 1e-1], [0.8, 0.4 + 0.2 * 4 / 5 + 0.003])]  # 0.603 at 1e-2
+    frames += [_run("uniform", s, [1e-6, 1e-3], [0.8, 0.79]) for s in range(1, 7)]
+    d = matched_diffs(pd.concat(frames), "fq")
+    assert (d["status"] == "not bracketed").sum() == 6 and d["diff"].max() < 0
+    _, v = matched_verdicts(d)
+    assert v["decision"].iloc[0] == "not better"
+    # a real deficit on every matched seed is still 'worse'
+    frames = [_run("method", s, [1e-6, 1e-2], [0.8, 0.6]) for s in range(7)]
+    frames += [_run("uniform", s, [1e-6, 1e-1], [0.8, 0.4 + 0.2 * 4 / 5 + 0.05 + 0.002 * s]) for s in range(7)]
+    _, v = matched_verdicts(matched_diffs(pd.concat(frames), "fq"))
+    assert v["decision"].iloc[0] == "worse"
+
+
 def test_a_learning_rate_grid_enters_as_the_frontier():
     t = pd.concat([_run("method", 0, [1e-6, 1e-2], [0.8, 0.6]),
                    _run("uniform", 0, [1e-6, 1e-3], [0.8, 0.75], lr=1e-4),  # stops short

@@ -145,7 +145,10 @@ def test_paper_rows_of_every_profile_are_presets(profile):
         if p is None:  # a plain scorer entry: no paper's scorer without its preset
             assert m.fields["scorer"] not in {get_preset(n).run["scorer"] for n in PAPERS}, m.fields
             continue
-        assert get_preset(p).role == "paper", p  # the oracle and the bases never stand for a paper
+        # the bases and the privileged TIF identifier never stand for a paper; the one oracle a profile may run is
+        # the ground-truth positive control, which the index reports apart from the papers
+        pr = get_preset(p)
+        assert pr.role == "paper" or (pr.role == "oracle" and pr.run["scorer"] == "oracle"), p
         assert set(m.objectives) <= objectives, (p, m.objectives)
     if profile in ("default", "grid"):
         assert {m.fields["preset"] for m in named} >= set(PAPERS) - ({"wga", "satimp"} if profile == "default" else set())
@@ -263,3 +266,32 @@ def test_an_analysis_grid_keeps_each_objectives_learning_rate_unless_the_user_fi
     assert lrs[("ga", "method")] == lrs[("ga", BASE)] == 1.5e-4
     mine = grid_cells(["tpo"], [{"preset": "tif", "controls": []}], [BASE], [0], {**defaults.SHARED, "lr": 5e-4})
     assert {c.spec.lr for c in mine} == {5e-4}
+
+
+def test_base_lr_factors_add_the_base_alone_at_multiples_of_its_own_rate():
+    from tueval.analysis.grid import BASE, METHOD_ARM, grid_cells, unique_specs
+    from tueval.analysis.matched_tables import frontier_runs
+
+    methods = [{"preset": "tokenunlearn_hard", "controls": ["random_k"]}, {"preset": "tif", "controls": []},
+               {"preset": "atwu", "controls": []}]
+    plain = grid_cells(["ga", "graddiff", "tpo"], methods, [BASE], [0, 1])
+    cells = grid_cells(["ga", "graddiff", "tpo"], methods, [BASE], [0, 1], base_lr_factors=(1.0, 3.0))
+    extra = [c for c in cells if c.role == "sweep"]
+    assert len(cells) == len(plain) + len(extra) and len(extra) == 3 * 2  # factor 1 is the confirmatory run
+    assert {c.arm for c in extra} == {BASE}
+    conf = {(c.objective, c.seed): c.spec for c in cells if c.arm == BASE and c.role == "confirmatory"}
+    for c in extra:
+        base = conf[(c.objective, c.seed)]
+        assert c.spec.lr == pytest.approx(3 * base.lr)  # the preset's own rate (TIF's TPO: 1e-3)
+        assert replace(c.spec, lr=base.lr) == base and c.setting == f"lr={c.spec.lr:g}"
+    assert [c.spec.lr for c in extra if c.objective == "tpo"] == [pytest.approx(3e-3)] * 2
+    # a method of the same objective shares the base's sweep runs; the frontier reads them, the method's arm not
+    two = grid_cells(["ga"], [methods[0], {"preset": "tokenunlearn_soft", "controls": []}], [BASE], [0],
+                     base_lr_factors=(3.0,))
+    assert len(unique_specs([c for c in two if c.role == "sweep"])) == 1
+    assert len(unique_specs(two)) == 5  # 2 methods, random_k, the base and its one sweep run
+    import pandas as pd
+
+    runs = pd.DataFrame([{"arm": c.arm, "role": c.role} for c in cells])
+    kept = frontier_runs(runs)
+    assert (kept["role"] == "sweep").sum() == len(extra) and METHOD_ARM in set(kept["arm"])

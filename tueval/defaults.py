@@ -19,13 +19,15 @@ RUN = {k: _D.run[k] for k in ("lr", "epochs", "batch_size")}
 FIXED = {**RUN, **SHARED}
 #: per objective, the run defaults it sets differently (NPO and its relatives train at lr 1e-3)
 OBJECTIVE_FIXED = {obj: dict(over) for obj, over in _D.objectives.items()}
-#: seeds of the analyses (6: enough for Holm-adjusted p < 0.05 with the exact sign-flip test over 2 comparisons)
+#: seeds of the analyses (7: enough for Holm-adjusted p < 0.05 with the exact sign-flip test over 4 comparisons)
 SEEDS = list(_D.analysis.seeds)
 
 #: profile ``default`` (the demo grid): the paper presets with their informative controls, and their objectives
 DEMO_METHODS = [m.to_dict() for m in _grid("default").methods]
 CONTROLS = list(_grid("default").axes["control"])
 OBJECTIVES = list(_grid("default").axes["objective"])
+#: per analysis profile, the factors of the uniform base's own learning rate it also runs at (its frontier)
+BASE_LR_FACTORS = {name: tuple(_grid(name).settings.get("base_lr_factors", ())) for name in ("default", "grid", "full")}
 #: profile ``grid``: every paper preset against its informative control, TokenUnlearn also on NPO
 GRID_METHODS = [m.to_dict() for m in _grid("grid").methods]
 GRID_OBJECTIVES = list(_grid("grid").axes["objective"])

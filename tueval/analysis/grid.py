@@ -67,12 +67,14 @@ def objective_settings(objective: str, fixed: dict | None = None) -> dict:
 
 
 def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Sequence[str], seeds: Sequence[int],
-               fixed: dict | None = None, ratios: Sequence[float] = (), lrs: Sequence[float] = ()) -> list[Cell]:
+               fixed: dict | None = None, ratios: Sequence[float] = (), lrs: Sequence[float] = (),
+               base_lr_factors: Sequence[float] = ()) -> list[Cell]:
     """Every run the analysis needs: the confirmatory arms at ``objective_settings``, plus (if ``ratios``/``lrs``)
-    a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot. A
-    method entry may name its own ``controls`` (the base is kept when ``controls`` holds it) and the
-    ``objectives`` it runs on; a ``preset`` entry carries the preset's fields and runs on the preset's objective
-    (``tueval.presets.expand_method``)."""
+    a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot, and
+    (``base_lr_factors``) the uniform base alone at its own learning rate times each factor, so that the base's
+    frontier reaches methods that forget more than it does at its own rate. A method entry may name its own
+    ``controls`` (the base is kept when ``controls`` holds it) and the ``objectives`` it runs on; a ``preset``
+    entry carries the preset's fields and runs on the preset's objective (``tueval.presets.expand_method``)."""
     methods = [expand_method(m) for m in methods]
     cells = []
     for obj in objectives:
@@ -93,6 +95,12 @@ def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Seq
             for lr in lrs:
                 if not math.isclose(lr, fx.get("lr", 1e-3)):
                     cells += arm_cells(obj, name, m, (METHOD_ARM, BASE), seeds, fx, "sweep", f"lr={lr:g}", lr=lr)
+            if BASE in arms and base_lr_factors:
+                base_lr = arm_specs(obj, m, BASE, seeds[:1], fx)[0].lr
+                for f in base_lr_factors:
+                    if not math.isclose(f, 1.0):
+                        lr = float(base_lr * f)
+                        cells += arm_cells(obj, name, m, (BASE,), seeds, fx, "sweep", f"lr={lr:g}", lr=lr)
     return cells
 
 

@@ -159,16 +159,40 @@ def bracketing_summary(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.
     return g.agg(n_bracketed=("_b", "sum"), n_not_bracketed=("_nb", "sum")).reset_index()
 
 
+def favourable_fill(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:
+    """``diffs`` with each not-bracketed seed filled in the method's favour, max(0, best OK difference of its
+    comparison): the differences a 'worse' label must also hold on, since those seeds were never compared."""
+    keys = [diffs[k] for k in [*group, "control", "metric"]]
+    best = diffs["diff"].where(diffs["status"] == OK).groupby(keys, sort=False).transform("max")
+    return diffs.assign(diff=np.where(diffs["status"] == NOT_BRACKETED, best.fillna(0.0).clip(lower=0.0),
+                                      diffs["diff"]))
+
+
 def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Sequence[str] = DEFAULT_FAMILY,
                      correction: str = "holm", group: Sequence[str] = GROUP) -> tuple[list, pd.DataFrame]:
     """Verdicts of the matched differences (one-sided paired sign-flip test, higher is better, t- and
     bootstrap-t CIs, ``correction`` within each family) and their frame, with ``n_not_bracketed`` per
-    comparison."""
+    comparison. Not-bracketed seeds count against the method for 'better'; a 'worse' label must hold with them
+    counted for the method too (``favourable_fill``), else it reads 'not better'."""
+    from dataclasses import replace
+
+    group = list(group)
     d = diffs[[*group, *DIFF_COLUMNS]]
     verdicts, frame = family_verdicts(d, alpha, family, correction, group, directions=DIRECTIONS)
     if frame.empty:
         return verdicts, frame
-    return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"], how="left")
+    if (diffs["status"] == NOT_BRACKETED).any() and (frame["decision"] == "worse").any():
+        _, fav = family_verdicts(favourable_fill(diffs, group)[[*group, *DIFF_COLUMNS]], alpha, family, correction,
+                                 group, directions=DIRECTIONS)
+        keys = [*group, "control", "metric"]
+        still = frame[keys].merge(fav[keys + ["decision"]], on=keys, how="left")["decision"].eq("worse").to_numpy()
+        undo = (frame["decision"] == "worse").to_numpy() & ~still
+        frame.loc[undo, "decision"] = "not better"
+        gone = {tuple(r) for r in frame.loc[undo, ["method", "control", "metric"]].itertuples(index=False)}
+        verdicts = [replace(v, decision="not better") if (v.method, v.control, v.metric) in gone else v
+                    for v in verdicts]
+    return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"],
+                                 how="left")
 
 
 def target_level(traj: pd.DataFrame, x: np.ndarray) -> float:

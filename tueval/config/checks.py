@@ -163,6 +163,12 @@ def params(field: str, v: Any) -> dict:
     return dict(v)
 
 
+def positive_list(field: str, v: Any) -> tuple:
+    """A list of finite numbers > 0 (one number is a list of one), as a tuple of floats."""
+    vals = v if isinstance(v, (list, tuple)) else [v]
+    return tuple(positive(field, x) for x in vals)
+
+
 def steps(field: str, v: Any) -> tuple:
     """A list of positive integer step numbers, as a tuple."""
     if not isinstance(v, (list, tuple)):

@@ -11,8 +11,9 @@ A grid file is a YAML mapping:
   preset entry carries the preset's fields and runs on the preset's objective unless it names others, and its
   ``uniform`` control is the preset's objective with its settings and uniform weights;
 - ``include``: a list of explicit specs (run-spec fields over ``fixed``);
-- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``
-  (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+- analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``,
+  ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
+  the methods' forget levels; ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
   ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
   ``custom``; docs/scale_out.md).
@@ -43,7 +44,8 @@ AXES = {"objectives": "objective", "scorers": "scorer", "modes": "mode", "ratios
 SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
-            "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean}
+            "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
+            "base_lr_factors": checks.positive_list}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -138,7 +140,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform."""
+        ratios, lrs, family, figures, uniform, base_lr_factors."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -151,7 +153,8 @@ class GridConfig:
         for key, f in (("ratios", "ratio"), ("lrs", "lr"), ("learning_rates", "lr")):
             if key in self.given:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
-        out.update({k: v for k, v in self.settings.items() if k in ("family", "figures", "uniform")})
+        out.update({k: v for k, v in self.settings.items()
+                    if k in ("family", "figures", "uniform", "base_lr_factors")})
         return out
 
     def check_names(self) -> None:

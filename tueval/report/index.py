@@ -75,6 +75,10 @@ def write_index(reports: str | Path = "reports", workdir: str | Path | None = No
     if changes.exists():  # written by whoever regenerates and commits the reports: what changed and why
         lines.append("## What changed in this regeneration\n")
         lines.append(changes.read_text(encoding="utf-8").strip() + "\n")
+    from .claims import matched_claim_lines
+
+    lines += matched_claim_lines(reports, [*((paper, key) for paper, key, _ in CLAIMS),
+                                           ("Oracle hard selection (positive control)", "oracle")])
     lines.append("## The seed papers' claims and the suite's verdicts\n")
     lines.append("| paper | claim | what the suite found |\n|---|---|---|")
     for paper, key, claim in CLAIMS:
