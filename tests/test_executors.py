@@ -323,3 +323,28 @@ def test_the_demo_computes_every_analysis_on_its_engine(monkeypatch, tmp_path):
     assert demo.run_demo(tmp_path / "w", engine="ray", address="auto", **kw) == 0
     assert demo.run_demo(tmp_path / "w", **kw) == 0
     assert seen == [("ray", "auto", "RayExecutor")] * 2 + [("local", None, "LocalExecutor")] * 2
+
+
+def test_a_local_ray_cluster_runs_its_workers_at_the_pools_priority(monkeypatch):
+    import tueval.executors.ray as R
+
+    seen = {}
+
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, **kw):
+            seen["niceness"], seen["address"] = os.environ.get(R.NICENESS_ENV), kw.get("address")
+
+    monkeypatch.setattr(R, "import_ray", lambda: FakeRay())
+    monkeypatch.delenv(R.NICENESS_ENV, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    R.RayExecutor().connect()
+    assert seen == {"niceness": "0", "address": None}  # Ray's own default is nice 15
+    monkeypatch.setenv(R.NICENESS_ENV, "5")  # the user's setting wins
+    R.RayExecutor().connect()
+    assert seen["niceness"] == "5"
+    monkeypatch.delenv(R.NICENESS_ENV)
+    R.RayExecutor(address="ray://head:10001").connect()  # an existing cluster: its own settings
+    assert seen["niceness"] is None and seen["address"] == "ray://head:10001"

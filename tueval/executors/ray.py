@@ -18,6 +18,8 @@ from .base import RETRIES, Executor, Failure, compute, one_line
 
 #: environment variables handed to the workers (tueval's own settings, e.g. TUEVAL_LOCK)
 ENV_PREFIX = "TUEVAL_"
+#: the raylet setting of the niceness of the worker processes it starts (Ray's default: 15)
+NICENESS_ENV = "RAY_worker_niceness"
 _REMOTE: dict = {}
 
 
@@ -66,6 +68,10 @@ class RayExecutor(Executor):
         """Ray, connected: the session already open, else ``ray.init(address)`` (a local cluster without one)."""
         ray = import_ray()
         if not ray.is_initialized():
+            if self.address is None and not os.environ.get("RAY_ADDRESS"):
+                # Ray starts its workers at nice 15; a local cluster's runs get the local pool's priority instead,
+                # or they lose the cores to any other job on the machine
+                os.environ.setdefault(NICENESS_ENV, "0")
             env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": env} if env else None)
