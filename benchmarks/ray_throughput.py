@@ -43,7 +43,8 @@ def demo_specs(workdir: str) -> list:
     from tueval_analyses.controls import grid_settings
 
     st = grid_settings(AnalysisConfig(workdir=Workdir(workdir), profile="default"))
-    return unique_specs(grid_cells(st["objectives"], st["methods"], st["controls"], defaults.SEEDS, st["fixed"]))
+    return unique_specs(grid_cells(st["objectives"], st["methods"], st["controls"], defaults.SEEDS, st["fixed"],
+                                   st["ratios"], st["lrs"], st["base_lr_factors"]))
 
 
 def one(engine: str, workdir: str, quick: bool, which: str = "small") -> dict:
