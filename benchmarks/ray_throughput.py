@@ -44,7 +44,7 @@ def demo_specs(workdir: str) -> list:
 
     st = grid_settings(AnalysisConfig(workdir=Workdir(workdir), profile="default"))
     return unique_specs(grid_cells(st["objectives"], st["methods"], st["controls"], defaults.SEEDS, st["fixed"],
-                                   st["ratios"], st["lrs"], st["base_lr_factors"]))
+                                   st["ratios"], st["lrs"], st["base_lr_factors"], st["control_lr_factors"]))
 
 
 def one(engine: str, workdir: str, quick: bool, which: str = "small") -> dict:

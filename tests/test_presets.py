@@ -295,3 +295,19 @@ def test_base_lr_factors_add_the_base_alone_at_multiples_of_its_own_rate():
     runs = pd.DataFrame([{"arm": c.arm, "role": c.role} for c in cells])
     kept = frontier_runs(runs)
     assert (kept["role"] == "sweep").sum() == len(extra) and METHOD_ARM in set(kept["arm"])
+
+
+def test_control_lr_factors_redose_the_controls_but_not_step_matched():
+    from tueval.analysis.grid import BASE, grid_cells
+    from tueval.analysis.matched_tables import frontier_runs
+
+    m = [{"preset": "tokenunlearn_hard", "controls": ["random_k", "step_matched"]}]
+    cells = grid_cells(["ga"], m, [BASE], [0], ratios=(0.1,), control_lr_factors=(3.0,))
+    sweep = [c for c in cells if c.role == "sweep"]
+    assert {(c.arm, c.setting) for c in sweep} == {("random_k", "lr=0.00045"), ("method", "ratio=0.1"),
+                                                   ("random_k", "ratio=0.1")}
+    import pandas as pd
+
+    runs = pd.DataFrame([{"arm": c.arm, "role": c.role, "setting": c.setting} for c in cells])
+    kept = frontier_runs(runs)  # the control's lr frontier, never its other k nor the method's sweep
+    assert set(map(tuple, kept.loc[kept["role"] == "sweep", ["arm", "setting"]].values)) == {("random_k", "lr=0.00045")}

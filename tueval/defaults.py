@@ -28,6 +28,9 @@ CONTROLS = list(_grid("default").axes["control"])
 OBJECTIVES = list(_grid("default").axes["objective"])
 #: per analysis profile, the factors of the uniform base's own learning rate it also runs at (its frontier)
 BASE_LR_FACTORS = {name: tuple(_grid(name).settings.get("base_lr_factors", ())) for name in ("default", "grid", "full")}
+#: the same for the other controls of each method
+CONTROL_LR_FACTORS = {name: tuple(_grid(name).settings.get("control_lr_factors", ()))
+                      for name in ("default", "grid", "full")}
 #: profile ``grid``: every paper preset against its informative control, TokenUnlearn also on NPO
 GRID_METHODS = [m.to_dict() for m in _grid("grid").methods]
 GRID_OBJECTIVES = list(_grid("grid").axes["objective"])

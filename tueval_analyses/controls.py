@@ -71,7 +71,9 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
             "family": ex.get("family", DEFAULT_FAMILY),
             "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
             "lrs": list(ex.get("lrs", SWEEP_LRS if full else ())),
-            "base_lr_factors": list(ex.get("base_lr_factors", defaults.BASE_LR_FACTORS.get(cfg.profile, ())))}
+            "base_lr_factors": list(ex.get("base_lr_factors", defaults.BASE_LR_FACTORS.get(cfg.profile, ()))),
+            "control_lr_factors": list(ex.get("control_lr_factors",
+                                              defaults.CONTROL_LR_FACTORS.get(cfg.profile, ())))}
 
 
 def run(cfg: AnalysisConfig) -> dict:
@@ -83,7 +85,7 @@ def run(cfg: AnalysisConfig) -> dict:
     st = grid_settings(cfg)
     fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]} if st["lmeval_tasks"] else st["fixed"]
     cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, fixed, st["ratios"], st["lrs"],
-                       st["base_lr_factors"])
+                       st["base_lr_factors"], st["control_lr_factors"])
     lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
     runs = gather(cfg, cells)
     return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
@@ -93,6 +95,7 @@ def run(cfg: AnalysisConfig) -> dict:
                              "controls": st["controls"], "settings over each objective's and preset's own": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "uniform base also at its learning rate x": st["base_lr_factors"] or "none",
+                             "other controls also at their learning rate x": st["control_lr_factors"] or "none",
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
                              "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
@@ -158,9 +161,9 @@ def _matched_sections(rw, matched, alpha: float) -> dict:
             "retain model's (so over-forgetting is not rewarded). A seed whose control never reaches the method's "
             "level is **not bracketed** and counts against the method (worst-rank value, `n_not_bracketed`), never "
             "dropped; a 'worse' label must also hold with those seeds counted for the method (they were never "
-            "compared). The uniform base also runs at multiples of its learning rate where the profile says so "
-            "(`base_lr_factors`): its frontier over those runs then reaches methods that forget more than it does "
-            "at its own rate. Tests and labels as in Statistics below: one Holm family per objective and method over both "
+            "compared). The uniform base and the other controls also run at multiples of their learning rate where "
+            "the profile says so (`base_lr_factors`, `control_lr_factors`): a control's frontier over those runs "
+            "then reaches methods that forget more than it does at its own rate. Tests and labels as in Statistics below: one Holm family per objective and method over both "
             "estimands and every control; \"better on both\" is intersection-union.\n\n"
             + (family_note(v, alpha) if not v.empty else ""))
     rw.text("### Verdicts\n" + verdict_markdown(v, columns=[*COLUMNS, "n_not_bracketed"]))

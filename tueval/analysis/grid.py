@@ -66,13 +66,20 @@ def objective_settings(objective: str, fixed: dict | None = None) -> dict:
     return {**defaults.RUN, **defaults.OBJECTIVE_FIXED.get(objective, {}), **(fixed or {})}
 
 
+#: controls whose dose is the method's by construction (each step rescaled to the method's), never run at
+#: another learning rate of their own
+NOT_REDOSED = ("step_matched",)
+
+
 def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Sequence[str], seeds: Sequence[int],
                fixed: dict | None = None, ratios: Sequence[float] = (), lrs: Sequence[float] = (),
-               base_lr_factors: Sequence[float] = ()) -> list[Cell]:
+               base_lr_factors: Sequence[float] = (), control_lr_factors: Sequence[float] = ()) -> list[Cell]:
     """Every run the analysis needs: the confirmatory arms at ``objective_settings``, plus (if ``ratios``/``lrs``)
     a sweep of hard ratios (method and random_k) and learning rates (method and uniform) for the Pareto plot, and
     (``base_lr_factors``) the uniform base alone at its own learning rate times each factor, so that the base's
-    frontier reaches methods that forget more than it does at its own rate. A method entry may name its own
+    frontier reaches methods that forget more than it does at its own rate; ``control_lr_factors`` the same for
+    each of the method's other controls (they forget less than the method at its rate; not ``NOT_REDOSED``). A
+    method entry may name its own
     ``controls`` (the base is kept when ``controls`` holds it) and the ``objectives`` it runs on; a ``preset``
     entry carries the preset's fields and runs on the preset's objective (``tueval.presets.expand_method``)."""
     methods = [expand_method(m) for m in methods]
@@ -95,12 +102,15 @@ def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Seq
             for lr in lrs:
                 if not math.isclose(lr, fx.get("lr", 1e-3)):
                     cells += arm_cells(obj, name, m, (METHOD_ARM, BASE), seeds, fx, "sweep", f"lr={lr:g}", lr=lr)
-            if BASE in arms and base_lr_factors:
-                base_lr = arm_specs(obj, m, BASE, seeds[:1], fx)[0].lr
-                for f in base_lr_factors:
+            for arm in arms:
+                factors = base_lr_factors if arm == BASE else control_lr_factors
+                if not factors or arm in NOT_REDOSED:
+                    continue
+                own_lr = arm_specs(obj, m, arm, seeds[:1], fx)[0].lr
+                for f in factors:
                     if not math.isclose(f, 1.0):
-                        lr = float(base_lr * f)
-                        cells += arm_cells(obj, name, m, (BASE,), seeds, fx, "sweep", f"lr={lr:g}", lr=lr)
+                        lr = float(own_lr * f)
+                        cells += arm_cells(obj, name, m, (arm,), seeds, fx, "sweep", f"lr={lr:g}", lr=lr)
     return cells
 
 

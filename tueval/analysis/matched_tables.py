@@ -265,12 +265,14 @@ def matched_comparison(traj: pd.DataFrame, retain_forget_prob: float | None = No
 
 
 def frontier_runs(runs: pd.DataFrame, method_arm: str = METHOD_ARM, base: str = BASE) -> pd.DataFrame:
-    """The runs a matched comparison reads from a grid's runs table: every confirmatory run, plus the base's
-    learning-rate sweep runs (the base's frontier; a method keeps its one confirmatory run per seed)."""
+    """The runs a matched comparison reads from a grid's runs table: every confirmatory run, plus the
+    learning-rate sweep runs of the base and the controls (their frontiers; a method keeps its one confirmatory run
+    per seed, and a ratio sweep is another k, not the control's frontier)."""
     if "role" not in runs:
         return runs
     conf = runs["role"] == "confirmatory"
-    return runs[conf | ((runs["role"] == "sweep") & (runs["arm"] == base))].reset_index(drop=True)
+    lr_sweep = runs["setting"].astype(str).str.startswith("lr=") if "setting" in runs else runs["arm"] == base
+    return runs[conf | ((runs["role"] == "sweep") & (runs["arm"] != method_arm) & lr_sweep)].reset_index(drop=True)
 
 
 def matched_table(runs: pd.DataFrame, wd, alpha: float = 0.05, estimands: Sequence[str] = ("fq", "fp"),

@@ -13,7 +13,8 @@ A grid file is a YAML mapping:
 - ``include``: a list of explicit specs (run-spec fields over ``fixed``);
 - analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``,
   ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
-  the methods' forget levels; ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+  the methods' forget levels), ``control_lr_factors`` (the same for the other controls, which forget less than
+  the method at its rate; ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
   ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
   ``custom``; docs/scale_out.md).
@@ -45,7 +46,7 @@ SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
-            "base_lr_factors": checks.positive_list}
+            "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -140,7 +141,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform, base_lr_factors."""
+        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -154,7 +155,7 @@ class GridConfig:
             if key in self.given:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
         out.update({k: v for k, v in self.settings.items()
-                    if k in ("family", "figures", "uniform", "base_lr_factors")})
+                    if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors")})
         return out
 
     def check_names(self) -> None:
