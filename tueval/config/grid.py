@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import SpecError
+from ..pairs import pairs_setting
 from ..presets import base_fields
 from ..spec import RunSpec
 from . import checks
@@ -45,7 +46,7 @@ SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
-            "base_lr_factors": checks.positive_list}
+            "base_lr_factors": checks.positive_list, "pairs": pairs_setting}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -140,7 +141,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform, base_lr_factors."""
+        ratios, lrs, family, figures, uniform, base_lr_factors, pairs."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -154,7 +155,7 @@ class GridConfig:
             if key in self.given:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
         out.update({k: v for k, v in self.settings.items()
-                    if k in ("family", "figures", "uniform", "base_lr_factors")})
+                    if k in ("family", "figures", "uniform", "base_lr_factors", "pairs")})
         return out
 
     def check_names(self) -> None:

@@ -1,0 +1,232 @@
+"""Replication over model pairs: the stratified pooled test (planted effect found, nulls rejected at no more than
+alpha, a pair that disagrees breaks "holds on every pair"), pair workdirs trained with another training seed on the
+same benchmark without touching pair 0, the error for a config workdir without pairs, and the analysis end to end
+on the quick profile."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tueval.analysis.families import family_verdicts
+from tueval.analysis.replication import (POOLED_COLUMNS, PairResult, agreement, by_pair_frame, pooled_verdicts,
+                                         replication_tables)
+from tueval.errors import TuevalError
+from tueval.io import write_json
+from tueval.stats.stratified import (stratified_from_diffs, stratified_sign_flip_pvalue, stratified_t_interval,
+                                     stratum_means)
+
+ALPHA = 0.05
+
+
+# ------------------------------------------------------------------------------------------- the pooled statistic
+def test_estimate_is_the_mean_of_pair_means_whatever_the_seed_counts():
+    rng = np.random.default_rng(1)
+    d = np.r_[rng.normal(1.0, 1, 4), rng.normal(3.0, 1, 10)]
+    s = np.r_[[0] * 4, [1] * 10]
+    r = stratified_from_diffs(d, s)
+    assert r.estimate == pytest.approx(np.mean([d[:4].mean(), d[4:].mean()]))
+    assert r.estimate != pytest.approx(d.mean())  # not the seed-weighted mean
+    assert np.allclose(stratum_means(d, s), [d[:4].mean(), d[4:].mean()])
+    assert r.n == 14 and r.ci_low < r.estimate < r.ci_high and r.robust_ci_low < r.estimate < r.robust_ci_high
+    assert np.mean(r.diffs) == pytest.approx(r.estimate)
+
+
+def test_planted_effect_on_both_pairs_is_detected():
+    rng = np.random.default_rng(2)
+    d = np.r_[rng.normal(1.5, 1, 7), rng.normal(1.5, 2, 7)]
+    r = stratified_from_diffs(d, np.r_[[0] * 7, [1] * 7])
+    assert r.p_value < 0.001 and r.ci_low > 0 and r.robust_ci_low > 0
+    assert r.effect_size > 0 and r.effect_size_ci_low < r.effect_size < r.effect_size_ci_high
+
+
+@pytest.mark.parametrize("n0,n1,sd0,sd1", [(7, 7, 1.0, 1.0), (7, 7, 1.0, 5.0), (4, 10, 3.0, 0.5)])
+def test_null_is_rejected_at_most_alpha(n0, n1, sd0, sd1):
+    """Simulated nulls (symmetric seed differences, pairs with different spreads and seed counts): the one-sided
+    stratified sign-flip test rejects at alpha no more often than alpha + 3 Monte-Carlo SEs."""
+    sims = 4000
+    rng = np.random.default_rng(3)
+    d = np.concatenate([rng.normal(0, sd0, (sims, n0)), rng.normal(0, sd1, (sims, n1))], axis=1)
+    p = stratified_sign_flip_pvalue(d, np.r_[[0] * n0, [1] * n1])
+    rate = float(np.mean(p < ALPHA))
+    assert rate <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / sims), rate
+    assert rate > 0.02  # the exact test is not vacuous either
+
+
+def test_welch_interval_covers_under_heteroscedastic_pairs():
+    sims, rng = 2000, np.random.default_rng(4)
+    s = np.r_[[0] * 6, [1] * 6]
+    hit = 0
+    for _ in range(sims):
+        d = np.r_[rng.normal(0.5, 0.5, 6), rng.normal(0.5, 4, 6)]
+        lo, hi = stratified_t_interval(d, s)
+        hit += lo <= 0.5 <= hi
+    assert hit / sims >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / sims)
+
+
+def test_a_stratum_with_one_seed_is_refused():
+    from tueval.errors import DataError
+
+    with pytest.raises(DataError, match="at least 2"):
+        stratified_from_diffs([1.0, 2.0, 3.0], [0, 0, 1])
+
+
+# ---------------------------------------------------------------------------------------- per pair and pooled
+def _diffs(effects: dict[str, float], seeds: int, rng, sd: float = 0.3) -> pd.DataFrame:
+    """Per-seed differences of one method against two controls on both primary metrics, effect per control."""
+    rows = []
+    for control, eff in effects.items():
+        for metric in ("log10_fq", "model_utility"):
+            for s in range(seeds):
+                d = eff + rng.normal(0, sd)
+                rows.append({"objective": "ga", "method": "ga/m", "control": control, "metric": metric, "seed": s,
+                             "method_value": d, "control_value": 0.0, "diff": d, "method_failed": False,
+                             "control_failed": False})
+    return pd.DataFrame(rows)
+
+
+def _pair(k: int, diffs: pd.DataFrame) -> PairResult:
+    _, v = family_verdicts(diffs, ALPHA, "method")
+    return PairResult(k, k, f"/wd/{k}", diffs, v, pd.DataFrame(), matched=False, n_runs=0)
+
+
+def test_holds_on_every_pair_only_when_every_pair_agrees():
+    rng = np.random.default_rng(5)
+    # random_k: strong effect on both pairs; uniform: strong on pair 0, none on pair 1 (the verdict flips)
+    results = [_pair(0, _diffs({"random_k": 1.0, "uniform": 1.2}, 7, rng)),
+               _pair(1, _diffs({"random_k": 1.0, "uniform": 0.0}, 7, rng))]
+    by_pair, pooled = replication_tables(results, ALPHA)
+    assert list(by_pair["pair"].unique()) == [0, 1] and by_pair["train_seed"].tolist()[:1] == [0]
+    assert set(POOLED_COLUMNS) <= set(pooled.columns) and (pooled["n_pairs"] == 2).all()
+    # the pooled family is the per-pair one: per objective and method, both metrics and both controls
+    assert (pooled["family_size"] == 4).all() and (pooled["n_seeds"] == 14).all()
+    rk = pooled[pooled["control"] == "random_k"]
+    assert (rk["decision"] == "better").all() and rk["holds_on_every_pair"].all()
+    assert (rk["pairs_better"] == 2).all() and (rk["pairs_same_label"] == 2).all()
+    un = pooled[pooled["control"] == "uniform"]
+    pair1 = by_pair[(by_pair["pair"] == 1) & (by_pair["control"] == "uniform")]
+    assert (pair1["decision"] != "better").all()
+    assert not un["holds_on_every_pair"].any() and (un["pairs_better"] <= 1).all()
+    # a pooled "better" that is not better on pair 1 is counted as such
+    assert ((un["decision"] == "better") <= (un["pairs_same_label"] == 1)).all()
+
+
+def test_opposite_effects_pool_to_not_better():
+    rng = np.random.default_rng(6)
+    results = [_pair(0, _diffs({"random_k": 1.0}, 7, rng)), _pair(1, _diffs({"random_k": -1.0}, 7, rng))]
+    pooled = agreement(pooled_verdicts(results, ALPHA), by_pair_frame(results))
+    assert (pooled["decision"] != "better").all() and not pooled["holds_on_every_pair"].any()
+    # pair 0 says better, pair 1 worse, the pool neither
+    assert (pooled["pairs_better"] == 1).all() and (pooled["pairs_same_label"] == 0).all()
+
+
+def test_pooled_p_is_the_stratified_sign_flip():
+    rng = np.random.default_rng(7)
+    results = [_pair(0, _diffs({"random_k": 0.4}, 5, rng)), _pair(1, _diffs({"random_k": 0.2}, 9, rng, 1.0))]
+    pooled = pooled_verdicts(results, ALPHA)
+    d = pd.concat([r.diffs.assign(pair=r.pair) for r in results])
+    g = d[(d["control"] == "random_k") & (d["metric"] == "log10_fq")]
+    row = pooled[pooled["metric"] == "log10_fq"].iloc[0]
+    assert row["p_value"] == pytest.approx(stratified_sign_flip_pvalue(g["diff"].to_numpy(), g["pair"].to_numpy()))
+    assert row["estimate"] == pytest.approx(g.groupby("pair")["diff"].mean().mean())
+
+
+# ---------------------------------------------------------------------------------------------- config workdirs
+def test_config_workdir_without_pairs_says_what_to_give(tmp_path):
+    from tueval.analysis import AnalysisConfig, get_analysis
+    from tueval.pairs import pair_workdirs
+    from tueval.workdir import Workdir
+
+    write_json(tmp_path / "prepare.json", {"paths": {"benchmark": "benchmark/b"}, "source": {"name": "tofu"},
+                                           "profile": {"name": "config", "forget_split": "forget10"}})
+    wd = Workdir(tmp_path)
+    with pytest.raises(TuevalError, match=r"prepared from a config.*pairs: \[WORKDIR"):
+        pair_workdirs(wd, 2)
+    cfg = AnalysisConfig(workdir=wd, reports=tmp_path / "reports", seeds=(0, 1), profile="quick", progress=False)
+    with pytest.raises(TuevalError, match="pairs"):
+        get_analysis("replication")(cfg)
+    with pytest.raises(TuevalError, match="is not a prepared workdir"):
+        pair_workdirs(wd, 2, paths=[tmp_path / "nowhere"])
+
+
+def test_cli_error_is_one_line(tmp_path, capsys):
+    from tueval.cli import main
+
+    write_json(tmp_path / "prepare.json", {"paths": {"benchmark": "benchmark/b"}, "source": {"name": "tofu"},
+                                           "profile": {"name": "config", "forget_split": "forget10"}})
+    rc = main(["analyze", "replication", "--workdir", str(tmp_path), "--reports", str(tmp_path / "r"),
+               "--profile", "quick", "--seeds", "2", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "pairs" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["analyze", "replication", "--pairs", "1", "--workdir", str(tmp_path), "--quiet"]) == 2
+    assert "pairs" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ pair workdirs
+@pytest.fixture(scope="module")
+def pairs(small_workdir):
+    from tueval.pairs import pair_workdirs
+
+    before = (small_workdir.manifest_path.read_bytes(), dict(small_workdir.manifest["paths"]))
+    return before, pair_workdirs(small_workdir, 2, progress=False, quiet=True)
+
+
+def test_pair_one_has_other_weights_on_the_same_benchmark(small_workdir, pairs):
+    from safetensors.numpy import load_file
+
+    (manifest_bytes, paths), (p0, p1) = pairs
+    assert p0.root == small_workdir.root and p1.root == small_workdir.root / "pairs" / "1"
+    # pair 0 is untouched: the same prepare.json bytes and model paths, so its cached runs stay valid
+    assert small_workdir.manifest_path.read_bytes() == manifest_bytes
+    assert p0.manifest["paths"] == paths
+    m1 = json.loads(p1.manifest_path.read_text())
+    assert m1["profile"]["train"]["seed"] == 1 and m1["paths"]["benchmark"] == paths["benchmark"]
+    assert m1["paths"]["tokenizer"] == paths["tokenizer"]
+    assert (p1.path("benchmark") / "forget10.jsonl").read_bytes() == (p0.path("benchmark") /
+                                                                      "forget10.jsonl").read_bytes()
+    for which in ("target", "retain"):
+        assert m1["paths"][which] != paths[which]
+        w0 = load_file(str(p0.path(which) / "model.safetensors"))
+        w1 = load_file(str(p1.path(which) / "model.safetensors"))
+        assert w0.keys() == w1.keys()
+        assert any(not np.array_equal(w0[k], w1[k]) for k in w0)
+    assert (p1.eval_dir("retain") / "summary.json").is_file()
+
+
+def test_pairs_are_reused(small_workdir, pairs):
+    from tueval.pairs import pair_workdirs
+
+    _, (_, p1) = pairs
+    stamp = p1.manifest_path.stat().st_mtime_ns
+    again = pair_workdirs(small_workdir, 2, progress=False, quiet=True, train=False)
+    assert again[1].root == p1.root and p1.manifest_path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_replication_quick_end_to_end(small_workdir, pairs, tmp_path):
+    from tueval.analysis import AnalysisConfig, get_analysis
+
+    cfg = AnalysisConfig(workdir=small_workdir, reports=tmp_path, seeds=(0, 1), profile="quick", progress=False,
+                         extra={"pairs": 2})
+    res = get_analysis("replication")(cfg)
+    out = tmp_path / "replication"
+    by_pair, pooled = pd.read_csv(out / "verdicts_by_pair.csv"), pd.read_csv(out / "pooled_verdicts.csv")
+    assert res["n_pairs"] == 2 and len(pooled) > 0
+    assert {"pair", "train_seed", "decision", "estimate", "p_adjusted", "n_not_bracketed"} <= set(by_pair.columns)
+    assert sorted(by_pair["pair"].unique()) == [0, 1] and by_pair["train_seed"].tolist().count(1) > 0
+    assert set(POOLED_COLUMNS) <= set(pooled.columns) and (pooled["n_pairs"] == 2).all()
+    assert set(pooled["metric"]) == {"utility_at_matched_fq", "utility_at_matched_fp"}
+    assert pooled["holds_on_every_pair"].dtype == bool
+    # pair 0's verdicts are the controls analysis' on the same workdir
+    ctl = pd.DataFrame(get_analysis("controls")(AnalysisConfig(
+        workdir=small_workdir, reports=tmp_path / "c", seeds=(0, 1), profile="quick", progress=False,
+        extra={"figures": False}))["verdicts"])
+    p0 = by_pair[by_pair["pair"] == 0]
+    key = ["method", "control", "metric"]
+    m = ctl.merge(p0, on=key, suffixes=("", "_r"))
+    assert len(m) == len(ctl) and np.allclose(m["estimate"], m["estimate_r"])
+    assert (m["decision"] == m["decision_r"]).all()
+    md = (out / "report.md").read_text()
+    assert "Holds on every pair" in md and "fixed-effect" in md and (out / "replication_forest.png").is_file()
