@@ -452,7 +452,8 @@ def test_registry_finds_every_analysis_and_the_library_never_imports_them():
     from tueval.demo import demo_analyses
 
     names = [a.name for a in all_analyses()]
-    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "retrain"]
+    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "replication",
+                                              "retrain"]
     assert all(a.question.endswith("?") and a.folder == a.name for a in all_analyses())
     assert get_analysis("controls").primary == C.PRIMARY and get_analysis("retrain").demo_overrides
     offenders = []

@@ -5,6 +5,7 @@ on the quick profile."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -165,6 +166,57 @@ def test_cli_error_is_one_line(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ pair workdirs
+def _synthetic(root):
+    """A synthetic workdir's manifest and its benchmark and tokenizer folders (no models)."""
+    for d, f in (("benchmark/b1", "forget10.jsonl"), ("tokenizer/t1", "tokenizer.json")):
+        (root / d).mkdir(parents=True)
+        (root / d / f).write_text("{}\n")
+    prof = {"name": "small", "benchmark": {"profile": "small"}, "vocab_size": 1024, "model": {},
+            "train": {"batch_size": 16}, "forget_split": "forget10", "cf_threshold": 1.0}
+    write_json(root / "prepare.json", {"profile": prof, "paths": {"benchmark": "benchmark/b1",
+                                                                   "tokenizer": "tokenizer/t1"}})
+
+
+def test_pair_k_is_prepared_with_training_seed_k_beside_pair_0(tmp_path, monkeypatch):
+    """Without training (``prepare`` stubbed): pair k's profile is pair 0's with train.seed k, its root is
+    pairs/k/, it starts from copies of pair 0's benchmark and tokenizer, and pair 0's files are not touched."""
+    import tueval.prepare
+    from tueval.pairs import pair_workdirs
+    from tueval.workdir import Workdir
+
+    _synthetic(tmp_path)
+    before = (tmp_path / "prepare.json").read_bytes()
+    seen = []
+
+    def fake_prepare(root, prof, **kw):
+        root = Path(root)
+        seen.append((root, prof))
+        assert (root / "benchmark" / "b1" / "forget10.jsonl").is_file() and (root / "tokenizer" / "t1").is_dir()
+        write_json(root / "prepare.json", {"profile": prof.to_dict(), "paths": {"benchmark": "benchmark/b1",
+                                                                                "tokenizer": "tokenizer/t1"}})
+        return Workdir(root)
+
+    monkeypatch.setattr(tueval.prepare, "prepare", fake_prepare)
+    pairs = pair_workdirs(tmp_path, 3, progress=False, quiet=True)
+    assert [p.root for p in pairs] == [tmp_path, tmp_path / "pairs" / "1", tmp_path / "pairs" / "2"]
+    assert [prof.train["seed"] for _, prof in seen] == [1, 2]
+    assert all(prof.train["batch_size"] == 16 and prof.name == "small" for _, prof in seen)
+    assert (tmp_path / "prepare.json").read_bytes() == before and not (tmp_path / "models").exists()
+
+
+def test_pairs_must_share_the_benchmark(tmp_path):
+    from tueval.pairs import pair_workdirs
+
+    _synthetic(tmp_path / "a")
+    _synthetic(tmp_path / "b")
+    m = json.loads((tmp_path / "b" / "prepare.json").read_text())
+    write_json(tmp_path / "b" / "prepare.json", {**m, "paths": {**m["paths"], "benchmark": "benchmark/other"}})
+    with pytest.raises(TuevalError, match="is not pair 0's"):
+        pair_workdirs(tmp_path / "a", 2, paths=[tmp_path / "b"])
+    with pytest.raises(TuevalError, match="not prepared"):
+        pair_workdirs(tmp_path / "a", 2, train=False)
+
+
 @pytest.fixture(scope="module")
 def pairs(small_workdir):
     from tueval.pairs import pair_workdirs
@@ -173,6 +225,7 @@ def pairs(small_workdir):
     return before, pair_workdirs(small_workdir, 2, progress=False, quiet=True)
 
 
+@pytest.mark.slow  # trains the two models of pair 1 (about 3 CPU-minutes on the small profile)
 def test_pair_one_has_other_weights_on_the_same_benchmark(small_workdir, pairs):
     from safetensors.numpy import load_file
 
@@ -195,6 +248,7 @@ def test_pair_one_has_other_weights_on_the_same_benchmark(small_workdir, pairs):
     assert (p1.eval_dir("retain") / "summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_pairs_are_reused(small_workdir, pairs):
     from tueval.pairs import pair_workdirs
 

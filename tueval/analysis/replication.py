@@ -18,8 +18,8 @@ import pandas as pd
 
 from ..errors import SpecError
 from .controls_grid import PRIMARY, grid_runs, matched_result
-from .families import DIFF_COLUMNS, degenerate_controls, family_verdicts, identical_arms, paired_diffs, \
-    paired_verdicts, without_controls
+from .families import (DIFF_COLUMNS, degenerate_controls, family_verdicts, identical_arms, paired_diffs,
+                       paired_verdicts, without_controls)
 from .registry import AnalysisConfig
 
 GROUP = ("objective", "method")
