@@ -76,6 +76,14 @@ def _pairs_table(results):
     return pd.DataFrame(rows)
 
 
+def _shown(df):
+    """``df`` with its count columns as text, so a report table prints 0 as 0 (not as the float 0.000)."""
+    counts = ["pair", "train_seed", "runs", "n_seeds", "n_failed", "family_size", *("n_pairs", "pairs_better",
+                                                                                   "pairs_same_label")]
+    return df.assign(**{c: df[c].map(lambda v: "" if v is None or v != v else str(int(v)))
+                        for c in counts if c in df})
+
+
 def write_report(root: Path, cfg: AnalysisConfig, st: dict, results, by_pair, pooled, k: int, paths,
                  started: float | None = None) -> dict:
     """report.md, verdicts_by_pair.csv, pooled_verdicts.csv, pairs.csv and the forest plot in ``root``."""
@@ -104,7 +112,7 @@ def write_report(root: Path, cfg: AnalysisConfig, st: dict, results, by_pair, po
         "controls": st["controls"], "settings over each objective's and preset's own": st["fixed"],
         "seeds per pair": f"{list(cfg.seeds)} (n={len(cfg.seeds)})", "Holm family": st["family"],
         "alpha": cfg.alpha}))
-    rw.text("## The model pairs\n" + markdown_table(_pairs_table(results)))
+    rw.text("## The model pairs\n" + markdown_table(_shown(_pairs_table(results))))
     rw.text("## Statistics\n"
             "Per pair: exactly the controls analysis' verdicts (one-sided sign-flip test over that pair's seeds, "
             "t- and bootstrap-t CIs, Holm within one family per objective and method over both estimands and every "
@@ -121,11 +129,11 @@ def write_report(root: Path, cfg: AnalysisConfig, st: dict, results, by_pair, po
             "pooled label is 'better' and every pair's own Holm label is 'better' too.\n\n"
             + (family_note(pooled, cfg.alpha) if not pooled.empty else ""))
     rw.text("## Holds on every pair\n" + markdown_table(holds_table(pooled)))
-    rw.text("## Pooled verdicts\n" + verdict_markdown(pooled, columns=[*COLUMNS, *POOLED_COLUMNS]))
+    rw.text("## Pooled verdicts\n" + verdict_markdown(_shown(pooled), columns=[*COLUMNS, *POOLED_COLUMNS]))
     for r in results:
         v = by_pair[by_pair["pair"] == r.pair]
         rw.text(f"## Pair {r.pair} (training seed {r.train_seed if r.train_seed is not None else 'given'})\n"
-                f"Workdir `{r.workdir}`.\n\n" + verdict_markdown(v, columns=COLUMNS))
+                f"Workdir `{r.workdir}`.\n\n" + verdict_markdown(_shown(v), columns=COLUMNS))
     if bool((cfg.extra or {}).get("figures", True)):
         rw.text("## Figure\n")
         rw.figures(replication_figures(by_pair, pooled, MATCHED_UNIT if matched else SINGLE_UNIT))

@@ -33,17 +33,20 @@ def replication_figure(by_pair: pd.DataFrame, pooled: pd.DataFrame, xlabel: str)
         np.zeros(len(g), bool)
     yy = y - 0.3
     ax.errorbar(g["estimate"], yy, xerr=_err(g), fmt="none", ecolor="black", lw=1.6, capsize=3)
-    ax.scatter(g["estimate"][holds], yy[holds], marker="D", s=30, color="black", zorder=3,
-               label="pooled (holds on every pair)")
-    ax.scatter(g["estimate"][~holds], yy[~holds], marker="D", s=30, facecolors="white", edgecolors="black",
-               zorder=3, label="pooled")
+    if holds.any():
+        ax.scatter(g["estimate"][holds], yy[holds], marker="D", s=30, color="black", zorder=3,
+                   label="pooled (holds on every pair)")
+    if (~holds).any():
+        ax.scatter(g["estimate"][~holds], yy[~holds], marker="D", s=30, facecolors="white", edgecolors="black",
+                   zorder=3, label="pooled")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y)
     ax.set_yticklabels(labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("comparison (method vs control [estimand])")
     ax.set_title("Per model pair and pooled: estimate with 95% CI (right of 0 = method better)")
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08 - 1.2 / (1.2 + 0.36 * max(len(rows), 1)) * 0.5),
+              ncol=min(len(pairs) + 2, 4), fontsize=7)
     return fig
 
 
