@@ -284,3 +284,15 @@ def test_replication_quick_end_to_end(small_workdir, pairs, tmp_path):
     assert (m["decision"] == m["decision_r"]).all()
     md = (out / "report.md").read_text()
     assert "Holds on every pair" in md and "fixed-effect" in md and (out / "replication_forest.png").is_file()
+
+
+def test_pairs_setting_in_an_analysis_file(tmp_path):
+    from tueval.config.checks import FieldError
+    from tueval.config.grid import load_config
+
+    for text, want in (("pairs: 3\n", 3), ("pairs: [w1, w2]\n", ["w1", "w2"])):
+        (tmp_path / "a.yaml").write_text("objectives: [ga]\n" + text)
+        assert load_config(tmp_path / "a.yaml").analysis_extra()["pairs"] == want
+    (tmp_path / "a.yaml").write_text("objectives: [ga]\npairs: 1\n")
+    with pytest.raises(FieldError, match="line 2.*pairs"):
+        load_config(tmp_path / "a.yaml")

@@ -13,7 +13,8 @@ A grid file is a YAML mapping:
 - ``include``: a list of explicit specs (run-spec fields over ``fixed``);
 - analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``,
   ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
-  the methods' forget levels; ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+  the methods' forget levels), ``pairs`` (the replication analysis' model pairs: a number, or the other pairs'
+  workdirs) (``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
   ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
   ``custom``; docs/scale_out.md).
