@@ -296,3 +296,29 @@ def test_pairs_setting_in_an_analysis_file(tmp_path):
     (tmp_path / "a.yaml").write_text("objectives: [ga]\npairs: 1\n")
     with pytest.raises(FieldError, match="line 2.*pairs"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_pooled_worse_must_hold_with_not_bracketed_seeds_counted_for_the_method():
+    """As for one pair: seeds whose control never reached the method's level count against the method for
+    'better', and a pooled 'worse' must survive counting them for the method."""
+    from tueval.analysis.matched_tables import matched_verdicts
+    from tueval.stats.matched import NOT_BRACKETED, OK
+
+    rng = np.random.default_rng(8)
+    results = []
+    for k in (0, 1):
+        status = np.array([OK] * 2 + [NOT_BRACKETED] * 5, dtype=object)
+        ok = -1.0 + rng.normal(0, 0.05, 7)
+        diff = np.where(status == OK, ok, min(0.0, ok[:2].min()))  # the worst-rank fill of the matched table
+        d = pd.DataFrame({"objective": "ga", "method": "ga/m", "control": "uniform",
+                          "metric": "utility_at_matched_fq", "seed": range(7), "method_value": diff,
+                          "control_value": 0.0, "diff": diff, "method_failed": status != OK,
+                          "control_failed": False, "level": 0.0, "status": status, "n_control_runs": 1})
+        _, v = matched_verdicts(d, ALPHA)
+        results.append(PairResult(k, k, f"/wd/{k}", d, v, pd.DataFrame(), matched=True, n_runs=0))
+    naive = family_verdicts(pd.concat([r.diffs.assign(pair=r.pair) for r in results])[
+        ["objective", "method", "control", "metric", "seed", "method_value", "control_value", "diff",
+         "method_failed", "control_failed"]], ALPHA, "method")[1]
+    assert (naive["decision"] == "worse").all()  # all 14 seeds below 0: worse, if the unmatched seeds counted
+    pooled = pooled_verdicts(results, ALPHA)
+    assert (pooled["decision"] == "not better").all() and (pooled["n_not_bracketed"] == 10).all()

@@ -115,16 +115,40 @@ def pooled_verdicts(results: Sequence[PairResult], alpha: float = 0.05, family: 
         raise SpecError("a replication needs at least one model pair")
     matched = all(r.matched for r in results)
     d = stacked_diffs(results)
-    _, v = family_verdicts(d[[*GROUP, *DIFF_COLUMNS, "pair"]], alpha, family, correction, GROUP,
-                           directions=_directions(matched), compare=_pooled_compare)
+    v = _pooled_frame(d, alpha, family, correction, matched)
     if v.empty:
         return v.assign(n_pairs=pd.Series(dtype=int))
+    if matched and "status" in d:
+        v = _worse_only_if_favourable(v, d, alpha, family, correction)
     v = v.merge(d.groupby(list(KEYS), sort=False)["pair"].nunique().rename("n_pairs").reset_index(),
                 on=list(KEYS), how="left")
     if matched and "status" in d:
         from .matched_tables import bracketing_summary
 
         v = v.merge(bracketing_summary(d, GROUP), on=list(KEYS), how="left")
+    return v
+
+
+def _pooled_frame(d: pd.DataFrame, alpha: float, family: str, correction: str, matched: bool) -> pd.DataFrame:
+    _, v = family_verdicts(d[[*GROUP, *DIFF_COLUMNS, "pair"]], alpha, family, correction, GROUP,
+                           directions=_directions(matched), compare=_pooled_compare)
+    return v
+
+
+def _worse_only_if_favourable(v: pd.DataFrame, d: pd.DataFrame, alpha: float, family: str, correction: str
+                              ) -> pd.DataFrame:
+    """The matched comparison's rule for 'worse', pooled: it must also hold with every pair's not-bracketed seeds
+    counted for the method (``favourable_fill`` within each pair), else the label reads 'not better'."""
+    from ..stats.matched import NOT_BRACKETED
+    from .matched_tables import favourable_fill
+
+    if not ((d["status"] == NOT_BRACKETED).any() and (v["decision"] == "worse").any()):
+        return v
+    fav = pd.concat([favourable_fill(g, GROUP) for _, g in d.groupby("pair", sort=False)], ignore_index=True)
+    f = _pooled_frame(fav, alpha, family, correction, True)
+    still = v[list(KEYS)].merge(f[[*KEYS, "decision"]], on=list(KEYS), how="left")["decision"].eq("worse")
+    v = v.copy()
+    v.loc[(v["decision"] == "worse").to_numpy() & ~still.to_numpy(), "decision"] = "not better"
     return v
 
 
