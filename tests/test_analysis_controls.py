@@ -87,7 +87,9 @@ def cfg_for(wd, tmp_path, **kw) -> AnalysisConfig:
     kw.setdefault("seeds", SEEDS)
     return AnalysisConfig(workdir=wd, reports=tmp_path / "reports", compute=False, progress=False,
                           extra={"objectives": ["ga"], "methods": [PLANTED, NULL], "fixed": STORE_FIXED,
-                                 "controls": [c for c in STORE_CONTROLS if c != "uniform"], **extra}, **kw)
+                                 "controls": [c for c in STORE_CONTROLS if c != "uniform"],
+                                 # the store holds each arm at one rate (the demo profile's 3x runs are not in it)
+                                 "base_lr_factors": [], "control_lr_factors": [], **extra}, **kw)
 
 
 def test_controls_detects_planted_effect_not_null(controls_store, tmp_path):
@@ -452,7 +454,8 @@ def test_registry_finds_every_analysis_and_the_library_never_imports_them():
     from tueval.demo import demo_analyses
 
     names = [a.name for a in all_analyses()]
-    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "retrain"]
+    assert names == list(demo_analyses()) == ["alignment", "sanity", "intervention", "snr", "controls", "replication",
+                                              "retrain"]
     assert all(a.question.endswith("?") and a.folder == a.name for a in all_analyses())
     assert get_analysis("controls").primary == C.PRIMARY and get_analysis("retrain").demo_overrides
     offenders = []

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import TuevalError
+from .errors import SpecError, TuevalError
 
 EPILOG = """Typical use:
   tueval prepare --workdir work            # benchmark + target and retain models (cached)
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", default="default", choices=["default", "small"],
                     help="default: 200 people (about 6 min on 2 cores); small: 40 people for tests (about 1 min)")
     sp.add_argument("--no-eval", action="store_true", help="skip evaluating the two models")
+    sp.add_argument("--pairs", type=int, default=None, metavar="K",
+                    help="also prepare K-1 more target/retain pairs of the same benchmark in WORKDIR/pairs/k/, "
+                    "models trained with training seed k (what `tueval analyze replication` compares)")
     sp.add_argument("--config", metavar="FILE", default=None,
                     help="prepare from a workdir config instead: your benchmark files (tofu, muse, wmdp or "
                     "synthetic) and your target and retain models (local HF folders or .gguf), prompt format, "
@@ -130,8 +133,14 @@ def cmd_prepare(args) -> int:
         return _prepare_config(args)
     from .prepare import prepare
 
+    if args.pairs is not None and args.pairs < 1:
+        raise SpecError(f"--pairs: must be at least 1, got {args.pairs}")
     wd = prepare(args.workdir, args.profile, progress=not args.quiet and not args.json,
                  quiet=args.quiet or args.json, evaluate=not args.no_eval)
+    if args.pairs and args.pairs > 1:
+        from .pairs import pair_workdirs
+
+        pair_workdirs(wd, args.pairs, progress=not args.quiet and not args.json, quiet=args.quiet or args.json)
     m = wd.manifest
     out = {"workdir": str(wd.root), "paths": m["paths"], "train": {k: {kk: v[kk] for kk in
            ("epochs", "fact_acc", "acc", "seconds", "tokens_per_second")} for k, v in m["train"].items()},
@@ -150,6 +159,10 @@ def cmd_prepare(args) -> int:
 
 def _prepare_config(args) -> int:
     from .prepare_config import prepare_from_config
+
+    if args.pairs and args.pairs > 1:
+        raise SpecError("--pairs: a workdir prepared from a config has given models, so no other pairs can be "
+                        "trained; prepare each pair from its own config and pass them to the analysis as `pairs`")
 
     wd = prepare_from_config(args.config, args.workdir, progress=not args.quiet and not args.json,
                              quiet=args.quiet or args.json, evaluate=not args.no_eval)

@@ -24,70 +24,23 @@ from typing import Any
 
 from tueval import defaults
 from tueval.analysis import Analysis, AnalysisConfig
+# the grid and its confirmatory metrics are library code (shared with the replication analysis)
+from tueval.analysis.controls_grid import (DEFAULT_FAMILY, LMEVAL_TASKS, PRIMARY, QUICK_METHODS,  # noqa: F401
+                                           QUICK_OBJECTIVES, SCREEN_FAMILY, SECONDARY, SWEEP_LRS, SWEEP_RATIOS,
+                                           grid_runs, grid_settings, matched_result)
 
 NAME = "controls"
 TITLE = "Controls on the forget-utility trade-off"
-LMEVAL_TASKS = ("tueval_forget_mc", "tueval_retain_mc", "tueval_utility_mc")
-#: the confirmatory trade-off metrics (Holm family) and the exploratory ones (BH over the whole screen, reported
-#: only); forget probability and the MIA AUC enter as distances to the retain model
-PRIMARY = ("log10_fq", "model_utility")
-SECONDARY = ("forget_prob_gap", "mia_min_k_gap", "privleak_abs")
-#: the default family: per objective and method, both primary metrics against every control (the claim a report
-#: makes about one method: 2 x 2 = 4 comparisons in the demo grid, which need 7 seeds under Holm)
-DEFAULT_FAMILY = "method"
-#: the exploratory screen is one BH family over every method, control and secondary metric
-SCREEN_FAMILY = "overall"
-#: the quick profile: TokenUnlearn hard (GA) and ETW (GradDiff) of the grid profile, on their own objectives
-QUICK_METHODS = [m for m in defaults.GRID_METHODS
-                 if (m.get("preset"), m.get("objective")) in (("tokenunlearn_hard", "ga"), ("etw", "graddiff"))]
-QUICK_OBJECTIVES = list(dict.fromkeys(m["objective"] for m in QUICK_METHODS))
-SWEEP_RATIOS = (0.1, 0.3, 0.5)
-SWEEP_LRS = (5e-4, 1e-3, 2e-3)
-
-
-def grid_settings(cfg: AnalysisConfig) -> dict:
-    """The grid of a profile (``cfg.extra`` overrides any key): objectives, methods, controls, fixed settings,
-    Holm family, sweep ratios and learning rates, lm-eval tasks."""
-    from tueval.analysis.grid import BASE
-    from tueval.spec import RunSpec
-
-    quick, full, ex = cfg.profile == "quick", cfg.profile == "full", cfg.extra or {}
-    methods = [dict(m) for m in ex.get("methods", QUICK_METHODS if quick else defaults.FULL_METHODS if full else
-                                       defaults.GRID_METHODS if cfg.profile == "grid" else defaults.DEMO_METHODS)]
-    if cfg.scorers:
-        keep = [m for m in methods if m["scorer"] in cfg.scorers]
-        known = {m["scorer"] for m in keep}
-        methods = keep + [{"scorer": s, "mode": "hard", "ratio": 0.3} for s in cfg.scorers if s not in known]
-    controls = list(ex.get("controls", (["random_k", "step_matched"] if quick else
-                                        defaults.FULL_CONTROLS if full else defaults.CONTROLS)))
-    if ex.get("uniform", True) and BASE not in controls:
-        controls.append(BASE)
-    lmeval = ex.get("lmeval_tasks", ())
-    lmeval = LMEVAL_TASKS if lmeval is True else RunSpec(lmeval_tasks=lmeval or ()).lmeval_tasks
-    objectives = (QUICK_OBJECTIVES if quick else defaults.FULL_OBJECTIVES if full else
-                  defaults.GRID_OBJECTIVES if cfg.profile == "grid" else defaults.OBJECTIVES)
-    return {"lmeval_tasks": lmeval, "objectives": list(ex.get("objectives", objectives)),
-            "methods": methods, "controls": controls, "fixed": dict(ex.get("fixed", defaults.SHARED)),
-            "family": ex.get("family", DEFAULT_FAMILY),
-            "ratios": list(ex.get("ratios", SWEEP_RATIOS if full else ())),
-            "lrs": list(ex.get("lrs", SWEEP_LRS if full else ())),
-            "base_lr_factors": list(ex.get("base_lr_factors", defaults.BASE_LR_FACTORS.get(cfg.profile, ()))),
-            "control_lr_factors": list(ex.get("control_lr_factors",
-                                              defaults.CONTROL_LR_FACTORS.get(cfg.profile, ())))}
 
 
 def run(cfg: AnalysisConfig) -> dict:
     """Controls analysis: runs (or reads) the grid, writes reports/controls/, returns verdicts and paths."""
-    from tueval.analysis.grid import grid_cells, method_name
-    from tueval.analysis.runs import gather
+    from tueval.analysis.grid import method_name
     from tueval.report import regen_command
 
     st = grid_settings(cfg)
-    fixed = {**st["fixed"], "lmeval_tasks": st["lmeval_tasks"]} if st["lmeval_tasks"] else st["fixed"]
-    cells = grid_cells(st["objectives"], st["methods"], st["controls"], cfg.seeds, fixed, st["ratios"], st["lrs"],
-                       st["base_lr_factors"], st["control_lr_factors"])
     lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
-    runs = gather(cfg, cells)
+    runs = grid_runs(cfg, st)
     return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
                    matched=matched_result(runs, cfg, st["fixed"], st["family"]),
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
@@ -101,15 +54,6 @@ def run(cfg: AnalysisConfig) -> dict:
                              "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
                              **lm_setting},
                    command=regen_command(NAME, cfg), figures=bool((cfg.extra or {}).get("figures", True)))
-
-
-def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY):
-    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories)."""
-    from tueval.analysis.matched_tables import frontier_runs, matched_table
-
-    if not fixed.get("eval_every"):
-        return None
-    return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
 
 
 def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, settings: dict | None = None,

@@ -7,7 +7,7 @@ A family is built from a frame of per-seed differences (``paired_diffs`` makes o
 estimand with the same columns (e.g. utility at matched forgetting) joins a family as one more metric."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -117,10 +117,17 @@ def degenerate_controls(same: pd.DataFrame, method_arm: str = METHOD_ARM,
     return pd.DataFrame(rows, columns=[*group, "control", "same_as"]).drop_duplicates([*group, "control"])
 
 
+def _diff_comparison(g: pd.DataFrame, **kw):
+    """The seed-paired comparison of one (group, control, metric) block of paired diffs."""
+    return compare_diffs(g["diff"].to_numpy(float), **kw)
+
+
 def _comparisons(d: pd.DataFrame, group: Sequence[str], alpha: float,
-                 directions: dict[str, bool] | None = None) -> list[tuple]:
+                 directions: dict[str, bool] | None = None, compare: Callable | None = None) -> list[tuple]:
     """(comparison, group values) for every (group, control, metric) of the paired diffs ``d`` with 2+ seeds;
-    a metric with no values in a group (e.g. a distance without the retain reference) is skipped."""
+    a metric with no values in a group (e.g. a distance without the retain reference) is skipped. ``compare(block,
+    **names)`` builds each comparison from its rows (default: the seed-paired test of ``diff``)."""
+    compare = compare or _diff_comparison
     out = []
     for key, g in d.groupby([*group, "control", "metric"], sort=False):
         gd = dict(zip([*group, "control", "metric"], key))
@@ -132,9 +139,9 @@ def _comparisons(d: pd.DataFrame, group: Sequence[str], alpha: float,
                             f"{gd[group[-1]]} vs {gd['control']}: a failed seed has no worst value to take")
         failed = int((g["method_failed"].astype(bool) | g["control_failed"].astype(bool)).sum()) \
             if "method_failed" in g else 0
-        out.append((compare_diffs(diffs, metric=gd["metric"], method=str(gd[group[-1]]), control=gd["control"],
-                                  higher_is_better=(directions or {}).get(gd["metric"]), alpha=alpha,
-                                  n_failed=failed), {c: gd[c] for c in group}))
+        out.append((compare(g, metric=gd["metric"], method=str(gd[group[-1]]), control=gd["control"],
+                            higher_is_better=(directions or {}).get(gd["metric"]), alpha=alpha, n_failed=failed),
+                    {c: gd[c] for c in group}))
     return out
 
 
@@ -147,11 +154,12 @@ def method_comparisons(runs: pd.DataFrame, metrics: Sequence[str], alpha: float 
 
 def family_verdicts(d: pd.DataFrame, alpha: float = 0.05, family: str | Sequence[str] = DEFAULT_FAMILY,
                     correction: str = "holm", group: Sequence[str] = ("objective", "method"),
-                    order: dict[str, dict] | None = None, directions: dict[str, bool] | None = None
-                    ) -> tuple[list[Verdict], pd.DataFrame]:
+                    order: dict[str, dict] | None = None, directions: dict[str, bool] | None = None,
+                    compare: Callable | None = None) -> tuple[list[Verdict], pd.DataFrame]:
     """Verdicts of a paired-differences frame ``d`` (group columns + ``DIFF_COLUMNS``; ``paired_diffs`` makes one,
     any paired estimand with the same columns joins as one more metric) with ``correction`` within each family,
-    and the frame of verdicts with their family columns. ``family``: a key of FAMILIES or a tuple of columns."""
+    and the frame of verdicts with their family columns. ``family``: a key of FAMILIES or a tuple of columns;
+    ``compare``: how one comparison is built from its rows (``_comparisons``; e.g. a test pooled over strata)."""
     if isinstance(family, str) and family not in FAMILIES:
         raise SpecError(f"family '{family}' is not one of {', '.join(FAMILIES)}")
     fam_cols = list(FAMILIES[family]) if isinstance(family, str) else list(family)
@@ -166,7 +174,7 @@ def family_verdicts(d: pd.DataFrame, alpha: float = 0.05, family: str | Sequence
     fam_iter = d.groupby(fam_cols, sort=False) if fam_cols else [((), d)]
     for fkey, fd in fam_iter:
         fkey = fkey if isinstance(fkey, tuple) else (fkey,)
-        pairs = _comparisons(fd, group, alpha, directions)
+        pairs = _comparisons(fd, group, alpha, directions, compare)
         if not pairs:
             continue
         vs = verdict_table([c for c, _ in pairs], alpha=alpha, correction=correction)

@@ -120,6 +120,10 @@ def register_analyze(sub):
                    help="controls only: also score every run with these lm-eval tasks (e.g. tueval_forget_mc,"
                         "tueval_retain_mc,tueval_utility_mc, or 'all' for the three) and plot them; runs with tasks "
                         "are separate cached runs")
+    p.add_argument("--pairs", default=None, metavar="K|DIR[,DIR...]",
+                   help="replication only: the number of independently trained model pairs (default 2; pair k is "
+                        "trained in WORKDIR/pairs/k/ when missing), or, for a workdir prepared from a config, the "
+                        "prepared workdirs of the other pairs")
     p.add_argument("--json", action="store_true", help="print the analysis result as JSON")
     p.set_defaults(handler=cmd_analyze)
 
@@ -154,9 +158,17 @@ def cmd_analyze(args) -> int:
         extra["lmeval_tasks"] = True if args.lmeval_tasks == "all" else args.lmeval_tasks
         if args.lmeval_tasks != "all":
             flag_value(tasks, "--lmeval-tasks", args.lmeval_tasks)
+    pairs = {}
+    if args.pairs is not None:
+        from ..pairs import pairs_setting
+
+        v = args.pairs.strip()
+        pairs["pairs"] = flag_value(pairs_setting, "--pairs", int(v) if v.isdigit() else
+                                    [x.strip() for x in v.split(",") if x.strip()])
     out = {}
     for name, run in runs.items():
-        res = run(_config(args, st, **base, **(extra if name == "controls" else {}))) or {}
+        own = extra if name == "controls" else pairs if name == "replication" else {}
+        res = run(_config(args, st, **base, **own)) or {}
         out[name] = res
         if not args.json:
             print(f"{name}: wrote {Path(st.reports) / name / 'report.md'}")

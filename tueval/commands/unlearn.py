@@ -37,7 +37,8 @@ axis: e.g. `fixed: {lmeval_tasks: [tueval_forget_mc, tueval_utility_mc]}` adds l
 run. Fields not given resolve as in `tueval unlearn`: the objective's defaults, then the global defaults
 (tueval/configs/defaults.yaml). The sweep runs exactly the arms listed; `tueval analyze NAME --config FILE`
 reads the same format and adds the arms its question needs (the method itself, and uniform unless
-`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform. Where
+`uniform: false`); its settings keys: workdir, reports, profile, alpha, workers, family, figures, uniform,
+pairs (replication: the number of model pairs, or the other pairs' workdirs). Where
 runs are computed (both commands): workers, engine (local | ray), address (a Ray cluster) and resources, what one
 run reserves on Ray, e.g. `resources: {cpus: 4, gpus: 1, memory: 32GiB}` (docs/scale_out.md). The file is
 checked before any run starts, also with --dry-run."""

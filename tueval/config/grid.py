@@ -14,7 +14,8 @@ A grid file is a YAML mapping:
 - analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``,
   ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
   the methods' forget levels), ``control_lr_factors`` (the same for the other controls, which forget less than
-  the method at its rate; ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test);
+  the method at its rate), ``pairs`` (the replication analysis' model pairs: a number, or the other pairs'
+  workdirs); ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test;
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
   ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
   ``custom``; docs/scale_out.md).
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import SpecError
+from ..pairs import pairs_setting
 from ..presets import base_fields
 from ..spec import RunSpec
 from . import checks
@@ -46,7 +48,8 @@ SECTIONS = ("fixed", "methods", "include")
 #: analysis settings a grid file may hold, with their rules (seeds and scorers are axes that analyses read too)
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
-            "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list}
+            "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list,
+            "pairs": pairs_setting}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -141,7 +144,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors."""
+        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors, pairs."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -155,7 +158,7 @@ class GridConfig:
             if key in self.given:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
         out.update({k: v for k, v in self.settings.items()
-                    if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors")})
+                    if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors", "pairs")})
         return out
 
     def check_names(self) -> None:
