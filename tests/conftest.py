@@ -89,3 +89,22 @@ def small_workdir(tmp_path_factory):
         return Workdir(os.environ["TUEVAL_TEST_WORKDIR"])
 
     return prepare(tmp_path_factory.mktemp("wd_small"), "small", progress=False, quiet=True)
+
+
+@pytest.fixture()
+def cli(capsys, monkeypatch):
+    """Runs ``tueval ARGV`` in this process (``tueval.cli.main``), optionally in ``cwd``: a result with returncode,
+    stdout and stderr, as ``subprocess.run`` gives (tests about a real process keep the subprocess)."""
+    from types import SimpleNamespace
+
+    from tueval.cli import main
+
+    def run(*argv, cwd=None) -> SimpleNamespace:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        rc = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+
+    return run

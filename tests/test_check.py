@@ -1,7 +1,6 @@
 """`tueval check`: a faulty scorer gets a clear message and a non-zero exit; a good one gets a verdict table."""
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -21,24 +20,27 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
-def _check(wd, tmp_path, scorer, *extra):
+def _check(cli, monkeypatch, wd, tmp_path, scorer, *extra):
+    """``tueval check`` in this process, the plugin importable from ``tmp_path`` (here and in any worker)."""
     (tmp_path / "my_scorers.py").write_text(PLUGIN)
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "tueval.cli", "check", "--scorer", f"my_scorers:{scorer}",
-                           "--workdir", str(wd.root), "--families", "alignment", "--seeds", "6", *extra],
-                          capture_output=True, text=True, env=env)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setitem(sys.modules, "my_scorers", None)
+    del sys.modules["my_scorers"]  # a fresh import of this test's file; the module is dropped again afterwards
+    return cli("check", "--scorer", f"my_scorers:{scorer}", "--workdir", wd.root, "--families", "alignment",
+               "--seeds", "6", *extra)
 
 
 @pytest.mark.parametrize("scorer,fault", [("raises", "boom from the plugin"), ("nan", "NaN")])
-def test_faulty_scorer_exits_nonzero_with_a_clear_message(small_workdir, tmp_path, scorer, fault):
-    r = _check(small_workdir, tmp_path, scorer)
+def test_faulty_scorer_exits_nonzero_with_a_clear_message(small_workdir, tmp_path, scorer, fault, cli, monkeypatch):
+    r = _check(cli, monkeypatch, small_workdir, tmp_path, scorer)
     assert r.returncode == 2
     assert f"my_scorers:{scorer}" in r.stderr and fault.lower() in r.stderr.lower()
     assert "Traceback" not in r.stderr
 
 
-def test_ground_truth_scorer_passes_alignment_family(small_workdir, tmp_path):
-    r = _check(small_workdir, tmp_path, "gt", "--json")
+def test_ground_truth_scorer_passes_alignment_family(small_workdir, tmp_path, cli, monkeypatch):
+    r = _check(cli, monkeypatch, small_workdir, tmp_path, "gt", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["passed"] and out["verdicts"][0]["decision"] == "better"

@@ -198,6 +198,8 @@ def test_the_same_spec_launched_twice_at_once_is_computed_once(small_workdir, tm
     res = [json.loads(o) for o, _ in outs]
     assert {r["run_id"] for r in res} == {rid}
     assert sorted(r["cached"] for r in res) == [False, True], "one computed, the other waited and read it"
+    assert res[0]["wall_s"] == res[1]["wall_s"], "one computation"
+    assert (wd.root / "runs" / ".locks" / f"{rid}.lock").exists(), "the lock is named after the run"
     assert_intact(wd.root / "runs" / rid, res[0]["steps"])
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -44,9 +42,8 @@ def test_muse_metrics_of_target_and_retain(muse_workdir):
     assert wd.ground_truths == ("counterfactual",)
 
 
-def test_evaluate_cli_reuses_and_prints_muse_metrics(muse_workdir):
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "evaluate", "target", "--workdir", str(muse_workdir.root),
-                        "--json"], capture_output=True, text=True)
+def test_evaluate_cli_reuses_and_prints_muse_metrics(muse_workdir, cli):
+    r = cli("evaluate", "target", "--workdir", muse_workdir.root, "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["metrics"] == "muse" and "forget_verbmem_rougeL" in s and s["tables"] == sorted(

@@ -1,7 +1,5 @@
 """End-to-end foundation on the small profile: prepare, models, ground truths, evaluation, CLI, bad input."""
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -158,22 +156,20 @@ def test_model_folder_without_tokenizer_is_refused(tmp_path, tiny_model, tiny_to
     assert str(d) in str(e.value) and "tokenizer" in str(e.value)
 
 
-def test_evaluate_bad_model_leaves_workdir_untouched(small_workdir, tmp_path):
+def test_evaluate_bad_model_leaves_workdir_untouched(small_workdir, tmp_path, cli):
     root = small_workdir.root
     listing = sorted(str(p) for p in root.rglob("*"))
     bad = tmp_path / "not_a_model"
     bad.mkdir()
     (bad / "config.json").write_text("{}")
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "evaluate", str(bad), "--workdir", str(root)],
-                       capture_output=True, text=True)
+    r = cli("evaluate", bad, "--workdir", root)
     assert r.returncode == 2
     assert str(bad) in r.stderr and "weights" in r.stderr
     assert sorted(str(p) for p in root.rglob("*")) == listing
 
 
-def test_cli_evaluate_json_has_tofu_stats_keys(small_workdir):
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "evaluate", "target", "--workdir",
-                        str(small_workdir.root), "--json"], capture_output=True, text=True)
+def test_cli_evaluate_json_has_tofu_stats_keys(small_workdir, cli):
+    r = cli("evaluate", "target", "--workdir", small_workdir.root, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {"forget_quality", "model_utility", "components"} <= set(out)

@@ -3,10 +3,12 @@ tests/data/tofu_format), two local HF models, the minimal config, then the comma
 report."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,10 +17,19 @@ from user_setup import MINIMAL_CONFIG, texts_of, tiny_model_folders, tofu_rows, 
 TOFU_DATA = Path(__file__).parent / "data" / "tofu_format"
 
 
-def tueval(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", *argv], cwd=cwd, capture_output=True, text=True)
-    assert r.returncode == 0, f"tueval {' '.join(argv)}: {r.stderr[-2000:]}"
-    return r
+def tueval(cwd: Path, *argv: str) -> SimpleNamespace:
+    """``tueval ARGV`` run in ``cwd``, in this process (the console script's ``main``): its stdout and stderr."""
+    from tueval.cli import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+    finally:
+        os.chdir(here)
+    assert rc == 0, f"tueval {' '.join(argv)}: {err.getvalue()[-2000:]}"
+    return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,8 @@ def test_a_grid_on_ray_gives_the_local_pools_run_folders_and_rows(cluster, small
     assert all(r.cached for r in again), "finished runs are skipped"
 
 
+# the local engine's retry: test_executors.py::test_local_pool_retries_a_killed_worker_and_resumes_from_its_checkpoint
+@pytest.mark.slow
 def test_a_killed_ray_worker_is_retried_and_resumes_from_its_checkpoint(cluster, small_workdir, tmp_path,
                                                                        monkeypatch):
     from tueval.executors.ray import RayExecutor
@@ -80,6 +82,8 @@ def test_a_killed_ray_worker_is_retried_and_resumes_from_its_checkpoint(cluster,
         pd.testing.assert_frame_equal(killed[name], table, obj=name)
 
 
+# the local engine's: test_executors.py::test_the_same_spec_launched_twice_at_once_is_computed_once
+@pytest.mark.slow
 def test_one_spec_submitted_twice_at_once_computes_once(cluster, small_workdir, tmp_path):
     from tueval.executors.ray import RayExecutor
     from tueval.unlearn import run_id, unlearn

@@ -138,6 +138,7 @@ def _cli_unlearn(root, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # the fast suite: test_executors.py::test_the_same_spec_launched_twice_at_once_is_computed_once
 def test_two_identical_runs_at_once_compute_once(small_workdir, tmp_path):
     wd = _copy_workdir(small_workdir, tmp_path / "wd")
     locks = wd.root / "runs" / ".locks"

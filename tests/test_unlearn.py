@@ -1,8 +1,5 @@
 """The engine: caching by spec hash, resume after a crash, determinism, grids and CLI errors."""
 import json
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
@@ -68,9 +65,8 @@ def test_bad_specs_are_refused(small_workdir):
         unlearn(_spec(ratio=1.5), small_workdir, progress=False)
 
 
-def test_cli_refuses_ratio_outside_unit_interval(small_workdir):
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "unlearn", "--ratio", "0", "--mode", "hard",
-                        "--workdir", str(small_workdir.root)], capture_output=True, text=True)
+def test_cli_refuses_ratio_outside_unit_interval(small_workdir, cli):
+    r = cli("unlearn", "--ratio", "0", "--mode", "hard", "--workdir", small_workdir.root)
     assert r.returncode == 2 and "ratio" in r.stderr
 
 

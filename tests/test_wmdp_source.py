@@ -3,8 +3,6 @@ forget-knowledge task and on an MMLU-style utility task given as a local file.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -38,19 +36,17 @@ def test_wmdp_accuracies_by_lm_eval(wmdp_workdir):
     assert "A. {{choices[0]}}" in task, "four choices: the official letters prompt"
 
 
-def test_lmeval_command_runs_the_workdirs_tasks(wmdp_workdir):
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "lmeval", "--model", "retain", "--tasks",
-                        "wmdp_bio,mmlu_history", "--workdir", str(wmdp_workdir.root), "--json"],
-                       capture_output=True, text=True)
+def test_lmeval_command_runs_the_workdirs_tasks(wmdp_workdir, cli):
+    r = cli("lmeval", "--model", "retain", "--tasks", "wmdp_bio,mmlu_history", "--workdir", wmdp_workdir.root,
+            "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     res = out.get("results", out)
     assert {"wmdp_bio", "mmlu_history"} <= set(res)
 
 
-def test_lmeval_default_tasks_of_a_wmdp_workdir_are_its_question_files(wmdp_workdir):
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "lmeval", "--model", "retain", "--workdir",
-                        str(wmdp_workdir.root), "--print-command"], capture_output=True, text=True)
+def test_lmeval_default_tasks_of_a_wmdp_workdir_are_its_question_files(wmdp_workdir, cli):
+    r = cli("lmeval", "--model", "retain", "--workdir", wmdp_workdir.root, "--print-command")
     assert r.returncode == 0, r.stderr
     assert "wmdp_bio" in r.stdout and "mmlu_history" in r.stdout and "tueval_forget_mc" not in r.stdout
     assert (wmdp_workdir.root / "lmeval" / "tasks" / "wmdp_bio.yaml").is_file()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -165,10 +163,9 @@ def test_missing_split_file_names_the_key(user_dir, tmp_path):
         prepare_from_config(u / "my.yaml", tmp_path / "w", progress=False, quiet=True, evaluate=False)
 
 
-def test_cli_prepare_config_error_is_one_line(user_dir, tmp_path):
+def test_cli_prepare_config_error_is_one_line(user_dir, tmp_path, cli):
     bad = tmp_path / "bad.yaml"
     bad.write_text(MINIMAL_CONFIG + "extra: 1\n")
-    r = subprocess.run([sys.executable, "-m", "tueval.cli", "prepare", "--config", str(bad), "--workdir",
-                        str(tmp_path / "w")], capture_output=True, text=True)
+    r = cli("prepare", "--config", bad, "--workdir", tmp_path / "w")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown key 'extra'" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "w").exists()
