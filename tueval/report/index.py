@@ -25,7 +25,9 @@ FOUNDATION_QUESTION = "Do the target and retain models behave as TOFU assumes?"
 
 def _verdict_tables(reports: Path) -> dict[str, pd.DataFrame]:
     out = {}
-    for p in sorted(reports.glob("*/verdicts*.csv")):
+    # replication: its pooled verdicts, not one row per model pair
+    paths = [p for p in reports.glob("*/verdicts*.csv") if p.name != "verdicts_by_pair.csv"]
+    for p in sorted([*paths, *reports.glob("replication/pooled_verdicts.csv")]):
         try:
             df = pd.read_csv(p)
         except (pd.errors.EmptyDataError, OSError):
