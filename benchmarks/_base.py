@@ -16,9 +16,14 @@ BASE_REV = "f579162"
 
 
 def base_code(rev: str = BASE_REV) -> Path:
-    """A temporary folder holding ``tueval/`` of revision ``rev`` (git archive; the repository is not touched)."""
+    """A temporary folder holding ``tueval/`` and ``tueval_analyses/`` of revision ``rev`` (git archive; the
+    repository is not touched): the installed entry points name ``tueval_analyses``, which must be the revision's
+    own, not this checkout's."""
     out = Path(tempfile.mkdtemp(prefix="tueval_base_"))
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "tueval"], check=True, capture_output=True).stdout
+    tree = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev], check=True, capture_output=True,
+                          text=True).stdout.split()
+    paths = [d for d in ("tueval", "tueval_analyses") if d in tree]
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(out)], input=data, check=True)
     return out
 
