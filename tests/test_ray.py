@@ -59,7 +59,6 @@ def test_a_grid_on_ray_gives_the_local_pools_run_folders_and_rows(cluster, small
 
 
 # the local engine's retry: test_executors.py::test_local_pool_retries_a_killed_worker_and_resumes_from_its_checkpoint
-@pytest.mark.slow
 def test_a_killed_ray_worker_is_retried_and_resumes_from_its_checkpoint(cluster, small_workdir, tmp_path,
                                                                        monkeypatch):
     from tueval.executors.ray import RayExecutor
