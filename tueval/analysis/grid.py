@@ -79,9 +79,9 @@ def grid_cells(objectives: Sequence[str], methods: Sequence[dict], controls: Seq
     (``base_lr_factors``) the uniform base alone at its own learning rate times each factor, so that the base's
     frontier reaches methods that forget more than it does at its own rate; ``control_lr_factors`` the same for
     each of the method's other controls (they forget less than the method at its rate; not ``NOT_REDOSED``). A
-    method entry may name its own
-    ``controls`` (the base is kept when ``controls`` holds it) and the ``objectives`` it runs on; a ``preset``
-    entry carries the preset's fields and runs on the preset's objective (``tueval.presets.expand_method``)."""
+    method entry may name its own ``controls`` (the base is kept when ``controls`` holds it) and the
+    ``objectives`` it runs on; a ``preset`` entry carries the preset's fields and runs on the preset's objective
+    (``tueval.presets.expand_method``)."""
     methods = [expand_method(m) for m in methods]
     cells = []
     for obj in objectives:

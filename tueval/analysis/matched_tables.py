@@ -184,15 +184,23 @@ def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Seq
     if (diffs["status"] == NOT_BRACKETED).any() and (frame["decision"] == "worse").any():
         _, fav = family_verdicts(favourable_fill(diffs, group)[[*group, *DIFF_COLUMNS]], alpha, family, correction,
                                  group, directions=DIRECTIONS)
-        keys = [*group, "control", "metric"]
-        still = frame[keys].merge(fav[keys + ["decision"]], on=keys, how="left")["decision"].eq("worse").to_numpy()
-        undo = (frame["decision"] == "worse").to_numpy() & ~still
-        frame.loc[undo, "decision"] = "not better"
+        frame, undo = confirm_worse(frame, fav, [*group, "control", "metric"])
         gone = {tuple(r) for r in frame.loc[undo, ["method", "control", "metric"]].itertuples(index=False)}
         verdicts = [replace(v, decision="not better") if (v.method, v.control, v.metric) in gone else v
                     for v in verdicts]
-    return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"],
-                                 how="left")
+    return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"], how="left")
+
+
+def confirm_worse(frame: pd.DataFrame, favourable: pd.DataFrame, keys: Sequence[str]
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """``frame`` with every 'worse' label that ``favourable`` (the same comparisons on ``favourable_fill``'s
+    differences) does not repeat turned into 'not better', and the mask of the labels turned."""
+    keys = list(keys)
+    still = frame[keys].merge(favourable[[*keys, "decision"]], on=keys, how="left")["decision"].eq("worse")
+    undo = (frame["decision"] == "worse").to_numpy() & ~still.to_numpy()
+    frame = frame.copy()
+    frame.loc[undo, "decision"] = "not better"
+    return frame, undo
 
 
 def target_level(traj: pd.DataFrame, x: np.ndarray) -> float:

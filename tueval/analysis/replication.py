@@ -140,16 +140,12 @@ def _worse_only_if_favourable(v: pd.DataFrame, d: pd.DataFrame, alpha: float, fa
     """The matched comparison's rule for 'worse', pooled: it must also hold with every pair's not-bracketed seeds
     counted for the method (``favourable_fill`` within each pair), else the label reads 'not better'."""
     from ..stats.matched import NOT_BRACKETED
-    from .matched_tables import favourable_fill
+    from .matched_tables import confirm_worse, favourable_fill
 
     if not ((d["status"] == NOT_BRACKETED).any() and (v["decision"] == "worse").any()):
         return v
-    fav = pd.concat([favourable_fill(g, GROUP) for _, g in d.groupby("pair", sort=False)], ignore_index=True)
-    f = _pooled_frame(fav, alpha, family, correction, True)
-    still = v[list(KEYS)].merge(f[[*KEYS, "decision"]], on=list(KEYS), how="left")["decision"].eq("worse")
-    v = v.copy()
-    v.loc[(v["decision"] == "worse").to_numpy() & ~still.to_numpy(), "decision"] = "not better"
-    return v
+    fav = favourable_fill(d, [*GROUP, "pair"])  # each pair's best matched difference fills its own seeds
+    return confirm_worse(v, _pooled_frame(fav, alpha, family, correction, True), KEYS)[0]
 
 
 def by_pair_frame(results: Sequence[PairResult]) -> pd.DataFrame:

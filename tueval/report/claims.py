@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.grid import BASE
+
 #: matched-forgetting estimand -> how the sentence names the forget level held equal
 ESTIMANDS = {"utility_at_matched_fq": "forget quality",
              "utility_at_matched_fp": "distance of the forget probability to the retain model's"}
-BASE = "uniform"
 KEYS = ["objective", "method", "control", "metric"]
 
 
