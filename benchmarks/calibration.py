@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 from tueval.io import write_csv, write_text  # noqa: E402
 from tueval.stats.calibration import NULLS, null_diffs, simulate_fpr, simulate_null  # noqa: E402
+from tueval.stats.paired import SMALL_N, SMALL_N_TAIL, robust_level  # noqa: E402
 from tueval.stats.power import min_seeds_for_exact, power_paired  # noqa: E402
 
 SEEDS = (7, 10, 14, 20)
@@ -199,8 +200,9 @@ def markdown(df: pd.DataFrame, info: pd.DataFrame, pools: dict[str, np.ndarray],
         "`tueval.stats.calibration.decide_diffs`: the one-sided paired sign-flip p (exact up to 16 seeds, 9999 "
         "Monte-Carlo sign patterns above) is below alpha, **and** the reported two-sided (1 − alpha) CI of the "
         "mean difference (Student-t below 20 seeds, bootstrap-t from 20) excludes 0, **and** the two-sided "
-        "(1 − alpha) bootstrap-t CI (9999 resamples) excludes 0; each CI condition on its own is a one-sided "
-        "alpha/2 test. `beats_all` (the intersection-union test of `tueval check` "
+        f"bootstrap-t CI (9999 resamples) excludes 0, at level 1 − {SMALL_N_TAIL:g} alpha below {SMALL_N} seeds "
+        "and 1 − alpha from there (`tueval.stats.paired.robust_level`); each CI condition on its own is a "
+        "one-sided test at half its tail. `beats_all` (the intersection-union test of `tueval check` "
         "and of \"beats every control\") holds when every comparison passes that rule without multiplicity "
         f"correction. alpha = {ALPHA}. Entries are rate ± Monte-Carlo SE; **!** marks an FPR above alpha + "
         f"{FLAG_SE:g} of its MC SE (the MC SE of a rate exactly at alpha is {se_alpha:.4f} with {a.sims} "
@@ -326,9 +328,10 @@ def reading(df: pd.DataFrame, names, a, conf: pd.DataFrame) -> list[str]:
     if not cons.empty:
         out.append(f"- Conservative (per-comparison FPR + {FLAG_SE:g} MC SE below alpha/2 = {ALPHA / 2:g}): "
                    + "; ".join(f"{r.null} at {int(r.n_seeds)} seeds ({r.rate:.3f})" for r in cons.itertuples())
-                   + f". The two CI conditions are two-sided {1 - ALPHA:.0%} intervals: each on its own is a "
-                     f"one-sided alpha/2 condition, so on a symmetric null the rule's FPR sits near alpha/2, and "
-                     f"a long tail on the tested side lowers it further.")
+                   + f". The CI conditions are two-sided intervals (the t-interval at {1 - ALPHA:.0%}, the "
+                     f"bootstrap-t at {robust_level(SMALL_N - 1, ALPHA):.0%} below {SMALL_N} seeds): each on its "
+                     f"own is a one-sided condition at half its tail, so on a symmetric null the rule's FPR sits at "
+                     f"or below alpha/2, and a long tail on the tested side lowers it further.")
     n0 = min(a.seeds)
     p0 = per[per.n_seeds == n0]
     for e in a.effects:

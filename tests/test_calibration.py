@@ -26,7 +26,8 @@ def test_single_control_fpr_and_power():
 
 
 def test_power_for_a_big_planted_effect():
-    r = simulate_fpr(n_sims=1000, n_seeds=8, n_controls=3, effect=2.0, seed=2)
+    # 3 d_z: below 14 seeds the rule's bootstrap-t interval is a 98% one, which costs power at 8 seeds
+    r = simulate_fpr(n_sims=1000, n_seeds=8, n_controls=3, effect=3.0, seed=2)
     assert r["rate"] > 0.8 and r["per_comparison_rate"] > 0.9
     weak = simulate_fpr(n_sims=1000, n_seeds=8, n_controls=3, effect=0.5, seed=2)
     assert weak["rate"] < r["rate"]  # power grows with the effect

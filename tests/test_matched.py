@@ -154,7 +154,8 @@ def test_level_transforms():
 
 
 # ---- tables on trajectory frames -----------------------------------------------------------------------------------
-from tueval.analysis.matched_tables import (ESTIMANDS, final_levels, geometric_lrs, hypervolume_table,  # noqa: E402
+from tueval.analysis.matched_tables import (ESTIMANDS, bracket_table, final_levels, geometric_lrs,  # noqa: E402
+                                            hypervolume_table, trajectory_levels,
                                             load_trajectories, lr_bracket, matched_comparison, matched_diffs,
                                             matched_verdicts)
 from tueval.errors import DataError  # noqa: E402
@@ -301,6 +302,23 @@ def test_lr_bracket_reaches_down_to_the_weakest_method():
     np.testing.assert_allclose(geometric_lrs(1e-4, 3.0, 2, 1), [1e-4 / 9, 1e-4 / 3, 1e-4, 3e-4])
 
 
+def test_bracket_reads_the_range_each_trajectory_passes_through():
+    # one base rate whose runs start at the target (0.9) and end at 0.2: a final level alone says it never gets
+    # down to a weak method at 0.7, but its trajectory passes through 0.7 on the way
+    rows = [{"objective": "ga", "arm": "uniform", "method": "ga/m", "lr": 1e-4, "run_id": f"u{s}", "step": st,
+             "forget_prob": lv} for s in range(2) for st, lv in ((0, 0.9), (5, 0.5), (10, 0.2))]
+    rows += [{"objective": "ga", "arm": "method", "method": f"ga/m{j}", "lr": 1e-4, "run_id": f"m{j}", "step": 10,
+              "forget_prob": lv} for j, lv in enumerate((0.7, 0.4))]
+    traj = pd.DataFrame(rows)
+    lv = trajectory_levels(traj[traj["arm"] == "uniform"]).set_index("lr")
+    assert lv.loc[1e-4, "least"] == pytest.approx(0.9) and lv.loc[1e-4, "most"] == pytest.approx(0.2)
+    br = bracket_table(traj)
+    assert br["bracketed"].tolist() == [True] and br["add"].tolist() == [[]]
+    assert not lr_bracket(final_levels(traj[traj["arm"] == "uniform"], keys=("lr",)), [0.7, 0.4]).bracketed
+    stronger = traj.assign(forget_prob=np.where(traj["run_id"] == "m1", 0.1, traj["forget_prob"]))
+    assert bracket_table(stronger)["add"].tolist() == [[pytest.approx(3e-4)]]  # the strongest is out of reach
+
+
 def test_final_levels_and_loader_read_each_run_once(tmp_path):
     t = _dose_arms(n_seeds=2)
     fl = final_levels(t, keys=("arm",)).set_index("arm")["level"]
@@ -329,9 +347,10 @@ def test_bracket_table_frontier_runs_and_comparisons():
     t = pd.concat([_dose_arms(n_seeds=2), _dose_arms(n_seeds=2, method_lr=3.0).query("arm == 'uniform'")
                    .assign(lr=3.0, run_id=lambda f: f["run_id"] + "-hi")])
     b = bracket_table(t).iloc[0]
-    # final forget probability: base 0.2 at lr 1 and 0.9 - 2.1 at lr 3; the method (lr 1/3) ends at 0.667
-    assert b["objective"] == "ga" and b["low"] is None and b["high"] == 1.0 and not b["bracketed"]
-    assert b["add"] == [pytest.approx(1 / 3)]
+    # forget probability: the base's trajectories run from the target's 0.9 to 0.2 at lr 1 (and past it at lr 3);
+    # the method (lr 1/3) ends at 0.667, inside the range of lr 1 alone
+    assert b["objective"] == "ga" and b["low"] == 1.0 and b["high"] == 1.0 and b["bracketed"]
+    assert b["add"] == [] and b["lrs"] == [1.0]
     runs = pd.DataFrame({"arm": ["method", "uniform", "method", "uniform", "random_k"],
                          "role": ["confirmatory", "confirmatory", "sweep", "sweep", "sweep"]})
     assert list(frontier_runs(runs)["arm"]) == ["method", "uniform", "uniform"]

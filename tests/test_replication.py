@@ -116,7 +116,7 @@ def test_holds_on_every_pair_only_when_every_pair_agrees():
 
 def test_opposite_effects_pool_to_not_better():
     rng = np.random.default_rng(6)
-    results = [_pair(0, _diffs({"random_k": 1.0}, 7, rng)), _pair(1, _diffs({"random_k": -1.0}, 7, rng))]
+    results = [_pair(0, _diffs({"random_k": 2.0}, 7, rng)), _pair(1, _diffs({"random_k": -2.0}, 7, rng))]
     pooled = agreement(pooled_verdicts(results, ALPHA), by_pair_frame(results))
     assert (pooled["decision"] != "better").all() and not pooled["holds_on_every_pair"].any()
     # pair 0 says better, pair 1 worse, the pool neither

@@ -123,7 +123,8 @@ def test_t_interval_below_20_seeds_bootstrap_t_from_20():
         m, c = rng.normal(0.5, 1, n), rng.normal(0, 1, n)
         r = paired_difference(m, c, seed=7, n_resamples=2000)
         assert r.ci_method == method
-        ref = _boot_t_reference(m - c, 0.95, 2000, 7)
+        assert r.robust_ci_level == (0.98 if n < 14 else 0.95)
+        ref = _boot_t_reference(m - c, r.robust_ci_level, 2000, 7)
         assert (r.robust_ci_low, r.robust_ci_high) == pytest.approx(ref)
         if method == "t":
             assert (r.ci_low, r.ci_high) == pytest.approx(t_interval(m - c, 0.95))

@@ -128,9 +128,12 @@ def _matched_sections(rw, matched, alpha: float) -> dict:
         if not br.empty:
             tables["lr_bracket"] = br
             rw.text("### Does the uniform base bracket the methods?\n"
-                    "Per objective: the base's learning rates, the forget-probability range they reach and the "
-                    "rates to add when the base forgets less than the weakest method or more than the "
-                    "strongest would need (`add`).\n" + markdown_table(br))
+                    "Per objective, on the forget probability: `low` and `high` are the base's learning rates "
+                    "whose trajectories (from the target model's checkpoint to the run's end, mean over seeds) "
+                    "reach the weakest and the strongest method's final level, `lrs` the grid's rates between "
+                    "them, `add` the rates to add where no rate reaches (a factor 3 beyond the grid). Per seed "
+                    "and estimand, the verdicts' `n_not_bracketed` says what this mean hides.\n"
+                    + markdown_table(br))
     return tables
 
 
@@ -168,7 +171,8 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
                                                   f"{runs.loc[runs['role'] == 'sweep', 'run_id'].nunique()} sweep"}))
     rw.text("## Statistics\n"
             "Estimand: the mean over seeds of the paired difference method − control, with its 95% CI (Student-t "
-            "below 20 seeds, bootstrap-t from 20), the 95% bootstrap-t CI (robust to skewed differences) and "
+            "below 20 seeds, bootstrap-t from 20), the bootstrap-t CI (robust to skewed differences; 98% below 14 "
+            "seeds, where the calibration on skewed nulls needs it, else 95%) and "
             "d_z with its noncentral-t 95% CI. Test: one-sided sign-flip permutation test in the better direction "
             "(exact up to 16 seeds). Metrics: log10 forget quality (KS p-value; higher is better) and model "
             "utility (higher is better) are **confirmatory**; the distance of the forget probability to the retain "

@@ -73,7 +73,7 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = "method"
                                           "runs": runs["run_id"].nunique()}))
     rw.text("## Statistics\n"
             "Paired by seed: mean difference top − control, two-sided 95% CI (t below 20 seeds) and bootstrap-t "
-            "CI, d_z with its CI, one-sided exact sign-flip test in the better direction (distance of the forget "
+            "CI (98% below 14 seeds), d_z with its CI, one-sided exact sign-flip test in the better direction (distance of the forget "
             "probability to the retain model's: lower is better; log10 forget quality: higher is better). A "
             "failed seed takes the worst value of its metric (worst-rank rule). Confirmatory families (Holm): "
             "for each objective, scorer and q, top-q against {random q, bottom-q} on both primary metrics. "

@@ -319,15 +319,35 @@ def final_levels(traj: pd.DataFrame, column: str = "forget_prob", keys: Sequence
     return last.groupby(list(keys), sort=True)[column].mean().rename("level").reset_index()
 
 
-def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower", factor: float = 3.0) -> LrBracket:
-    """``LrBracket`` of the base's final forget level per learning rate (``base``: columns lr, level; e.g.
-    ``final_levels(traj[traj.arm == 'uniform'], keys=('lr',))``) against the methods' final levels. The default
-    level, the raw forget probability (lower = more forgetting), keeps falling with the dose past the collapse
-    point, where forget quality turns back."""
+def trajectory_levels(traj: pd.DataFrame, column: str = "forget_prob", more_forgetting: str = "lower",
+                      keys: Sequence[str] = ("lr",)) -> pd.DataFrame:
+    """Per ``keys``: the mean over runs of each run's least-forgetting (``least``) and most-forgetting (``most``)
+    checkpoint level of ``column``: the range a run's trajectory passes through, the range it brackets."""
+    _check_more_forgetting(more_forgetting)
+    sign = 1.0 if more_forgetting == "higher" else -1.0
+    s = traj.assign(_s=sign * traj[column])
+    per_run = s.groupby([*keys, "run_id"], sort=True)["_s"].agg(["min", "max"])
+    out = per_run.groupby(list(keys), sort=True).mean()
+    return pd.DataFrame({"least": sign * out["min"], "most": sign * out["max"]}).reset_index()
+
+
+def _check_more_forgetting(more_forgetting: str) -> None:
     if more_forgetting not in ("lower", "higher"):
         raise DataError(None, None, "more_forgetting", f"must be 'lower' or 'higher', got {more_forgetting!r}")
-    b = base.groupby("lr", sort=True)["level"].mean()
-    lr, lv = b.index.to_numpy(float), b.to_numpy(float)
+
+
+def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower", factor: float = 3.0) -> LrBracket:
+    """``LrBracket`` of the base's forget levels per learning rate against the methods' final levels. ``base``:
+    columns lr and level (a final level per rate, e.g. ``final_levels(..., keys=('lr',))``), or lr, least and most
+    (the range each rate's trajectory passes through, ``trajectory_levels``): a rate reaches down to the weakest
+    method when its least-forgetting point forgets no more, and up to the strongest when its most-forgetting point
+    forgets at least as much. The default level, the raw forget probability (lower = more forgetting), keeps
+    falling with the dose past the collapse point, where forget quality turns back."""
+    _check_more_forgetting(more_forgetting)
+    cols = ("least", "most") if {"least", "most"} <= set(base.columns) else ("level", "level")
+    b = base.groupby("lr", sort=True)[list(dict.fromkeys(cols))].mean()
+    lr = b.index.to_numpy(float)
+    least, most = b[cols[0]].to_numpy(float), b[cols[1]].to_numpy(float)
     m = np.asarray(method_levels, dtype=float)
     m = m[np.isfinite(m)]
     if lr.size == 0 or m.size == 0:
@@ -335,10 +355,10 @@ def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower"
                                              "one finite method level")
     sign = 1.0 if more_forgetting == "higher" else -1.0  # s * level: larger = more forgetting
     weakest, strongest = (sign * m).min(), (sign * m).max()
-    no_more = lr[sign * lv <= weakest]
-    at_least = lr[sign * lv >= strongest]
-    low = float(no_more.max()) if no_more.size else None
+    at_least = lr[sign * most >= strongest]
     high = float(at_least.min()) if at_least.size else None
+    no_more = lr[(sign * least <= weakest) & (lr <= (high if high is not None else np.inf))]
+    low = float(no_more.max()) if no_more.size else None
     lo_, hi_ = low if low is not None else lr.min(), high if high is not None else lr.max()
     add = ((float(lr.min() / factor),) if low is None else ()) + ((float(lr.max() * factor),) if high is None else ())
     return LrBracket(tuple(float(x) for x in lr[(lr >= lo_) & (lr <= hi_)]), low, high, add)
@@ -346,14 +366,15 @@ def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower"
 
 def bracket_table(traj: pd.DataFrame, base: str = BASE, method_arm: str = METHOD_ARM, column: str = "forget_prob",
                   more_forgetting: str = "lower", by: Sequence[str] = ("objective",)) -> pd.DataFrame:
-    """Per ``by`` group: ``lr_bracket`` of the base's learning rates against the final levels of every method of
-    the group (columns ``by``, low, high, lrs, add, bracketed): what a report prints to say whether the grid
-    reaches the weakest and the strongest method."""
+    """Per ``by`` group: ``lr_bracket`` of the range the base's trajectories pass through at each learning rate
+    against the final levels of every method of the group (columns ``by``, low, high, lrs, add, bracketed): what a
+    report prints to say whether the grid reaches the weakest and the strongest method."""
     rows = []
     for key, g in traj.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         meth = final_levels(g[g["arm"] == method_arm], column, keys=("method",))["level"]
-        b = lr_bracket(final_levels(g[g["arm"] == base], column, keys=("lr",)), meth, more_forgetting)
+        levels = trajectory_levels(g[g["arm"] == base], column, more_forgetting)
+        b = lr_bracket(levels, meth, more_forgetting)
         rows.append({**dict(zip(by, key)), "low": b.low, "high": b.high, "lrs": list(b.lrs), "add": list(b.add),
                      "bracketed": b.bracketed})
     return pd.DataFrame(rows, columns=[*by, "low", "high", "lrs", "add", "bracketed"])

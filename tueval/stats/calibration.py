@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 
 from tueval.stats.multiple import adjust_batch
-from tueval.stats.paired import T_MAX_N, bootstrap_t_interval, sign_flip_pvalue, t_interval, worst_rank
+from tueval.stats.paired import (T_MAX_N, bootstrap_t_interval, robust_level, sign_flip_pvalue, t_interval,
+                                 worst_rank)
 
 #: truth ratios per forget split of the default workdir (20 people x 10 questions): forget quality is the KS p
 #: of two samples of this size, so it takes one of KS_M + 1 values
@@ -51,7 +52,8 @@ def decide_diffs(diffs: np.ndarray, alpha: float = 0.05, correction: str = "holm
 
     Identical to ``compare_diffs(..., alpha=alpha)`` + ``verdict_table`` + ``beats_all`` per simulation: one-sided
     sign-flip p (exact to 16 seeds, Monte-Carlo above, same seed), the (1 - alpha) t-interval below 20 seeds and
-    the bootstrap-t interval from 20 as the reported CI, the bootstrap-t interval (same seed) as the robust CI.
+    the bootstrap-t interval from 20 as the reported CI, the bootstrap-t interval (same seed, at ``robust_level``) as
+    the robust CI.
     CIs are only computed where the p condition holds (the rule is a conjunction)."""
     d = np.asarray(diffs, dtype=float)
     n_sims, k, n = d.shape
@@ -61,7 +63,7 @@ def decide_diffs(diffs: np.ndarray, alpha: float = 0.05, correction: str = "holm
     need = p < alpha
     if need.any():
         sub = d[need]
-        rlo = np.asarray(bootstrap_t_interval(sub, level, n_resamples=n_resamples, seed=seed)[0])
+        rlo = np.asarray(bootstrap_t_interval(sub, robust_level(n, alpha), n_resamples=n_resamples, seed=seed)[0])
         lo = np.asarray(t_interval(sub, level)[0]) if n < T_MAX_N else rlo
         ci_ok[need] = (lo > 0) & (rlo > 0)
     per = need & ci_ok

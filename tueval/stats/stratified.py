@@ -18,7 +18,8 @@ import scipy.optimize
 import scipy.stats
 
 from tueval.errors import DataError
-from tueval.stats.paired import (EXACT_MAX_N, Alternative, PairedResult, _check_alternative, sign_flip_pvalue)
+from tueval.stats.paired import (EXACT_MAX_N, Alternative, PairedResult, _check_alternative, robust_level,
+                                 sign_flip_pvalue)
 
 
 
@@ -149,7 +150,8 @@ def stratified_from_diffs(diffs, strata, alpha: float = 0.05, alternative: Alter
     est = float(scaled.mean())
     p = float(sign_flip_pvalue(scaled, alternative, n_resamples=n_resamples, seed=seed))
     lo, hi = stratified_t_interval(d, idx, level)
-    rlo, rhi = stratified_bootstrap_t_interval(d, idx, level, n_resamples, seed)
+    r_level = robust_level(int(n.min()), alpha)  # it resamples within strata: the smallest one sets the level
+    rlo, rhi = stratified_bootstrap_t_interval(d, idx, r_level, n_resamples, seed)
     se, df = _se_df(d, idx, k)
     m = np.bincount(idx, weights=d, minlength=k) / n
     sd = float(np.sqrt(np.sum((d - m[idx]) ** 2) / (d.size - k)))  # pooled within-stratum SD
@@ -165,5 +167,6 @@ def stratified_from_diffs(diffs, strata, alpha: float = 0.05, alternative: Alter
     return PairedResult(estimate=est, ci_low=float(lo), ci_high=float(hi), p_value=p, effect_size=float(es),
                         n=int(d.size), test_name=test, ci_method="Welch-Satterthwaite t over strata",
                         diffs=tuple(float(x) for x in scaled), alternative=alternative, ci_level=level,
-                        robust_ci_low=float(rlo), robust_ci_high=float(rhi), effect_size_ci_low=float(elo),
+                        robust_ci_low=float(rlo), robust_ci_high=float(rhi), robust_ci_level=r_level,
+                        effect_size_ci_low=float(elo),
                         effect_size_ci_high=float(ehi), n_failed=int(n_failed))

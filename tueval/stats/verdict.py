@@ -6,7 +6,8 @@ metric catalogue); nothing here guesses or recomputes it.
 
 Per-comparison rule at alpha (``better_unadjusted``): the one-sided paired test in the better direction has p <
 alpha AND the reported CI of the mean difference excludes 0 on the better side AND, where the result has one,
-the bootstrap-t interval (robust to skewed differences) excludes 0 on that side too. Labels: ``better`` is the
+the bootstrap-t interval (robust to skewed differences; a wider one below ``SMALL_N`` seeds,
+``tueval.stats.paired.robust_level``) excludes 0 on that side too. Labels: ``better`` is the
 same rule with the family-adjusted p; ``worse`` mirrors it on the other side (a descriptive label, adjusted
 separately); ``equivalent`` needs a pre-registered margin and an adjusted TOST p < alpha; everything else is
 ``not better``. ``beats_all`` is the intersection-union test of "better than every member": it holds when every
