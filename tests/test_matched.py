@@ -357,3 +357,21 @@ def test_bracket_table_frontier_runs_and_comparisons():
     cs = matched_comparisons(matched_diffs(_dose_arms(bonus=0.05), "fq"))
     assert len(cs) == 1 and cs[0].higher_is_better and cs[0].metric == "utility_at_matched_fq"
     assert cs[0].result.estimate == pytest.approx(0.05, abs=0.01)
+
+
+def test_a_control_that_crosses_the_retain_level_brackets_every_distance_below_its_ends():
+    # forget probability of the control 0.9 -> 0.40 -> 0.15 against the retain model's 0.24: distances 0.66, 0.16,
+    # 0.09 at the checkpoints, but between the last two the run passes through 0.24 and every distance below 0.09
+    rows = [{"objective": "ga", "method": "ga/m", "arm": "uniform", "seed": 0, "run_id": "u", "step": st,
+             "forget_prob": fp, "utility_est": u} for st, fp, u in ((0, 0.9, 0.8), (5, 0.40, 0.6), (10, 0.15, 0.2))]
+    rows += [{"objective": "ga", "method": "ga/m", "arm": "method", "seed": 0, "run_id": "m", "step": st,
+              "forget_prob": fp, "utility_est": u} for st, fp, u in ((0, 0.9, 0.8), (10, 0.26, 0.55))]
+    d = matched_diffs(pd.DataFrame(rows), "fp", retain_forget_prob=0.24)
+    assert d["status"].tolist() == ["ok"]
+    # the first crossing of distance 0.02 is at forget probability 0.26, t = 0.14 / 0.25 of the way: utility 0.488
+    assert d["diff"].iloc[0] == pytest.approx(0.55 - (0.6 + 0.14 / 0.25 * (0.2 - 0.6)))
+    from tueval.stats.matched import split_at_crossings
+
+    g, y = split_at_crossings(np.array([[0.66, 0.16, -0.09, np.nan]]), np.array([[0.8, 0.6, 0.2, np.nan]]))
+    np.testing.assert_allclose(g, [[0.66, 0.41, 0.16, 0.0, -0.09, np.nan, np.nan]])
+    np.testing.assert_allclose(y[0, :5], [0.8, 0.7, 0.6, 0.6 - 0.4 * 0.64, 0.2])

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..errors import DataError, TuevalError
 from ..stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, Rule, fill_failed, final_point,
-                             hypervolume, log10_fq, matched_differences, retain_distance)
+                             hypervolume, log10_fq, matched_differences, retain_distance, split_at_crossings)
 from .families import DEFAULT_FAMILY, DIFF_COLUMNS, family_verdicts
 from .grid import BASE, METHOD_ARM
 
@@ -68,9 +68,10 @@ def load_trajectories(runs: pd.DataFrame, wd, load: Callable | None = None,
     return pd.concat(frames, ignore_index=True)
 
 
-def forget_level(traj: pd.DataFrame, estimand: str, retain_forget_prob: float | None = None) -> np.ndarray:
+def forget_level(traj: pd.DataFrame, estimand: str, retain_forget_prob: float | None = None,
+                 signed: bool = False) -> np.ndarray:
     """The forget level of every checkpoint: log10 forget quality (``fq``) or |forget probability - the retain
-    model's| (``fp``, which needs ``retain_forget_prob``)."""
+    model's| (``fp``, which needs ``retain_forget_prob``; ``signed``: without the absolute value)."""
     if estimand not in ESTIMANDS:
         raise DataError(None, None, "estimand", f"'{estimand}' is not one of {', '.join(ESTIMANDS)}")
     col = ESTIMANDS[estimand][1]
@@ -82,7 +83,7 @@ def forget_level(traj: pd.DataFrame, estimand: str, retain_forget_prob: float | 
     if retain_forget_prob is None or not math.isfinite(float(retain_forget_prob)):
         raise DataError(None, None, "forget_prob", "the forget-probability estimand needs the retain model's "
                                                    "forget probability (eval/retain/summary.json)")
-    return retain_distance(v, float(retain_forget_prob))
+    return v - float(retain_forget_prob) if signed else retain_distance(v, float(retain_forget_prob))
 
 
 def curves(traj: pd.DataFrame, x: np.ndarray, utility: str = UTILITY, keys: Sequence[str] = ("run_id",)
@@ -113,8 +114,11 @@ def matched_diffs(traj: pd.DataFrame, estimand: str = "fq", retain_forget_prob: 
     control against the control (``control_failed``)."""
     group = list(group)
     metric = ESTIMANDS[estimand][0]
-    kf, X, Y = curves(traj, forget_level(traj, estimand, retain_forget_prob), utility,
+    kf, X, Y = curves(traj, forget_level(traj, estimand, retain_forget_prob, signed=True), utility,
                       [*group, "arm", "seed", "run_id"])
+    if estimand == "fp":  # a run that crosses the retain model's level passes through every distance below its ends
+        X, Y = split_at_crossings(X, Y)
+        X = np.abs(X)
     is_m = (kf["arm"] == method_arm).to_numpy()
     dup = kf[is_m].duplicated([*group, "seed"])
     if dup.any():

@@ -43,6 +43,26 @@ def retain_distance(forget_prob, retain_forget_prob: float) -> np.ndarray:
     return np.abs(np.asarray(forget_prob, dtype=float) - float(retain_forget_prob))
 
 
+def split_at_crossings(gap, y) -> tuple[np.ndarray, np.ndarray]:
+    """Curves of a signed gap ``[..., n]`` (e.g. forget probability - the retain model's) and utility, with one
+    point inserted on every segment ``[..., 2n - 1]``: where the gap changes sign, the crossing (gap 0, utility
+    interpolated), elsewhere the segment's midpoint. The curves are the same piecewise-linear paths, and |gap| of
+    the result is piecewise linear along them, so a distance between 0 and the ends of a segment that crosses the
+    retain model's level is bracketed, as the run passed through it."""
+    g, y = np.asarray(gap, dtype=float), np.asarray(y, dtype=float)
+    if g.shape != y.shape:
+        raise ValueError(f"gap and y must have the same shape, got {g.shape} and {y.shape}")
+    g0, g1, y0, y1 = g[..., :-1], g[..., 1:], y[..., :-1], y[..., 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cross = g0 * g1 < 0
+        t = np.where(cross, g0 / np.where(cross, g0 - g1, 1.0), 0.5)
+    shape = (*g.shape[:-1], max(2 * g.shape[-1] - 1, 0))
+    G, Y = np.full(shape, np.nan), np.full(shape, np.nan)
+    G[..., ::2], Y[..., ::2] = g, y
+    G[..., 1::2], Y[..., 1::2] = g0 + t * (g1 - g0), y0 + t * (y1 - y0)
+    return G, Y
+
+
 def utility_at_level(x, y, level, rule: Rule = "first") -> tuple[np.ndarray, np.ndarray]:
     """Utility of each curve ``(x, y)`` ``[..., n]`` at forget ``level`` ``[...]`` (broadcast), and whether the
     curve brackets the level (see module doc for ``rule``); NaN where it does not."""
