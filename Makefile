@@ -23,8 +23,11 @@ demo: $(STAMP)  ## set up, prepare the embedded default, run every analysis, wri
 demo-grid: $(STAMP)  ## as demo, with every seed-paper method on GA and NPO against its control (about twice as long)
 	$(VENV)/bin/tueval demo --workdir $(WORKDIR) --profile grid
 
+# two pytest-xdist workers, one torch thread each; the small workdir is prepared once (benchmarks/test_suite.md)
+XDIST   ?= -n 2
+
 test: $(STAMP)  ## set up and run the test suite (fast tests + the small end-to-end profile)
-	$(PY) -m pytest -m "not slow" -p no:cacheprovider
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider $(XDIST)
 
 test-slow: $(STAMP)  ## the slow end-to-end tests (default profile)
 	$(PY) -m pytest -m slow -p no:cacheprovider

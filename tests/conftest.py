@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,11 @@ if str(ROOT) not in sys.path:
 
 # one thread: tiny models run faster single-threaded, and results do not depend on the core count
 torch.set_num_threads(1)
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""This process's pytest-xdist worker name (``gw0``...), None in a plain ``pytest`` run."""
+if XDIST_WORKER:
+    # one worker per core: the processes a test starts (CLI runs, torchrun, Ray workers) get one thread too
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tueval.data.schema import Example, Span  # noqa: E402
 
@@ -77,18 +83,51 @@ def toy_batch(toy_examples, tiny_tokenizer):
     return collate(toy_examples, tiny_tokenizer)
 
 
+def shared_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, however many xdist workers ask: the first worker builds it
+    under a file lock in the folder all workers share, the others wait and reuse it. Returns the folder."""
+    if not XDIST_WORKER:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = tmp_path_factory.getbasetemp().parent / name
+    done = folder.with_name(f"{name}.done")
+    with FileLock(str(folder.with_name(f"{name}.lock"))):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that died half-way left it
+            build(folder)
+            done.touch()
+    return folder
+
+
+def private_copy(tmp_path_factory, src: Path, name: str) -> Path:
+    """A copy of the workdir ``src`` (without its runs and analyses) that only this worker writes to."""
+    dst = tmp_path_factory.mktemp(name)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "analyses"), dirs_exist_ok=True)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def small_workdir(tmp_path_factory):
     """A workdir prepared once per test session with the small profile (40 people; about 1-2 min on 2 cores).
+    Under pytest-xdist one worker prepares it and each worker tests on its own copy, so that runs, evaluations
+    and locks in it are never shared between workers.
 
     Set TUEVAL_TEST_WORKDIR to reuse an already prepared small workdir while developing."""
     from tueval.prepare import prepare
     from tueval.workdir import Workdir
 
     if os.environ.get("TUEVAL_TEST_WORKDIR"):
-        return Workdir(os.environ["TUEVAL_TEST_WORKDIR"])
+        given = Path(os.environ["TUEVAL_TEST_WORKDIR"])
+        return Workdir(private_copy(tmp_path_factory, given, "wd_small") if XDIST_WORKER else given)
 
-    return prepare(tmp_path_factory.mktemp("wd_small"), "small", progress=False, quiet=True)
+    def build(folder: Path) -> None:
+        prepare(folder, "small", progress=False, quiet=True)
+
+    folder = shared_once(tmp_path_factory, "wd_small", build)
+    return Workdir(private_copy(tmp_path_factory, folder, "wd_small") if XDIST_WORKER else folder)
 
 
 @pytest.fixture()
