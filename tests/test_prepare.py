@@ -212,7 +212,7 @@ def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
     import json
 
     from tueval.demo import run_demo
-    from tueval.report import fmt
+    from tueval.report import fmt_seconds
 
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -221,7 +221,8 @@ def test_demo_index_states_this_runs_time(small_workdir, tmp_path):
     t = json.loads((reports / "demo_timings.json").read_text())
     assert t["profile"] == "small" and t["timings"]["total_s"] < 12345
     index = (reports / "README.md").read_text()
-    assert f"profile `small`, {fmt(t['timings']['total_s'])} s" in index and "12345" not in index
+    assert f"profile `small`, {fmt_seconds(t['timings']['total_s'])} on" in index and "12345" not in index
+    assert fmt_seconds(3684.4) == "3684 s (61 min)" and fmt_seconds(95.2) == "95 s"
 
 
 def test_import_switches_hub_offline_and_silences_load_bars():

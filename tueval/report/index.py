@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import write_text
-from .writer import fmt
+from .writer import fmt_seconds
 
 CLAIMS = [
     ("TokenUnlearn", "tokenunlearn",
@@ -70,7 +70,7 @@ def write_index(reports: str | Path = "reports", workdir: str | Path | None = No
     timings = reports / "demo_timings.json"
     if timings.exists():
         t = json.loads(timings.read_text())
-        lines.append(f"Last demo run: profile `{t.get('profile')}`, {fmt(t['timings'].get('total_s', 0))} s on "
+        lines.append(f"Last demo run: profile `{t.get('profile')}`, {fmt_seconds(t['timings'].get('total_s', 0))} on "
                      "this machine (the first run on a fresh machine, including the install, and a cached rerun are "
                      "timed in benchmarks/demo.md).\n")
     changes = reports / "CHANGES.md"

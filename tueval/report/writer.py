@@ -24,6 +24,12 @@ def fmt(x, digits: int = 3) -> str:
     return f"{xf:.{digits}g}" if abs(xf) >= 1 else f"{xf:.{digits}f}"
 
 
+def fmt_seconds(seconds: float) -> str:
+    """A duration in words for a report: '122 s', or '3684 s (61 min)' from two minutes on."""
+    s = float(seconds)
+    return f"{s:.0f} s" + (f" ({s / 60:.0f} min)" if s >= 120 else "")
+
+
 def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     """``df`` as a GitHub markdown table with formatted numbers."""
     if df.empty:
