@@ -24,6 +24,7 @@ from typing import Any
 
 from tueval import defaults
 from tueval.analysis import Analysis, AnalysisConfig
+from tueval.stats.paired import robust_level_note
 # the grid and its confirmatory metrics are library code (shared with the replication analysis)
 from tueval.analysis.controls_grid import (DEFAULT_FAMILY, LMEVAL_TASKS, PRIMARY, QUICK_METHODS,  # noqa: F401
                                            QUICK_OBJECTIVES, SCREEN_FAMILY, SECONDARY, SWEEP_LRS, SWEEP_RATIOS,
@@ -171,8 +172,8 @@ def write_report(root: Path, runs, verdicts, secondary, diffs, settings: dict, c
                                                   f"{runs.loc[runs['role'] == 'sweep', 'run_id'].nunique()} sweep"}))
     rw.text("## Statistics\n"
             "Estimand: the mean over seeds of the paired difference method − control, with its 95% CI (Student-t "
-            "below 20 seeds, bootstrap-t from 20), the bootstrap-t CI (robust to skewed differences; 98% below 14 "
-            "seeds, where the calibration on skewed nulls needs it, else 95%) and "
+            "below 20 seeds, bootstrap-t from 20), the bootstrap-t CI (robust to skewed differences; "
+            f"{robust_level_note(alpha)}, as the calibration on skewed nulls needs) and "
             "d_z with its noncentral-t 95% CI. Test: one-sided sign-flip permutation test in the better direction "
             "(exact up to 16 seeds). Metrics: log10 forget quality (KS p-value; higher is better) and model "
             "utility (higher is better) are **confirmatory**; the distance of the forget probability to the retain "

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from tueval import defaults
 from tueval.analysis import Analysis, AnalysisConfig
+from tueval.stats.paired import robust_level_note
 
 NAME = "retrain"
 TITLE = "Retraining test: unlearn only the top-q vs a random q vs the bottom-q tokens"
@@ -73,8 +74,9 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str | tuple = "method"
                                           "runs": runs["run_id"].nunique()}))
     rw.text("## Statistics\n"
             "Paired by seed: mean difference top − control, two-sided 95% CI (t below 20 seeds) and bootstrap-t "
-            "CI (98% below 14 seeds), d_z with its CI, one-sided exact sign-flip test in the better direction (distance of the forget "
-            "probability to the retain model's: lower is better; log10 forget quality: higher is better). A "
+            f"CI ({robust_level_note(alpha)}), d_z with its CI, one-sided exact sign-flip test in the better "
+            "direction (distance of the forget probability to the retain model's: lower is better; log10 forget "
+            "quality: higher is better). A "
             "failed seed takes the worst value of its metric (worst-rank rule). Confirmatory families (Holm): "
             "for each objective, scorer and q, top-q against {random q, bottom-q} on both primary metrics. "
             "\"Beats on both\" is an intersection-union test on the per-comparison decisions at α. Utility, truth "

@@ -327,17 +327,18 @@ def trajectory_levels(traj: pd.DataFrame, column: str = "forget_prob", more_forg
                       keys: Sequence[str] = ("lr",)) -> pd.DataFrame:
     """Per ``keys``: the mean over runs of each run's least-forgetting (``least``) and most-forgetting (``most``)
     checkpoint level of ``column``: the range a run's trajectory passes through, the range it brackets."""
-    _check_more_forgetting(more_forgetting)
-    sign = 1.0 if more_forgetting == "higher" else -1.0
+    sign = _forgetting_sign(more_forgetting)
     s = traj.assign(_s=sign * traj[column])
     per_run = s.groupby([*keys, "run_id"], sort=True)["_s"].agg(["min", "max"])
     out = per_run.groupby(list(keys), sort=True).mean()
     return pd.DataFrame({"least": sign * out["min"], "most": sign * out["max"]}).reset_index()
 
 
-def _check_more_forgetting(more_forgetting: str) -> None:
+def _forgetting_sign(more_forgetting: str) -> float:
+    """+1 where a higher level is more forgetting, -1 where a lower one is: sign * level grows with forgetting."""
     if more_forgetting not in ("lower", "higher"):
         raise DataError(None, None, "more_forgetting", f"must be 'lower' or 'higher', got {more_forgetting!r}")
+    return 1.0 if more_forgetting == "higher" else -1.0
 
 
 def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower", factor: float = 3.0) -> LrBracket:
@@ -347,17 +348,16 @@ def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower"
     method when its least-forgetting point forgets no more, and up to the strongest when its most-forgetting point
     forgets at least as much. The default level, the raw forget probability (lower = more forgetting), keeps
     falling with the dose past the collapse point, where forget quality turns back."""
-    _check_more_forgetting(more_forgetting)
-    cols = ("least", "most") if {"least", "most"} <= set(base.columns) else ("level", "level")
-    b = base.groupby("lr", sort=True)[list(dict.fromkeys(cols))].mean()
-    lr = b.index.to_numpy(float)
-    least, most = b[cols[0]].to_numpy(float), b[cols[1]].to_numpy(float)
+    sign = _forgetting_sign(more_forgetting)
+    if not {"least", "most"} <= set(base.columns):  # one final level per rate: it is both ends of the range
+        base = base.assign(least=base["level"], most=base["level"])
+    b = base.groupby("lr", sort=True)[["least", "most"]].mean()
+    lr, least, most = b.index.to_numpy(float), b["least"].to_numpy(float), b["most"].to_numpy(float)
     m = np.asarray(method_levels, dtype=float)
     m = m[np.isfinite(m)]
     if lr.size == 0 or m.size == 0:
         raise DataError(None, None, "level", "need the base's levels at one learning rate or more and at least "
                                              "one finite method level")
-    sign = 1.0 if more_forgetting == "higher" else -1.0  # s * level: larger = more forgetting
     weakest, strongest = (sign * m).min(), (sign * m).max()
     at_least = lr[sign * most >= strongest]
     high = float(at_least.min()) if at_least.size else None

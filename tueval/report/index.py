@@ -70,9 +70,9 @@ def write_index(reports: str | Path = "reports", workdir: str | Path | None = No
     timings = reports / "demo_timings.json"
     if timings.exists():
         t = json.loads(timings.read_text())
-        lines.append(f"Last demo run: profile `{t.get('profile')}`, {fmt_seconds(t['timings'].get('total_s', 0))} on "
-                     "this machine (the first run on a fresh machine, including the install, and a cached rerun are "
-                     "timed in benchmarks/demo.md).\n")
+        took = fmt_seconds(t["timings"].get("total_s", 0))
+        lines.append(f"Last demo run: profile `{t.get('profile')}`, {took} on this machine (the first run on a "
+                     "fresh machine, including the install, and a cached rerun are timed in benchmarks/demo.md).\n")
     changes = reports / "CHANGES.md"
     if changes.exists():  # written by whoever regenerates and commits the reports: what changed and why
         lines.append("## What changed in this regeneration\n")

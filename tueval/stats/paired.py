@@ -299,6 +299,12 @@ def robust_level(n: int, alpha: float = 0.05) -> float:
     return 1.0 - alpha * (SMALL_N_TAIL if n < SMALL_N else 1.0)
 
 
+def robust_level_note(alpha: float = 0.05) -> str:
+    """The robust interval's levels in words for a report, e.g. '98% below 14 seeds, 95% from 14'."""
+    small, large = robust_level(SMALL_N - 1, alpha), robust_level(SMALL_N, alpha)
+    return f"{small:.0%} below {SMALL_N} seeds, {large:.0%} from {SMALL_N}"
+
+
 def paired_from_diffs(diffs, alpha: float = 0.05, alternative: Alternative = "greater", n_resamples: int = 9999,
                       seed: int = 0, n_failed: int = 0) -> PairedResult:
     """PairedResult from precomputed per-seed differences (see paired_difference); ``n_failed``: how many of them
@@ -326,8 +332,7 @@ def paired_from_diffs(diffs, alpha: float = 0.05, alternative: Alternative = "gr
                         effect_size=float(effect_size_dz(d)), n=int(n), test_name=test, ci_method=ci_method,
                         diffs=tuple(float(x) for x in d), alternative=alternative, ci_level=level,
                         robust_ci_low=float(rlo), robust_ci_high=float(rhi), robust_ci_level=r_level,
-                        effect_size_ci_low=float(dlo),
-                        effect_size_ci_high=float(dhi), n_failed=int(n_failed))
+                        effect_size_ci_low=float(dlo), effect_size_ci_high=float(dhi), n_failed=int(n_failed))
 
 
 def paired_difference(method, control, alpha: float = 0.05, alternative: Alternative = "greater",
@@ -335,9 +340,9 @@ def paired_difference(method, control, alpha: float = 0.05, alternative: Alterna
     """Compare two arms paired by seed: mean difference, (1-alpha) CI, sign-flip p-value and d_z with its CI.
 
     CI: Student-t interval below 20 seeds, bootstrap-t from 20; the bootstrap-t interval is always computed too
-    (``robust_ci_*``, at ``robust_level(n, alpha)``: the verdict rule needs both to exclude 0). p: sign-flip test of the mean, exact to n=16 (all
-    2**n sign patterns), seeded Monte-Carlo above. All-zero differences give p=1 and CI [0, 0]; constant
-    differences give a zero-width CI, never NaN.
+    (``robust_ci_*``, at ``robust_level(n, alpha)``: the verdict rule needs both to exclude 0). p: sign-flip test
+    of the mean, exact to n=16 (all 2**n sign patterns), seeded Monte-Carlo above. All-zero differences give p=1
+    and CI [0, 0]; constant differences give a zero-width CI, never NaN.
     """
     return paired_from_diffs(as_diffs(method, control), alpha=alpha, alternative=alternative,
                              n_resamples=n_resamples, seed=seed)

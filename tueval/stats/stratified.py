@@ -168,5 +168,4 @@ def stratified_from_diffs(diffs, strata, alpha: float = 0.05, alternative: Alter
                         n=int(d.size), test_name=test, ci_method="Welch-Satterthwaite t over strata",
                         diffs=tuple(float(x) for x in scaled), alternative=alternative, ci_level=level,
                         robust_ci_low=float(rlo), robust_ci_high=float(rhi), robust_ci_level=r_level,
-                        effect_size_ci_low=float(elo),
-                        effect_size_ci_high=float(ehi), n_failed=int(n_failed))
+                        effect_size_ci_low=float(elo), effect_size_ci_high=float(ehi), n_failed=int(n_failed))
