@@ -154,10 +154,10 @@ def test_level_transforms():
 
 
 # ---- tables on trajectory frames -----------------------------------------------------------------------------------
-from tueval.analysis.matched_tables import (ESTIMANDS, bracket_table, final_levels, geometric_lrs,  # noqa: E402
-                                            hypervolume_table, trajectory_levels,
-                                            load_trajectories, lr_bracket, matched_comparison, matched_diffs,
-                                            matched_verdicts)
+from tueval.analysis.lr_bracket import (bracket_table, final_levels, geometric_lrs, lr_bracket,  # noqa: E402
+                                        trajectory_levels)
+from tueval.analysis.matched_tables import (ESTIMANDS, hypervolume_table, load_trajectories,  # noqa: E402
+                                            matched_comparison, matched_diffs, matched_verdicts)
 from tueval.errors import DataError  # noqa: E402
 
 
@@ -170,7 +170,7 @@ def _run(arm, seed, fq, u, fp=None, method="ga/m", run_id=None, lr=1e-3):
                          "forget_prob": fp if fp is not None else np.linspace(0.9, 0.2, n), "utility_est": u})
 
 
-def test_matched_diffs_interpolate_the_control_at_the_methods_final_level():
+def test_matched_diffs_bound_the_control_between_the_checkpoints_around_the_methods_level():
     t = pd.concat([_run("method", 0, [1e-6, 1e-3, 1e-2], [0.8, 0.7, 0.6]),
                    _run("uniform", 0, [1e-6, 1e-4, 1.0], [0.8, 0.7, 0.3])])
     d = matched_diffs(t, "fq")
@@ -178,7 +178,9 @@ def test_matched_diffs_interpolate_the_control_at_the_methods_final_level():
     r = d.iloc[0]
     assert r["metric"] == ESTIMANDS["fq"][0] and r["control"] == "uniform" and r["status"] == "ok"
     assert r["level"] == pytest.approx(-2.0)
-    assert r["control_value"] == pytest.approx(0.5) and r["diff"] == pytest.approx(0.1)
+    # the control passes level -2 between its checkpoints at 0.7 and 0.3: the verdict reads the higher end
+    assert r["control_value"] == pytest.approx(0.7) and r["diff"] == pytest.approx(-0.1)
+    assert r["diff_favourable"] == pytest.approx(0.3) and r["diff_interpolated"] == pytest.approx(0.1)
     assert not r["method_failed"] and not r["control_failed"]
 
 
@@ -193,6 +195,20 @@ def test_forget_probability_estimand_is_the_distance_to_the_retain_model():
         matched_diffs(t, "fp")
 
 
+def test_worse_must_hold_with_the_control_at_the_lower_end_of_its_segment():
+    # per seed the control passes the method's level (-2) between checkpoints at utility 0.7 and 0.3; the method
+    # keeps 0.5 (+- noise): worse if the control kept 0.7, better if it kept 0.3, so neither is shown
+    rng = np.random.default_rng(0)
+    frames = []
+    for s in range(8):
+        frames += [_run("method", s, [1e-6, 1e-2], [0.8, 0.5 + rng.normal(0, 0.01)]),
+                   _run("uniform", s, [1e-6, 1e-4, 1.0], [0.8, 0.7, 0.3])]
+    d = matched_diffs(pd.concat(frames), "fq")
+    assert (d["diff"] < -0.15).all() and (d["diff_favourable"] > 0.15).all()
+    _, v = matched_verdicts(d)
+    assert v["decision"].tolist() == ["not better"] and v["estimate_favourable"].iloc[0] > 0.15
+
+
 def test_a_control_that_never_reaches_the_methods_level_counts_against_the_method():
     t = pd.concat([_run("method", s, [1e-6, 1e-2], [0.8, 0.6]) for s in range(3)]
                   + [_run("uniform", 0, [1e-6, 1e-1], [0.8, 0.4]),
@@ -201,7 +217,9 @@ def test_a_control_that_never_reaches_the_methods_level_counts_against_the_metho
     d = matched_diffs(t, "fq").set_index("seed")
     assert list(d["status"]) == ["ok", "ok", "not bracketed"]
     assert d.loc[2, "method_failed"] and np.isnan(d.loc[2, "control_value"])
-    assert d.loc[2, "diff"] == 0.0  # min(0, worst matched difference): no help to the method
+    # min(0, worst matched difference): no help to the method, in every reading
+    assert d.loc[2, "diff"] == pytest.approx(min(0.0, d.loc[[0, 1], "diff"].min())) and d.loc[2, "diff"] < 0
+    assert d.loc[2, "diff_interpolated"] == 0.0
     _, v = matched_verdicts(d.reset_index())
     assert int(v["n_not_bracketed"].iloc[0]) == 1 and int(v["n_failed"].iloc[0]) == 1
 
@@ -230,19 +248,22 @@ def test_a_learning_rate_grid_enters_as_the_frontier():
                    _run("uniform", 0, [1e-6, 1.0], [0.8, 0.2], lr=1e-3)])   # 0.5 at 1e-2 (2/3 of the way)
     d = matched_diffs(t, "fq").iloc[0]
     assert d["n_control_runs"] == 3 and d["status"] == "ok"
-    assert d["control_value"] == pytest.approx(max(0.8 - 0.4 * 4 / 5, 0.8 - 0.6 * 4 / 6))
+    assert d["method_value"] - d["diff_interpolated"] == pytest.approx(max(0.8 - 0.4 * 4 / 5, 0.8 - 0.6 * 4 / 6))
+    assert d["control_value"] == pytest.approx(0.8)  # both bracketing runs pass level -2 from the target's 0.8
 
 
-def _dose_arms(n_seeds=7, method_lr=1 / 3, bonus=0.0, seed=0):
+def _dose_arms(n_seeds=7, method_lr=1 / 3, bonus=0.0, seed=0, checkpoints=6, control_checkpoints=None):
     """Uniform base and a 'method' on one dose curve: forget level and utility are functions of lr x steps, plus
     per-seed noise; the method runs at ``method_lr`` times the base's learning rate, ``bonus`` added to its
-    utility at every checkpoint after step 0."""
+    utility at every checkpoint after step 0; ``checkpoints`` after step 0 per run (``control_checkpoints`` for
+    the base, if given)."""
     rng = np.random.default_rng(seed)
     frames = []
     for s in range(n_seeds):
         noise = rng.normal(0, 0.01, 2)  # one per seed: the arms share their seed's data order
         for arm, lr in (("uniform", 1.0), ("method", method_lr)):
-            dose = lr * np.arange(7) / 6  # six checkpoints after step 0
+            n = control_checkpoints if arm == "uniform" and control_checkpoints else checkpoints
+            dose = lr * np.arange(n + 1) / n
             log_fq = -8 + 7 * np.sqrt(dose)
             u = 0.8 - 0.5 * dose ** 2 + noise[0] * (dose > 0)
             u = u + bonus * (dose > 0) * (arm == "method")
@@ -259,11 +280,22 @@ def test_planted_dose_on_synthetic_curves_is_not_better_but_a_real_gain_is():
     res = matched_comparison(t, retain_forget_prob=0.3, estimands=("fq",))
     v = res.verdicts.iloc[0]
     assert v["decision"] != "better" and not v["better_unadjusted"]
-    assert abs(v["estimate"]) < 0.02
-    res = matched_comparison(_dose_arms(bonus=0.05), retain_forget_prob=0.3, estimands=("fq",))
+    assert max(abs(v[c]) for c in ("estimate", "estimate_favourable", "estimate_interpolated")) < 0.02
+    # the bracketing checkpoints bound the control's utility: 24 checkpoints per run bound it tightly enough
+    res = matched_comparison(_dose_arms(bonus=0.05, checkpoints=24), retain_forget_prob=0.3, estimands=("fq",))
     v = res.verdicts.iloc[0]
-    assert v["decision"] == "better" and v["estimate"] == pytest.approx(0.05, abs=0.01)
+    assert v["decision"] == "better" and v["estimate"] == pytest.approx(0.05, abs=0.015)
     assert v["higher_is_better"]
+
+
+def test_a_control_curve_concave_between_its_checkpoints_is_read_at_its_upper_end():
+    # method and base on the same concave dose curve (no gain), the base checked twice along its run: the chord
+    # between its checkpoints lies under its curve, so linear interpolation credits the method with utility it
+    # does not have (+0.046); the verdict reads the control at the higher end of its segment
+    t = _dose_arms(checkpoints=6, control_checkpoints=2)
+    v = matched_comparison(t, retain_forget_prob=0.3, estimands=("fq",)).verdicts.iloc[0]
+    assert v["estimate_interpolated"] == pytest.approx(0.046, abs=0.005)
+    assert v["decision"] == "not better" and not v["better_unadjusted"] and v["estimate"] < 0
 
 
 def test_matched_verdicts_form_one_family_per_method_over_estimands_and_controls():
@@ -342,7 +374,8 @@ def test_final_levels_and_loader_read_each_run_once(tmp_path):
 
 
 def test_bracket_table_frontier_runs_and_comparisons():
-    from tueval.analysis.matched_tables import bracket_table, frontier_runs, matched_comparisons
+    from tueval.analysis.lr_bracket import bracket_table
+    from tueval.analysis.matched_tables import frontier_runs, matched_comparisons
 
     t = pd.concat([_dose_arms(n_seeds=2), _dose_arms(n_seeds=2, method_lr=3.0).query("arm == 'uniform'")
                    .assign(lr=3.0, run_id=lambda f: f["run_id"] + "-hi")])
@@ -354,9 +387,9 @@ def test_bracket_table_frontier_runs_and_comparisons():
     runs = pd.DataFrame({"arm": ["method", "uniform", "method", "uniform", "random_k"],
                          "role": ["confirmatory", "confirmatory", "sweep", "sweep", "sweep"]})
     assert list(frontier_runs(runs)["arm"]) == ["method", "uniform", "uniform"]
-    cs = matched_comparisons(matched_diffs(_dose_arms(bonus=0.05), "fq"))
+    cs = matched_comparisons(matched_diffs(_dose_arms(bonus=0.05, checkpoints=24), "fq"))
     assert len(cs) == 1 and cs[0].higher_is_better and cs[0].metric == "utility_at_matched_fq"
-    assert cs[0].result.estimate == pytest.approx(0.05, abs=0.01)
+    assert cs[0].result.estimate == pytest.approx(0.05, abs=0.015)
 
 
 def test_a_control_that_crosses_the_retain_level_brackets_every_distance_below_its_ends():
@@ -369,7 +402,9 @@ def test_a_control_that_crosses_the_retain_level_brackets_every_distance_below_i
     d = matched_diffs(pd.DataFrame(rows), "fp", retain_forget_prob=0.24)
     assert d["status"].tolist() == ["ok"]
     # the first crossing of distance 0.02 is at forget probability 0.26, t = 0.14 / 0.25 of the way: utility 0.488
-    assert d["diff"].iloc[0] == pytest.approx(0.55 - (0.6 + 0.14 / 0.25 * (0.2 - 0.6)))
+    assert d["diff_interpolated"].iloc[0] == pytest.approx(0.55 - (0.6 + 0.14 / 0.25 * (0.2 - 0.6)))
+    # read at the higher end of the segment the run crossed the retain level on (0.6), and at the lower (0.2)
+    assert d["diff"].iloc[0] == pytest.approx(0.55 - 0.6) and d["diff_favourable"].iloc[0] == pytest.approx(0.35)
     from tueval.stats.matched import split_at_crossings
 
     g, y = split_at_crossings(np.array([[0.66, 0.16, -0.09, np.nan]]), np.array([[0.8, 0.6, 0.2, np.nan]]))

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tueval.analysis.matched_tables import final_levels, matched_comparison
+from tueval.analysis.lr_bracket import final_levels
+from tueval.analysis.matched_tables import matched_comparison
 from tueval.evaluation.tofu_aggregate import harmonic_mean
 from tueval.spec import RunSpec
 

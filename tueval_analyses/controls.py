@@ -84,6 +84,7 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, 
             "n_seeds": int(runs["seed"].nunique()), "n_runs": int(runs["run_id"].nunique()), **paths}
 
 
+READINGS = ("estimate_favourable", "estimate_interpolated")
 MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
                  "utility_at_matched_fp": "utility at matched forget-probability distance"}
 
@@ -91,7 +92,7 @@ MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
 def _matched_sections(rw, matched, alpha: float) -> dict:
     """The report sections and tables of the matched-forgetting comparison; returns its tables."""
     from tueval.analysis.families import VERDICT_TABLE_COLUMNS as COLUMNS, better_on_all, family_note, plain_summary
-    from tueval.analysis.matched_tables import bracket_table
+    from tueval.analysis.lr_bracket import bracket_table
     from tueval.report import markdown_table, verdict_markdown
 
     v = matched.verdicts
@@ -100,18 +101,23 @@ def _matched_sections(rw, matched, alpha: float) -> dict:
             "of forgetting. Every run evaluates checkpoints along its trajectory (the checkpoint evaluation: the "
             "whole forget split, so forget quality and forget probability are the final evaluation's; utility is "
             "the likelihood part of model utility on a fixed retain subset, `utility_est`). Per seed, the "
-            "method's level is its final checkpoint; each control's utility is interpolated linearly along the "
-            "control's own trajectory (step 0 = the target model) at that level, at its first crossing. Two "
+            "method's level is its final checkpoint; each control's trajectory (step 0 = the target model) "
+            "passes that level between two of its checkpoints (the first crossing), and its utility there is only "
+            "known to lie between theirs: 'better' is tested with the control given the higher of the two "
+            "(`estimate`), a 'worse' label must also hold with the lower (`estimate_favourable`), and the linear "
+            "interpolation is shown for reference (`estimate_interpolated`). Denser checkpoints narrow the gap "
+            "between the readings (`eval_every` of the profile's methods). Two "
             "estimands of the level: log10 forget quality, and the distance of the forget probability to the "
             "retain model's (so over-forgetting is not rewarded). A seed whose control never reaches the method's "
             "level is **not bracketed** and counts against the method (worst-rank value, `n_not_bracketed`), never "
             "dropped; a 'worse' label must also hold with those seeds counted for the method (they were never "
             "compared). The uniform base and the other controls also run at multiples of their learning rate where "
             "the profile says so (`base_lr_factors`, `control_lr_factors`): a control's frontier over those runs "
-            "then reaches methods that forget more than it does at its own rate. Tests and labels as in Statistics below: one Holm family per objective and method over both "
-            "estimands and every control; \"better on both\" is intersection-union.\n\n"
+            "then reaches methods that forget more than it does at its own rate. Tests and labels as in "
+            "Statistics below: one Holm family per objective and method over both estimands and every control; "
+            "\"better on both\" is intersection-union.\n\n"
             + (family_note(v, alpha) if not v.empty else ""))
-    rw.text("### Verdicts\n" + verdict_markdown(v, columns=[*COLUMNS, "n_not_bracketed"]))
+    rw.text("### Verdicts\n" + verdict_markdown(v, columns=[*COLUMNS, *READINGS, "n_not_bracketed"]))
     if not v.empty:
         rw.text("### Better on both estimands (intersection-union)\n" + markdown_table(better_on_all(v)))
         rw.text("### In plain words\n" + plain_summary(v, MATCHED_NAMES))

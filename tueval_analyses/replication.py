@@ -103,7 +103,10 @@ def write_report(root: Path, cfg: AnalysisConfig, st: dict, results, by_pair, po
             "data order), everything else equal. Per pair the confirmatory comparison is the controls analysis' "
             + ("(utility at matched forgetting, both estimands)" if matched else
                "(the primary metrics at one learning rate: these runs write no trajectories)")
-            + ", with its Holm families; pooled over the pairs, one stratified test per comparison.\n")
+            + ", with its Holm families; pooled over the pairs, one stratified test per comparison."
+            + (" Between the two checkpoints around the method's level a control's utility is read at the higher "
+               "one for 'better' (`estimate`) and at the lower one for 'worse' (`estimate_favourable`); "
+               "`estimate_interpolated` is the linear interpolation, for reference." if matched else "") + "\n")
     rw.text("## Settings\n" + settings_md({
         "workdir": str(cfg.workdir.root), "profile": cfg.profile,
         "model pairs": (f"{k} (pair 0 + the prepared workdirs {paths})" if paths else
@@ -129,7 +132,9 @@ def write_report(root: Path, cfg: AnalysisConfig, st: dict, results, by_pair, po
             "pooled label is 'better' and every pair's own Holm label is 'better' too.\n\n"
             + (family_note(pooled, cfg.alpha) if not pooled.empty else ""))
     rw.text("## Holds on every pair\n" + markdown_table(holds_table(pooled)))
-    rw.text("## Pooled verdicts\n" + verdict_markdown(_shown(pooled), columns=[*COLUMNS, *POOLED_COLUMNS]))
+    readings = ["estimate_favourable", "estimate_interpolated"] if matched else []
+    rw.text("## Pooled verdicts\n" + verdict_markdown(_shown(pooled), columns=[*COLUMNS, *readings,
+                                                                               *POOLED_COLUMNS]))
     for r in results:
         v = by_pair[by_pair["pair"] == r.pair]
         rw.text(f"## Pair {r.pair} (training seed {r.train_seed if r.train_seed is not None else 'given'})\n"

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, TuevalError
-from ..stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, Rule, fill_failed, final_point,
+from ..stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, Interp, Rule, fill_failed, final_point,
                              hypervolume, log10_fq, matched_differences, retain_distance, split_at_crossings)
 from .families import DEFAULT_FAMILY, DIFF_COLUMNS, family_verdicts
 from .grid import BASE, METHOD_ARM
@@ -36,7 +36,11 @@ HYPERVOLUME = {"fq": "hypervolume_fq", "fp": "hypervolume_fp"}
 #: every matched metric is higher-is-better; the direction travels with each comparison
 DIRECTIONS = {**{m: True for m, _ in ESTIMANDS.values()}, **{m: True for m in HYPERVOLUME.values()}}
 UTILITY = "utility_est"
-MATCHED_COLUMNS = (*DIFF_COLUMNS, "level", "status", "n_control_runs")
+#: ``diff`` gives each control the higher utility of the two checkpoints around the method's level (the reading
+#: least favourable to the method), ``diff_favourable`` the lower one, ``diff_interpolated`` the linear
+#: interpolation (descriptive)
+BOUNDS = {"diff": "upper", "diff_favourable": "lower", "diff_interpolated": "linear"}
+MATCHED_COLUMNS = (*DIFF_COLUMNS, "diff_favourable", "diff_interpolated", "level", "status", "n_control_runs")
 
 
 def _default_loader() -> Callable:
@@ -108,16 +112,30 @@ def matched_diffs(traj: pd.DataFrame, estimand: str = "fq", retain_forget_prob: 
                   utility: str = UTILITY, method_arm: str = METHOD_ARM, group: Sequence[str] = GROUP,
                   rule: Rule = "first") -> pd.DataFrame:
     """Per (group, control, seed): the method's final utility minus the control's utility at the method's final
-    forget level (``MATCHED_COLUMNS``). A control with several runs per seed (a learning-rate grid) enters with
-    its frontier. Seeds that are not OK (``status``) take the worst-rank difference: a control that does not
-    bracket the method's level, or a failed method, count against the method (``method_failed``); a failed
-    control against the control (``control_failed``)."""
+    forget level (``MATCHED_COLUMNS``). Between two checkpoints the control's utility is only known to lie between
+    theirs (its utility is taken as monotone along a segment, not linear): ``diff`` uses the higher end, against
+    the method, ``diff_favourable`` the lower end, ``diff_interpolated`` the linear interpolation (``BOUNDS``).
+    A control with several runs per seed (a learning-rate grid) enters with its frontier. Seeds that are not OK
+    (``status``) take the worst-rank difference: a control that does not bracket the method's level, or a failed
+    method, count against the method (``method_failed``); a failed control against the control
+    (``control_failed``)."""
+    parts = [_matched_diffs(traj, estimand, retain_forget_prob, utility, method_arm, group, rule, interp)
+             for interp in BOUNDS.values()]
+    out = parts[0]
+    for col, part in zip(list(BOUNDS)[1:], parts[1:]):
+        out[col] = part["diff"].to_numpy()
+    return out[[*group, *MATCHED_COLUMNS]]
+
+
+def _matched_diffs(traj: pd.DataFrame, estimand: str, retain_forget_prob: float | None, utility: str,
+                   method_arm: str, group: Sequence[str], rule: Rule, interp: Interp) -> pd.DataFrame:
+    """``matched_diffs``' frame with one reading (``interp``) of the control's utility in ``diff``."""
     group = list(group)
     metric = ESTIMANDS[estimand][0]
     kf, X, Y = curves(traj, forget_level(traj, estimand, retain_forget_prob, signed=True), utility,
                       [*group, "arm", "seed", "run_id"])
     if estimand == "fp":  # a run that crosses the retain model's level passes through every distance below its ends
-        X, Y = split_at_crossings(X, Y)
+        X, Y = split_at_crossings(X, Y, interp)
         X = np.abs(X)
     is_m = (kf["arm"] == method_arm).to_numpy()
     dup = kf[is_m].duplicated([*group, "seed"])
@@ -143,7 +161,8 @@ def matched_diffs(traj: pd.DataFrame, estimand: str = "fq", retain_forget_prob: 
         cy = cx.copy()
         cx[s_of, r_of], cy[s_of, r_of] = X[g["_i"].to_numpy()], Y[g["_i"].to_numpy()]
         first = g.drop_duplicates("seed").set_index("seed").loc[seeds]
-        diff, cu, status = matched_differences(first["_lvl"].to_numpy(), first["_mu"].to_numpy(), cx, cy, rule)
+        diff, cu, status = matched_differences(first["_lvl"].to_numpy(), first["_mu"].to_numpy(), cx, cy, rule,
+                                               interp)
         out.append(pd.DataFrame({**{c: gd[c] for c in group}, "control": gd["arm"], "metric": metric,
                                  "seed": seeds, "method_value": first["_mu"].to_numpy(), "control_value": cu,
                                  "diff": fill_failed(diff, status),
@@ -152,7 +171,7 @@ def matched_diffs(traj: pd.DataFrame, estimand: str = "fq", retain_forget_prob: 
                                  "status": status, "n_control_runs": np.bincount(s_of, minlength=len(seeds))}))
     if not out:
         return pd.DataFrame(columns=[*group, *MATCHED_COLUMNS])
-    return pd.concat(out, ignore_index=True)[[*group, *MATCHED_COLUMNS]]
+    return pd.concat(out, ignore_index=True)
 
 
 def bracketing_summary(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:
@@ -164,20 +183,22 @@ def bracketing_summary(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.
 
 
 def favourable_fill(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:
-    """``diffs`` with each not-bracketed seed filled in the method's favour, max(0, best OK difference of its
-    comparison): the differences a 'worse' label must also hold on, since those seeds were never compared."""
+    """``diffs`` read in the method's favour: ``diff`` becomes ``diff_favourable`` (the control at the lower end
+    of its segment), and each not-bracketed seed max(0, best OK favourable difference of its comparison): the
+    differences a 'worse' label must also hold on."""
+    fav = diffs["diff_favourable"] if "diff_favourable" in diffs else diffs["diff"]
     keys = [diffs[k] for k in [*group, "control", "metric"]]
-    best = diffs["diff"].where(diffs["status"] == OK).groupby(keys, sort=False).transform("max")
-    return diffs.assign(diff=np.where(diffs["status"] == NOT_BRACKETED, best.fillna(0.0).clip(lower=0.0),
-                                      diffs["diff"]))
+    best = fav.where(diffs["status"] == OK).groupby(keys, sort=False).transform("max")
+    return diffs.assign(diff=np.where(diffs["status"] == NOT_BRACKETED, best.fillna(0.0).clip(lower=0.0), fav))
 
 
 def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Sequence[str] = DEFAULT_FAMILY,
                      correction: str = "holm", group: Sequence[str] = GROUP) -> tuple[list, pd.DataFrame]:
     """Verdicts of the matched differences (one-sided paired sign-flip test, higher is better, t- and
-    bootstrap-t CIs, ``correction`` within each family) and their frame, with ``n_not_bracketed`` per
-    comparison. Not-bracketed seeds count against the method for 'better'; a 'worse' label must hold with them
-    counted for the method too (``favourable_fill``), else it reads 'not better'."""
+    bootstrap-t CIs, ``correction`` within each family) and their frame, with ``n_not_bracketed`` and the
+    favourable and interpolated estimates per comparison. 'Better' is tested on ``diff`` (each control at the
+    higher utility of its bracketing checkpoints; not-bracketed seeds against the method); a 'worse' label must
+    hold on the favourable reading too (``favourable_fill``), else it reads 'not better'."""
     from dataclasses import replace
 
     group = list(group)
@@ -185,7 +206,9 @@ def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Seq
     verdicts, frame = family_verdicts(d, alpha, family, correction, group, directions=DIRECTIONS)
     if frame.empty:
         return verdicts, frame
-    if (diffs["status"] == NOT_BRACKETED).any() and (frame["decision"] == "worse").any():
+    keys = [*group, "control", "metric"]
+    frame = frame.merge(reading_estimates(diffs, group), on=keys, how="left")
+    if (frame["decision"] == "worse").any():
         _, fav = family_verdicts(favourable_fill(diffs, group)[[*group, *DIFF_COLUMNS]], alpha, family, correction,
                                  group, directions=DIRECTIONS)
         frame, undo = confirm_worse(frame, fav, [*group, "control", "metric"])
@@ -193,6 +216,15 @@ def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Seq
         verdicts = [replace(v, decision="not better") if (v.method, v.control, v.metric) in gone else v
                     for v in verdicts]
     return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"], how="left")
+
+
+def reading_estimates(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:
+    """Per comparison, the mean of the favourable and of the interpolated differences over its seeds (not-OK
+    seeds with their worst-rank values, as in ``estimate``): ``estimate_favourable``, ``estimate_interpolated``."""
+    keys = [*group, "control", "metric"]
+    cols = [c for c in ("diff_favourable", "diff_interpolated") if c in diffs]
+    out = diffs.groupby(keys, sort=False)[cols].mean().reset_index()
+    return out.rename(columns={c: c.replace("diff", "estimate") for c in cols})
 
 
 def confirm_worse(frame: pd.DataFrame, favourable: pd.DataFrame, keys: Sequence[str]
@@ -297,96 +329,6 @@ def matched_table(runs: pd.DataFrame, wd, alpha: float = 0.05, estimands: Sequen
     fp = (retain_reference(wd) or {}).get("forget_prob")  # missing: the fp estimand refuses, never skipped
     return matched_comparison(load_trajectories(runs, wd, load), fp, estimands, alpha, family, rule=rule,
                               controls=controls)
-
-
-@dataclass(frozen=True)
-class LrBracket:
-    """The learning rates of the uniform base that bracket the methods' forget levels: ``low``, the largest at
-    which the base forgets no more than the weakest method; ``high``, the smallest at which it forgets at least as
-    much as the strongest; ``lrs``, the grid's values from ``low`` to ``high``; ``add``, the values to add to the
-    grid (a ``factor`` beyond its ends) where a side is not bracketed."""
-
-    lrs: tuple[float, ...]
-    low: float | None
-    high: float | None
-    add: tuple[float, ...]
-
-    @property
-    def bracketed(self) -> bool:
-        """Both sides are bracketed by the grid."""
-        return self.low is not None and self.high is not None
-
-
-def final_levels(traj: pd.DataFrame, column: str = "forget_prob", keys: Sequence[str] = ("arm",)) -> pd.DataFrame:
-    """Mean over seeds of ``column`` on each run's last checkpoint, per ``keys`` (e.g. ``("arm", "lr")``)."""
-    last = traj.sort_values("step", kind="stable").groupby("run_id", sort=False).tail(1)
-    return last.groupby(list(keys), sort=True)[column].mean().rename("level").reset_index()
-
-
-def trajectory_levels(traj: pd.DataFrame, column: str = "forget_prob", more_forgetting: str = "lower",
-                      keys: Sequence[str] = ("lr",)) -> pd.DataFrame:
-    """Per ``keys``: the mean over runs of each run's least-forgetting (``least``) and most-forgetting (``most``)
-    checkpoint level of ``column``: the range a run's trajectory passes through, the range it brackets."""
-    sign = _forgetting_sign(more_forgetting)
-    s = traj.assign(_s=sign * traj[column])
-    per_run = s.groupby([*keys, "run_id"], sort=True)["_s"].agg(["min", "max"])
-    out = per_run.groupby(list(keys), sort=True).mean()
-    return pd.DataFrame({"least": sign * out["min"], "most": sign * out["max"]}).reset_index()
-
-
-def _forgetting_sign(more_forgetting: str) -> float:
-    """+1 where a higher level is more forgetting, -1 where a lower one is: sign * level grows with forgetting."""
-    if more_forgetting not in ("lower", "higher"):
-        raise DataError(None, None, "more_forgetting", f"must be 'lower' or 'higher', got {more_forgetting!r}")
-    return 1.0 if more_forgetting == "higher" else -1.0
-
-
-def lr_bracket(base: pd.DataFrame, method_levels, more_forgetting: str = "lower", factor: float = 3.0) -> LrBracket:
-    """``LrBracket`` of the base's forget levels per learning rate against the methods' final levels. ``base``:
-    columns lr and level (a final level per rate, e.g. ``final_levels(..., keys=('lr',))``), or lr, least and most
-    (the range each rate's trajectory passes through, ``trajectory_levels``): a rate reaches down to the weakest
-    method when its least-forgetting point forgets no more, and up to the strongest when its most-forgetting point
-    forgets at least as much. The default level, the raw forget probability (lower = more forgetting), keeps
-    falling with the dose past the collapse point, where forget quality turns back."""
-    sign = _forgetting_sign(more_forgetting)
-    if not {"least", "most"} <= set(base.columns):  # one final level per rate: it is both ends of the range
-        base = base.assign(least=base["level"], most=base["level"])
-    b = base.groupby("lr", sort=True)[["least", "most"]].mean()
-    lr, least, most = b.index.to_numpy(float), b["least"].to_numpy(float), b["most"].to_numpy(float)
-    m = np.asarray(method_levels, dtype=float)
-    m = m[np.isfinite(m)]
-    if lr.size == 0 or m.size == 0:
-        raise DataError(None, None, "level", "need the base's levels at one learning rate or more and at least "
-                                             "one finite method level")
-    weakest, strongest = (sign * m).min(), (sign * m).max()
-    at_least = lr[sign * most >= strongest]
-    high = float(at_least.min()) if at_least.size else None
-    no_more = lr[(sign * least <= weakest) & (lr <= (high if high is not None else np.inf))]
-    low = float(no_more.max()) if no_more.size else None
-    lo_, hi_ = low if low is not None else lr.min(), high if high is not None else lr.max()
-    add = ((float(lr.min() / factor),) if low is None else ()) + ((float(lr.max() * factor),) if high is None else ())
-    return LrBracket(tuple(float(x) for x in lr[(lr >= lo_) & (lr <= hi_)]), low, high, add)
-
-
-def bracket_table(traj: pd.DataFrame, base: str = BASE, method_arm: str = METHOD_ARM, column: str = "forget_prob",
-                  more_forgetting: str = "lower", by: Sequence[str] = ("objective",)) -> pd.DataFrame:
-    """Per ``by`` group: ``lr_bracket`` of the range the base's trajectories pass through at each learning rate
-    against the final levels of every method of the group (columns ``by``, low, high, lrs, add, bracketed): what a
-    report prints to say whether the grid reaches the weakest and the strongest method."""
-    rows = []
-    for key, g in traj.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        meth = final_levels(g[g["arm"] == method_arm], column, keys=("method",))["level"]
-        levels = trajectory_levels(g[g["arm"] == base], column, more_forgetting)
-        b = lr_bracket(levels, meth, more_forgetting)
-        rows.append({**dict(zip(by, key)), "low": b.low, "high": b.high, "lrs": list(b.lrs), "add": list(b.add),
-                     "bracketed": b.bracketed})
-    return pd.DataFrame(rows, columns=[*by, "low", "high", "lrs", "add", "bracketed"])
-
-
-def geometric_lrs(center: float, factor: float = 3.0, below: int = 2, above: int = 1) -> tuple[float, ...]:
-    """``center * factor**k`` for k = -below..above, ascending: a learning-rate grid around a default."""
-    return tuple(float(center * factor ** k) for k in range(-below, above + 1))
 
 
 def matched_comparisons(diffs: pd.DataFrame, alpha: float = 0.05, group: Sequence[str] = GROUP) -> list:

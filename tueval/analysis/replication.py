@@ -123,9 +123,10 @@ def pooled_verdicts(results: Sequence[PairResult], alpha: float = 0.05, family: 
     v = v.merge(d.groupby(list(KEYS), sort=False)["pair"].nunique().rename("n_pairs").reset_index(),
                 on=list(KEYS), how="left")
     if matched and "status" in d:
-        from .matched_tables import bracketing_summary
+        from .matched_tables import bracketing_summary, reading_estimates
 
         v = v.merge(bracketing_summary(d, GROUP), on=list(KEYS), how="left")
+        v = v.merge(reading_estimates(d, GROUP), on=list(KEYS), how="left")
     return v
 
 
@@ -137,12 +138,12 @@ def _pooled_frame(d: pd.DataFrame, alpha: float, family: str, correction: str, m
 
 def _worse_only_if_favourable(v: pd.DataFrame, d: pd.DataFrame, alpha: float, family: str, correction: str
                               ) -> pd.DataFrame:
-    """The matched comparison's rule for 'worse', pooled: it must also hold with every pair's not-bracketed seeds
-    counted for the method (``favourable_fill`` within each pair), else the label reads 'not better'."""
-    from ..stats.matched import NOT_BRACKETED
+    """The matched comparison's rule for 'worse', pooled: it must also hold on the favourable reading (each
+    control at the lower end of its segment, every pair's not-bracketed seeds counted for the method:
+    ``favourable_fill`` within each pair), else the label reads 'not better'."""
     from .matched_tables import confirm_worse, favourable_fill
 
-    if not ((d["status"] == NOT_BRACKETED).any() and (v["decision"] == "worse").any()):
+    if not (v["decision"] == "worse").any():
         return v
     fav = favourable_fill(d, [*GROUP, "pair"])  # each pair's best matched difference fills its own seeds
     return confirm_worse(v, _pooled_frame(fav, alpha, family, correction, True), KEYS)[0]

@@ -24,6 +24,8 @@ import numpy as np
 
 Rule = Literal["first", "best"]
 RULES = ("first", "best")
+Interp = Literal["linear", "upper", "lower"]
+INTERPS = ("linear", "upper", "lower")
 #: the smallest forget quality (KS p-value) kept before log10, so a p-value of 0 stays finite
 FQ_FLOOR = 1e-300
 #: per-seed status of a matched difference
@@ -43,7 +45,7 @@ def retain_distance(forget_prob, retain_forget_prob: float) -> np.ndarray:
     return np.abs(np.asarray(forget_prob, dtype=float) - float(retain_forget_prob))
 
 
-def split_at_crossings(gap, y) -> tuple[np.ndarray, np.ndarray]:
+def split_at_crossings(gap, y, interp: Interp = "linear") -> tuple[np.ndarray, np.ndarray]:
     """Curves of a signed gap ``[..., n]`` (e.g. forget probability - the retain model's) and utility, with one
     point inserted on every segment ``[..., 2n - 1]``: where the gap changes sign, the crossing (gap 0, utility
     interpolated), elsewhere the segment's midpoint. The curves are the same piecewise-linear paths, and |gap| of
@@ -59,15 +61,20 @@ def split_at_crossings(gap, y) -> tuple[np.ndarray, np.ndarray]:
     shape = (*g.shape[:-1], max(2 * g.shape[-1] - 1, 0))
     G, Y = np.full(shape, np.nan), np.full(shape, np.nan)
     G[..., ::2], Y[..., ::2] = g, y
-    G[..., 1::2], Y[..., 1::2] = g0 + t * (g1 - g0), y0 + t * (y1 - y0)
+    # the inserted point's utility is the segment's under ``interp``, so a bound stays the whole segment's
+    Y[..., 1::2] = {"linear": lambda: y0 + t * (y1 - y0), "upper": lambda: np.maximum(y0, y1),
+                    "lower": lambda: np.minimum(y0, y1)}[interp]()
+    G[..., 1::2] = g0 + t * (g1 - g0)
     return G, Y
 
 
-def utility_at_level(x, y, level, rule: Rule = "first") -> tuple[np.ndarray, np.ndarray]:
+def utility_at_level(x, y, level, rule: Rule = "first", interp: Interp = "linear") -> tuple[np.ndarray, np.ndarray]:
     """Utility of each curve ``(x, y)`` ``[..., n]`` at forget ``level`` ``[...]`` (broadcast), and whether the
-    curve brackets the level (see module doc for ``rule``); NaN where it does not."""
+    curve brackets the level (see module doc for ``rule`` and ``interp``); NaN where it does not."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if interp not in INTERPS:
+        raise ValueError(f"interp must be one of {INTERPS}, got {interp!r}")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
@@ -78,7 +85,10 @@ def utility_at_level(x, y, level, rule: Rule = "first") -> tuple[np.ndarray, np.
         hit = valid & (np.minimum(x0, x1) <= level) & (level <= np.maximum(x0, x1))
         dx = x1 - x0
         t = np.where(dx != 0, (level - x0) / np.where(dx != 0, dx, 1.0), 0.0)
-    at = np.where(hit, y0 + t * (y1 - y0), np.nan)
+    inside = {"linear": lambda: y0 + t * (y1 - y0), "upper": lambda: np.maximum(y0, y1),
+              "lower": lambda: np.minimum(y0, y1)}[interp]()
+    inside = np.where(level == x0, y0, np.where(level == x1, y1, inside))  # at a checkpoint its utility is known
+    at = np.where(hit, inside, np.nan)
     bracketed = hit.any(axis=-1)
     if at.shape[-1] == 0:
         return np.full(bracketed.shape, np.nan), bracketed
@@ -101,18 +111,19 @@ def final_point(x, y) -> tuple[np.ndarray, np.ndarray]:
     return np.where(has, take(x), np.nan), np.where(has, take(y), np.nan)
 
 
-def frontier_at_level(x, y, level, rule: Rule = "first") -> tuple[np.ndarray, np.ndarray]:
+def frontier_at_level(x, y, level, rule: Rule = "first", interp: Interp = "linear"
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Utility of an arm with several runs per seed (e.g. a learning-rate grid) at ``level`` ``[S]``: curves
     ``[S, R, n]``, the best utility over the runs that bracket the level (the arm's frontier), and whether any
     run does."""
-    v, b = utility_at_level(x, y, np.asarray(level, dtype=float)[..., None], rule)
+    v, b = utility_at_level(x, y, np.asarray(level, dtype=float)[..., None], rule, interp)
     value = np.max(np.where(b, v, -np.inf), axis=-1)
     has = b.any(axis=-1)
     return np.where(has, value, np.nan), has
 
 
-def matched_differences(method_level, method_utility, control_x, control_y, rule: Rule = "first"
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def matched_differences(method_level, method_utility, control_x, control_y, rule: Rule = "first",
+                        interp: Interp = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-seed utility differences method - control at the method's final forget level ``[S]``; control curves
     ``[S, n]`` (one run per seed) or ``[S, R, n]`` (a grid: its frontier). Returns (diff, control utility at the
     level, status): ``OK``, ``NOT_BRACKETED`` (the control never reaches the level), ``METHOD_FAILED`` (the
@@ -122,10 +133,10 @@ def matched_differences(method_level, method_utility, control_x, control_y, rule
     mu = np.asarray(method_utility, dtype=float)
     cx, cy = np.asarray(control_x, dtype=float), np.asarray(control_y, dtype=float)
     if cx.ndim == lvl.ndim + 1:
-        cu, b = utility_at_level(cx, cy, lvl, rule)
+        cu, b = utility_at_level(cx, cy, lvl, rule, interp)
         alive = (np.isfinite(cx) & np.isfinite(cy)).any(axis=-1)
     else:
-        cu, b = frontier_at_level(cx, cy, lvl, rule)
+        cu, b = frontier_at_level(cx, cy, lvl, rule, interp)
         alive = (np.isfinite(cx) & np.isfinite(cy)).any(axis=(-1, -2))
     m_ok = np.isfinite(lvl) & np.isfinite(mu)
     status = np.where(~m_ok, METHOD_FAILED, np.where(~alive, CONTROL_FAILED, np.where(b, OK, NOT_BRACKETED)))
