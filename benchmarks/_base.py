@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +54,27 @@ def fresh_workdir(src: Path, dst: Path) -> Path:
         shutil.rmtree(dst)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "analyses"))
     return dst
+
+
+def peak_gflops(repeats: int = 5) -> float:
+    """Best fp32 matmul throughput of this process (GFLOP/s) over square products of 512 and 1024."""
+    import torch
+
+    best = 0.0
+    for n in (512, 1024):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def count_flops(fn) -> float:
+    """Matmul FLOPs executed by ``fn()`` (torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return float(fc.get_total_flops())

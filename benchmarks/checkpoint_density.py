@@ -87,7 +87,8 @@ def main() -> None:
             "the 7 seeds with the control read at the **upper** end of its bracketing segment (the verdict's "
             "reading) / at the **lower** end / **linearly interpolated**, then the verdict (B better, - not "
             "better, W worse; Holm per objective and method). fq: log10 forget quality; fp: distance of the forget "
-            "probability to the retain model's.\n\n" + markdown_table(wide.reset_index()) + "\n")
+            "probability to the retain model's.\n\n" + markdown_table(wide.reset_index().astype({"pair": str}))
+            + "\n")
     Path(args.out).write_text(text, encoding="utf-8")
     print(text)
 

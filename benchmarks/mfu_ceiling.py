@@ -16,35 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
+
 MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
-
-
-def peak_gflops(repeats: int = 5) -> float:
-    """Best fp32 matmul throughput of this process (GFLOP/s) over square products of 512 and 1024."""
-    import torch
-
-    best = 0.0
-    for n in (512, 1024):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    return best
-
-
-def matmul_flops(fn) -> float:
-    """Matmul FLOPs executed by ``fn()``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return float(fc.get_total_flops())
 
 
 def profile(fn) -> tuple[float, Counter]:
@@ -127,16 +107,16 @@ def measure(args) -> dict:
             trainer(s)
         return time.perf_counter() - t
 
-    peaks = [peak_gflops()]
+    peaks = [_base.peak_gflops()]
     out = {}
     for name, fn, wall in (("teacher-forced forget set", tf, lambda: best_of(tf, args.repeats)),
                            ("GA training, 10 steps", train, lambda: min(train_steps() for _ in range(args.repeats)))):
         w = wall()
-        fl = matmul_flops(fn)
+        fl = _base.count_flops(fn)
         mm_s, shapes = profile(fn)
         out[name] = {"wall_s": w, "gflop": fl / 1e9, "matmul_s": mm_s, "isolated_s": isolated_seconds(shapes),
                      "matmul_calls": sum(shapes.values())}
-    peaks.append(peak_gflops())
+    peaks.append(_base.peak_gflops())
     if args.compile:
         t = time.perf_counter()
         cm = torch.compile(model, dynamic=True)
@@ -170,8 +150,6 @@ def report(res: dict, cmd: str) -> str:
 
 
 def main() -> None:
-    import sys
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="work")
     ap.add_argument("--repeats", type=int, default=3)

@@ -28,30 +28,6 @@ SETS = ("forget", "retain", "real_authors", "world_facts")
 
 
 # ------------------------------------------------------------------------------------------------------ worker
-def peak_gflops(repeats: int = 5) -> float:
-    """Best fp32 matmul throughput of this process (GFLOP/s) over square products of 512 and 1024."""
-    import torch
-
-    best = 0.0
-    for n in (512, 1024):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    return best
-
-
-def count_flops(fn) -> float:
-    """Matmul FLOPs executed by ``fn()`` (torch's flop counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return float(fc.get_total_flops())
-
-
 def _params(model) -> tuple[int, int]:
     """(matmul parameters of the transformer body, of the output layer)."""
     head = model.get_output_embeddings().weight.numel()
@@ -96,7 +72,7 @@ def worker(args) -> None:
     res: dict = {"imports": time.perf_counter() - t_import}
     new = hasattr(lik, "score_sets")
     wd = Workdir(args.workdir)
-    peaks = [peak_gflops()]
+    peaks = [_base.peak_gflops()]
 
     def timed(name, fn):
         t = time.perf_counter()
@@ -124,12 +100,12 @@ def worker(args) -> None:
         torch.manual_seed(0)
         fresh = Trainer.build(spec, wd, *resolve(spec, wd).pop("_objects"), "forget10")
         k = min(n, 5)
-        fl = count_flops(lambda: [fresh(s) for s in range(k)]) * n / k
+        fl = _base.count_flops(lambda: [fresh(s) for s in range(k)]) * n / k
         res[f"flops train {obj} ({n} steps)"] = fl
         res[f"useful train {obj} ({n} steps)"] = fl
         if obj == "ga":
             trained = trainer.model
-    peaks.append(peak_gflops())
+    peaks.append(_base.peak_gflops())
     # a warm worker has imported ROUGE's stemmer (nltk, about 2 s) at its first run: not a per-run cost
     gen.rouge_recall(["warm up"], ["warm up"])
     m = trained.eval()
@@ -147,17 +123,17 @@ def worker(args) -> None:
         for k in SETS:
             job = {k: SetJob(ev[k], fields[k], ("answer",) if k == "forget" else ())}
             sc = timed(f"TF {k}", lambda: score_sets(m, tok, job))
-            res[f"flops TF {k}"] = count_flops(lambda: score_sets(m, tok, job))
+            res[f"flops TF {k}"] = _base.count_flops(lambda: score_sets(m, tok, job))
             tables[k] = sc[k]
         hj = {"holdout": SetJob(hold, ("answer",), ("answer",))}
         hs = timed("MIA (holdout forward; forget rows shared with TF forget)", lambda: score_sets(m, tok, hj))
-        res["flops MIA (holdout forward; forget rows shared with TF forget)"] = count_flops(lambda: score_sets(m, tok,
-                                                                                                               hj))
+        res["flops MIA (holdout forward; forget rows shared with TF forget)"] = _base.count_flops(
+            lambda: score_sets(m, tok, hj))
         mia_t = timed("MIA scores", lambda: labelled(scores_table(ev["forget"], tables["forget"]),
                                                       scores_table(hold, hs["holdout"])))
         qs = [e.question for k in SETS for e in ev[k]]
         gens = timed("generation (all sets)", lambda: gen.generate_answers(m, tok, qs, max_new_tokens=gen_tokens))
-        res["flops generation (all sets)"] = count_flops(lambda: gen.generate_answers(m, tok, qs,
+        res["flops generation (all sets)"] = _base.count_flops(lambda: gen.generate_answers(m, tok, qs,
                                                                                       max_new_tokens=gen_tokens))
         from tueval.evaluation.encoding import encode_prompts
 
@@ -187,17 +163,17 @@ def worker(args) -> None:
                     field_stats(m, tok, ev[k], "paraphrased_answer", 64)
                 perturbed_stats(m, tok, ev[k], 64)
             timed(f"TF {k}", tf)
-            res[f"flops TF {k}"] = count_flops(tf)
+            res[f"flops TF {k}"] = _base.count_flops(tf)
         mia_t = timed("MIA (holdout forward; forget rows shared with TF forget)",
                       lambda: mia_table(m, tok, ev["forget"], hold, batch_size=64))
-        res["flops MIA (holdout forward; forget rows shared with TF forget)"] = count_flops(
+        res["flops MIA (holdout forward; forget rows shared with TF forget)"] = _base.count_flops(
             lambda: mia_table(m, tok, ev["forget"], hold, batch_size=64))
         res["MIA scores"] = 0.0
 
         def generate():
             return [gen.generate_answers(m, tok, [e.question for e in ev[k]], 64, gen_tokens) for k in SETS]
         gl = timed("generation (all sets)", generate)
-        res["flops generation (all sets)"] = count_flops(generate)
+        res["flops generation (all sets)"] = _base.count_flops(generate)
 
         def rouge():
             return [gen.rouge_recall(g, [e.answer for e in ev[k]]) for g, k in zip(gl, SETS)]
@@ -206,7 +182,7 @@ def worker(args) -> None:
     timed("summary", lambda: summarise(out, ref.forget, mia_summary(mia_t, ref.mia_aucs)))
     folder = RunFolder(Path(tempfile.mkdtemp(prefix="tueval_cost_")) / "run")
     timed("write run folder", lambda: folder.write_tables({**out, "mia": mia_t}))
-    peaks.append(peak_gflops())
+    peaks.append(_base.peak_gflops())
     for k in SETS:
         res[f"useful TF {k}"] = useful_tf_flops(m, tok, ev[k], fields[k])
     res["useful MIA (holdout forward; forget rows shared with TF forget)"] = (
