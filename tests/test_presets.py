@@ -268,6 +268,22 @@ def test_an_analysis_grid_keeps_each_objectives_learning_rate_unless_the_user_fi
     assert {c.spec.lr for c in mine} == {5e-4}
 
 
+def test_a_method_entrys_eval_every_reaches_every_arm_and_redosed_run():
+    """The demo grid checks some methods' trajectories more densely than the shared setting: the entry's value
+    must reach the method, its controls, its base and their learning-rate sweep runs, and nothing else."""
+    from tueval import defaults
+    from tueval.analysis.grid import grid_cells
+
+    methods = [{"preset": "tokenunlearn_hard", "controls": ["random_k", "step_matched"], "eval_every": 4},
+               {"preset": "etw", "controls": ["permuted"]}]
+    cells = grid_cells(["ga", "graddiff"], methods, ["random_k", "step_matched", "permuted", "uniform"], [0],
+                       {**defaults.SHARED, "eval_every": "epoch"}, base_lr_factors=(3.0,), control_lr_factors=(3.0,))
+    every = {(c.objective, c.arm, c.setting): c.spec.eval_every for c in cells}
+    ga = {k: v for k, v in every.items() if k[0] == "ga"}
+    assert len(ga) == 6 and set(ga.values()) == {4}  # method, random_k, step_matched, base, 2 runs at 3x
+    assert {v for k, v in every.items() if k[0] == "graddiff"} == {"epoch"}
+
+
 def test_base_lr_factors_add_the_base_alone_at_multiples_of_its_own_rate():
     from tueval.analysis.grid import BASE, METHOD_ARM, grid_cells, unique_specs
     from tueval.analysis.matched_tables import frontier_runs
