@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from .grid import BASE, METHOD_ARM
 
+
 @dataclass(frozen=True)
 class LrBracket:
     """The learning rates of the uniform base that bracket the methods' forget levels: ``low``, the largest at

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, TuevalError
-from ..stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, Interp, Rule, fill_failed, final_point,
+from ..stats.matched import (CONTROL_FAILED, METHOD_FAILED, NOT_BRACKETED, OK, Rule, fill_failed, final_point,
                              hypervolume, log10_fq, matched_differences, retain_distance, split_at_crossings)
 from .families import DEFAULT_FAMILY, DIFF_COLUMNS, family_verdicts
 from .grid import BASE, METHOD_ARM
@@ -119,31 +119,22 @@ def matched_diffs(traj: pd.DataFrame, estimand: str = "fq", retain_forget_prob: 
     (``status``) take the worst-rank difference: a control that does not bracket the method's level, or a failed
     method, count against the method (``method_failed``); a failed control against the control
     (``control_failed``)."""
-    parts = [_matched_diffs(traj, estimand, retain_forget_prob, utility, method_arm, group, rule, interp)
-             for interp in BOUNDS.values()]
-    out = parts[0]
-    for col, part in zip(list(BOUNDS)[1:], parts[1:]):
-        out[col] = part["diff"].to_numpy()
-    return out[[*group, *MATCHED_COLUMNS]]
-
-
-def _matched_diffs(traj: pd.DataFrame, estimand: str, retain_forget_prob: float | None, utility: str,
-                   method_arm: str, group: Sequence[str], rule: Rule, interp: Interp) -> pd.DataFrame:
-    """``matched_diffs``' frame with one reading (``interp``) of the control's utility in ``diff``."""
     group = list(group)
     metric = ESTIMANDS[estimand][0]
     kf, X, Y = curves(traj, forget_level(traj, estimand, retain_forget_prob, signed=True), utility,
                       [*group, "arm", "seed", "run_id"])
     if estimand == "fp":  # a run that crosses the retain model's level passes through every distance below its ends
-        X, Y = split_at_crossings(X, Y, interp)
-        X = np.abs(X)
+        split = {col: split_at_crossings(X, Y, interp) for col, interp in BOUNDS.items()}
+        X, Ys = np.abs(split["diff"][0]), {col: y for col, (_, y) in split.items()}
+    else:
+        Ys = {col: Y for col in BOUNDS}
     is_m = (kf["arm"] == method_arm).to_numpy()
     dup = kf[is_m].duplicated([*group, "seed"])
     if dup.any():
         r = kf[is_m][dup].iloc[0]
         raise DataError(None, int(r["seed"]), "run_id", f"{r[group[-1]]}: the method arm has more than one run "
                                                         "for this seed")
-    lvl, mu = final_point(X[is_m], Y[is_m])
+    lvl, mu = final_point(X[is_m], Ys["diff"][is_m])
     meth = kf[is_m][[*group, "seed"]].assign(_lvl=lvl, _mu=mu)
     out = []
     ctl = kf[~is_m].assign(_i=np.flatnonzero(~is_m))
@@ -156,22 +147,26 @@ def _matched_diffs(traj: pd.DataFrame, estimand: str, retain_forget_prob: float 
         seeds = list(dict.fromkeys(g["seed"]))
         r_of = g.groupby("seed", sort=False).cumcount().to_numpy()
         s_of = g["seed"].map({s: i for i, s in enumerate(seeds)}).to_numpy()
-        R = int(r_of.max()) + 1
-        cx = np.full((len(seeds), R, X.shape[1]), np.nan)
-        cy = cx.copy()
-        cx[s_of, r_of], cy[s_of, r_of] = X[g["_i"].to_numpy()], Y[g["_i"].to_numpy()]
+        rows = g["_i"].to_numpy()
+        cx = np.full((len(seeds), int(r_of.max()) + 1, X.shape[1]), np.nan)
+        cx[s_of, r_of] = X[rows]
         first = g.drop_duplicates("seed").set_index("seed").loc[seeds]
-        diff, cu, status = matched_differences(first["_lvl"].to_numpy(), first["_mu"].to_numpy(), cx, cy, rule,
-                                               interp)
+        readings = {}
+        for col, interp in BOUNDS.items():  # the bracketing (status) depends on the levels only: the same in each
+            cy = np.full(cx.shape, np.nan)
+            cy[s_of, r_of] = Ys[col][rows]
+            diff, cu, status = matched_differences(first["_lvl"].to_numpy(), first["_mu"].to_numpy(), cx, cy,
+                                                   rule, interp)
+            readings[col] = fill_failed(diff, status)
+            readings.setdefault("control_value", cu)
         out.append(pd.DataFrame({**{c: gd[c] for c in group}, "control": gd["arm"], "metric": metric,
-                                 "seed": seeds, "method_value": first["_mu"].to_numpy(), "control_value": cu,
-                                 "diff": fill_failed(diff, status),
+                                 "seed": seeds, "method_value": first["_mu"].to_numpy(), **readings,
                                  "method_failed": np.isin(status, [METHOD_FAILED, NOT_BRACKETED]),
                                  "control_failed": status == CONTROL_FAILED, "level": first["_lvl"].to_numpy(),
                                  "status": status, "n_control_runs": np.bincount(s_of, minlength=len(seeds))}))
     if not out:
         return pd.DataFrame(columns=[*group, *MATCHED_COLUMNS])
-    return pd.concat(out, ignore_index=True)
+    return pd.concat(out, ignore_index=True)[[*group, *MATCHED_COLUMNS]]
 
 
 def bracketing_summary(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:
@@ -211,11 +206,11 @@ def matched_verdicts(diffs: pd.DataFrame, alpha: float = 0.05, family: str | Seq
     if (frame["decision"] == "worse").any():
         _, fav = family_verdicts(favourable_fill(diffs, group)[[*group, *DIFF_COLUMNS]], alpha, family, correction,
                                  group, directions=DIRECTIONS)
-        frame, undo = confirm_worse(frame, fav, [*group, "control", "metric"])
+        frame, undo = confirm_worse(frame, fav, keys)
         gone = {tuple(r) for r in frame.loc[undo, ["method", "control", "metric"]].itertuples(index=False)}
         verdicts = [replace(v, decision="not better") if (v.method, v.control, v.metric) in gone else v
                     for v in verdicts]
-    return verdicts, frame.merge(bracketing_summary(diffs, group), on=[*group, "control", "metric"], how="left")
+    return verdicts, frame.merge(bracketing_summary(diffs, group), on=keys, how="left")
 
 
 def reading_estimates(diffs: pd.DataFrame, group: Sequence[str] = GROUP) -> pd.DataFrame:

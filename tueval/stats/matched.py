@@ -45,6 +45,16 @@ def retain_distance(forget_prob, retain_forget_prob: float) -> np.ndarray:
     return np.abs(np.asarray(forget_prob, dtype=float) - float(retain_forget_prob))
 
 
+def segment_utility(y0, y1, t, interp: Interp = "linear") -> np.ndarray:
+    """Utility a fraction ``t`` along segments from ``y0`` to ``y1``: linearly interpolated, or, knowing only that
+    it lies between the ends, the higher (``upper``) or lower (``lower``) end."""
+    if interp not in INTERPS:
+        raise ValueError(f"interp must be one of {INTERPS}, got {interp!r}")
+    if interp == "linear":
+        return y0 + t * (y1 - y0)
+    return np.maximum(y0, y1) if interp == "upper" else np.minimum(y0, y1)
+
+
 def split_at_crossings(gap, y, interp: Interp = "linear") -> tuple[np.ndarray, np.ndarray]:
     """Curves of a signed gap ``[..., n]`` (e.g. forget probability - the retain model's) and utility, with one
     point inserted on every segment ``[..., 2n - 1]``: where the gap changes sign, the crossing (gap 0, utility
@@ -62,9 +72,7 @@ def split_at_crossings(gap, y, interp: Interp = "linear") -> tuple[np.ndarray, n
     G, Y = np.full(shape, np.nan), np.full(shape, np.nan)
     G[..., ::2], Y[..., ::2] = g, y
     # the inserted point's utility is the segment's under ``interp``, so a bound stays the whole segment's
-    Y[..., 1::2] = {"linear": lambda: y0 + t * (y1 - y0), "upper": lambda: np.maximum(y0, y1),
-                    "lower": lambda: np.minimum(y0, y1)}[interp]()
-    G[..., 1::2] = g0 + t * (g1 - g0)
+    G[..., 1::2], Y[..., 1::2] = g0 + t * (g1 - g0), segment_utility(y0, y1, t, interp)
     return G, Y
 
 
@@ -73,8 +81,6 @@ def utility_at_level(x, y, level, rule: Rule = "first", interp: Interp = "linear
     curve brackets the level (see module doc for ``rule`` and ``interp``); NaN where it does not."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if interp not in INTERPS:
-        raise ValueError(f"interp must be one of {INTERPS}, got {interp!r}")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
@@ -85,9 +91,8 @@ def utility_at_level(x, y, level, rule: Rule = "first", interp: Interp = "linear
         hit = valid & (np.minimum(x0, x1) <= level) & (level <= np.maximum(x0, x1))
         dx = x1 - x0
         t = np.where(dx != 0, (level - x0) / np.where(dx != 0, dx, 1.0), 0.0)
-    inside = {"linear": lambda: y0 + t * (y1 - y0), "upper": lambda: np.maximum(y0, y1),
-              "lower": lambda: np.minimum(y0, y1)}[interp]()
-    inside = np.where(level == x0, y0, np.where(level == x1, y1, inside))  # at a checkpoint its utility is known
+    # at a checkpoint its utility is known
+    inside = np.where(level == x0, y0, np.where(level == x1, y1, segment_utility(y0, y1, t, interp)))
     at = np.where(hit, inside, np.nan)
     bracketed = hit.any(axis=-1)
     if at.shape[-1] == 0:
