@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 WORKDIR ?= work
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-grid test test-slow setup clean bench
+.PHONY: demo demo-grid test test-slow setup clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,9 +31,6 @@ test: $(STAMP)  ## set up and run the test suite (fast tests + the small end-to-
 
 test-slow: $(STAMP)  ## the slow end-to-end tests (default profile)
 	$(PY) -m pytest -m slow -p no:cacheprovider
-
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(WORKDIR)
