@@ -20,7 +20,7 @@ setup: $(STAMP)
 demo: $(STAMP)  ## set up, prepare the embedded default, run every analysis, write reports/
 	$(VENV)/bin/tueval demo --workdir $(WORKDIR)
 
-demo-grid: $(STAMP)  ## as demo, with every seed-paper method on GA and NPO against its control (about twice as long)
+demo-grid: $(STAMP)  ## as demo, with every seed-paper method on GA and NPO against its control (not timed: benchmarks/demo.md)
 	$(VENV)/bin/tueval demo --workdir $(WORKDIR) --profile grid
 
 # two pytest-xdist workers, one torch thread each; the small workdir is prepared once (benchmarks/test_suite.md)

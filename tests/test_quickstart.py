@@ -72,5 +72,12 @@ def test_evaluate_prints_tofus_metrics(quickstart):
 def test_controls_report(quickstart):
     tueval(quickstart, "analyze", "controls", "--workdir", "work_tofu", "--profile", "quick", "--seeds", "2",
            "--quiet")
-    report = quickstart / "reports" / "controls" / "report.md"
-    assert report.is_file() and "counterfactual" in report.read_text()
+    import pandas as pd
+
+    folder = quickstart / "reports" / "controls"
+    v = pd.read_csv(folder / "verdicts.csv")
+    methods = {"ga/tokenunlearn-hard0.3", "graddiff/etw-soft"}  # the quick grid's presets
+    assert set(v["method"]) == methods, v["method"].unique()
+    assert set(v["decision"]) <= {"better", "not better", "worse"} and v["estimate"].notna().all()
+    text = (folder / "report.md").read_text()
+    assert all(m in text for m in methods) and "matched" in text
