@@ -109,6 +109,7 @@ def test_concrete_values_alone_name_the_run(tmp_path):
             scorer_params={"mask": "question"}, generate=False, save_model=True, snapshot_steps=(2, 4), ckpt_every=3,
             lmeval_tasks=("tueval_forget_mc",)),
     RunSpec(objective="simnpo", lr=1 / 3),
+    RunSpec(eval_every=0, eval_steps=(5, 6, 7), seed=2),
 ])
 def test_the_printed_command_reproduces_the_spec(spec):
     assert _cli_spec(shlex.split(spec_words(spec))) == spec

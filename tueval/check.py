@@ -104,12 +104,14 @@ def tradeoff_comparisons(cfg, scorer: str, mode: str, ratio: float | None, contr
     from . import defaults
     from .analysis import get_analysis
     from .analysis.families import method_comparisons
-    from .analysis.matched_tables import frontier_runs, matched_comparisons, matched_table
+    from .analysis.controls_grid import matched_result, refine_setting
+    from .analysis.matched_tables import matched_comparisons
     from .analysis.runs import method_runs
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
-    if dict((cfg.extra or {}).get("fixed", defaults.SHARED)).get("eval_every"):
-        m = matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family="method")
+    m = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.SHARED)), "method",
+                       refine_setting(cfg))
+    if m is not None:
         return matched_comparisons(m.diffs, alpha=cfg.alpha)
     return method_comparisons(runs, get_analysis("controls").primary, alpha=cfg.alpha)
 

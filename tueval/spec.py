@@ -9,7 +9,7 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every", "special_tokens")
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every", "special_tokens", "eval_steps")
 #: RunSpec fields that never enter the hash: ``preset`` names where the values came from, and the values alone
 #: define the computation (a preset and the same settings written out share one cached run; editing a preset's
 #: documentation renames nothing). The run record keeps the name next to the hashed spec.
@@ -47,7 +47,8 @@ class RunSpec:
     the fields given and over the objective's defaults; it is recorded but not hashed (``NOT_HASHED``).
     ``max_new_tokens`` caps the greedy generations that ROUGE scores (200, as TOFU and open-unlearning).
     ``eval_every`` writes the run's trajectory (``trajectory.parquet``: the checkpoint evaluation after every N
-    steps, or every epoch with ``'epoch'``, and the full evaluation on the final row); 0 = none."""
+    steps, or every epoch with ``'epoch'``, and the full evaluation on the final row); 0 = none. ``eval_steps`` adds
+    checkpoints after the listed steps (with ``eval_every`` 0: only those; ``tueval.analysis.refine``)."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -73,6 +74,7 @@ class RunSpec:
     preset: str | None = DEFAULT
     max_new_tokens: int = DEFAULT
     eval_every: int | str = DEFAULT
+    eval_steps: tuple = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}
@@ -109,3 +111,8 @@ class RunSpec:
         if self.mode == "hard":
             s += f"{self.ratio:g}"
         return s + (f"+{self.control}" if self.control else "")
+
+    @property
+    def has_trajectory(self) -> bool:
+        """Whether the run writes a trajectory (``eval_every`` or ``eval_steps``)."""
+        return bool(self.eval_every or self.eval_steps)

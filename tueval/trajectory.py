@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -24,13 +24,16 @@ FULL_KEYS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_pr
 """Full-evaluation summary values carried by the final row (as ``full_<key>``)."""
 
 
-def checkpoint_hook(every: str | int, fn) -> Hook | None:
-    """The loop hook of a trajectory setting: ``'epoch'`` (after every epoch), N (after every N-th step), 0 (None:
-    no trajectory). It never fires on the last step (the full evaluation covers it) and cannot change the run."""
-    if not every:
+def checkpoint_hook(every: str | int, fn, steps: Iterable[int] = ()) -> Hook | None:
+    """The loop hook of a trajectory setting: ``'epoch'`` (after every epoch), N (after every N-th step), 0 (none),
+    and after each of ``steps``; None when neither is set. It never fires on the last step (the full evaluation
+    covers it) and cannot change the run."""
+    wanted = frozenset(int(s) for s in steps)
+    if not every and not wanted:
         return None
-    base = every_epoch(fn) if every == "epoch" else every_n_steps(int(every), fn, final=False)
-    return Hook(isolated(base.fn), lambda s: base.when(s) and not s.finished, "trajectory")
+    base = (every_epoch(fn) if every == "epoch" else every_n_steps(int(every), fn, final=False)) if every else None
+    return Hook(isolated(fn), lambda s: ((base is not None and base.when(s)) or s.step in wanted) and not s.finished,
+                "trajectory")
 
 
 @dataclass

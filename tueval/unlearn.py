@@ -137,7 +137,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
                                              spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
         folder.write_tables(tables)
         folder.write_log(state.log)
-        if spec.eval_every:
+        if spec.has_trajectory:
             traj.finish(state, tables, summary, ref.forget)
             folder.write_trajectory(traj.table())
         if scorer.stateful:
@@ -162,9 +162,9 @@ def _hooks(spec: RunSpec, wd: Workdir, ref, folder: RunFolder, trainer: Trainer,
 
     hooks = [every_step(lambda s: bar.update(1), "progress"),
              at_steps(spec.snapshot_steps, lambda s: folder.save_snapshot(s.step, trainer.model), "snapshot")]
-    sets = eval_sets(wd) if spec.eval_every else None
+    sets = eval_sets(wd) if spec.has_trajectory else None
     point = checkpoint_hook(spec.eval_every, lambda s: traj.evaluate(s, trainer.model, trainer.tokenizer, sets,
-                                                                     ref.forget))
+                                                                     ref.forget), spec.eval_steps)
     if point is not None:
         hooks.append(point)
 

@@ -28,7 +28,7 @@ from tueval.stats.paired import robust_level_note
 # the grid and its confirmatory metrics are library code (shared with the replication analysis)
 from tueval.analysis.controls_grid import (DEFAULT_FAMILY, LMEVAL_TASKS, PRIMARY, QUICK_METHODS,  # noqa: F401
                                            QUICK_OBJECTIVES, SCREEN_FAMILY, SECONDARY, SWEEP_LRS, SWEEP_RATIOS,
-                                           grid_runs, grid_settings, matched_result)
+                                           grid_runs, grid_settings, matched_result, refine_setting)
 
 NAME = "controls"
 TITLE = "Controls on the forget-utility trade-off"
@@ -43,7 +43,7 @@ def run(cfg: AnalysisConfig) -> dict:
     lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
     runs = grid_runs(cfg, st)
     return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
-                   matched=matched_result(runs, cfg, st["fixed"], st["family"]),
+                   matched=matched_result(runs, cfg, st["fixed"], st["family"], st["refine"]),
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
                              "controls": st["controls"], "settings over each objective's and preset's own": st["fixed"],
@@ -123,6 +123,12 @@ def _matched_sections(rw, matched, alpha: float) -> dict:
         rw.text("### In plain words\n" + plain_summary(v, MATCHED_NAMES))
     tables = {"matched_diffs": matched.diffs, "hypervolumes": matched.hypervolumes,
               "trajectories": matched.trajectories}
+    if matched.refinements is not None:
+        tables["refinements"] = matched.refinements
+        rw.text(f"### Refinement runs\n{len(matched.refinements)} control runs were trained again with a checkpoint "
+                "at every step inside the segments this comparison reads (`refine: true`; "
+                "`tueval.analysis.refine`), each checked to end exactly where its run ended; "
+                "`refinements.csv` lists them.\n")
     hv = matched.hypervolumes
     if not hv.empty:
         g = hv.groupby(["objective", "method", "arm", "metric"], sort=False)["value"]
@@ -251,7 +257,8 @@ def controls_verdicts(cfg: AnalysisConfig, scorer: str, mode: str, ratio: float 
 
     runs = method_runs(cfg, scorer, mode, ratio, controls, objective)
     drop = degenerate_controls(identical_arms(runs))
-    matched = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.SHARED)), "method")
+    matched = matched_result(runs, cfg, dict((cfg.extra or {}).get("fixed", defaults.SHARED)), "method",
+                             refine_setting(cfg))
     if matched is not None:  # the trade-off claim is the matched-forgetting one
         from tueval.analysis.matched_tables import matched_verdicts
 

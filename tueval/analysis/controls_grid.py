@@ -52,7 +52,13 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
             "lrs": list(ex.get("lrs", SWEEP_LRS if full else ())),
             "base_lr_factors": list(ex.get("base_lr_factors", defaults.BASE_LR_FACTORS.get(cfg.profile, ()))),
             "control_lr_factors": list(ex.get("control_lr_factors",
-                                              defaults.CONTROL_LR_FACTORS.get(cfg.profile, ())))}
+                                              defaults.CONTROL_LR_FACTORS.get(cfg.profile, ()))),
+            "refine": refine_setting(cfg)}
+
+
+def refine_setting(cfg: AnalysisConfig) -> bool:
+    """Whether the matched comparison runs refinement runs: the config's ``refine``, else the profile's."""
+    return bool((cfg.extra or {}).get("refine", defaults.REFINE.get(cfg.profile, False)))
 
 
 def grid_cells_of(st: dict, seeds) -> list:
@@ -71,10 +77,24 @@ def grid_runs(cfg: AnalysisConfig, st: dict):
     return gather(cfg, grid_cells_of(st, cfg.seeds))
 
 
-def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY):
-    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories)."""
-    from .matched_tables import frontier_runs, matched_table
+def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY, refine: bool = False):
+    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories); with
+    ``refine``, after one round of refinement runs (``tueval.analysis.refine``; their table is ``refinements``)."""
+    from dataclasses import replace
+
+    from .matched_tables import frontier_runs, load_trajectories, matched_comparison, matched_table
+    from .refine import refine_trajectories
+    from .runs import retain_reference
 
     if not fixed.get("eval_every"):
         return None
-    return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
+    if not refine:
+        return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
+    fp = (retain_reference(cfg.workdir) or {}).get("forget_prob")
+    traj = load_trajectories(frontier_runs(runs), cfg.workdir)
+    refined, done = refine_trajectories(traj, cfg.workdir, fp, compute=cfg.compute, workers=cfg.workers,
+                                        progress=cfg.progress)
+    # the areas from the grid's own checkpoints: refinement adds points to the controls' curves only
+    hv = matched_comparison(traj, fp, alpha=cfg.alpha, family=family).hypervolumes
+    return replace(matched_comparison(refined, fp, alpha=cfg.alpha, family=family), hypervolumes=hv,
+                   refinements=done)

@@ -51,7 +51,8 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
          "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens",
-         "preset": "--preset", "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every"}
+         "preset": "--preset", "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every",
+         "eval_steps": "--eval-steps"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
           "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens", "preset",
@@ -133,6 +134,9 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", metavar="N|epoch", help="write the run's trajectory (trajectory.parquet): the "
                    "checkpoint evaluation every N steps or every epoch, the full evaluation at the end "
                    f"({dh['eval_every']}: none)")
+    p.add_argument("--eval-steps", metavar="STEP[,STEP...]",
+                   help="also evaluate a trajectory checkpoint after these steps (positive integers; with "
+                   "--eval-every 0 only these; default none)")
     p.add_argument("--snapshot-steps", metavar="STEP[,STEP...]",
                    help="also save the model after these steps (positive integers; default none)")
     p.add_argument("--ckpt-every", type=int, help=f"checkpoint every N steps, >= 1 ({dh['ckpt_every']})")
@@ -169,6 +173,8 @@ def spec_from_args(args):
         given["scorer_params"] = _kv(args.scorer_param, "--scorer-param")
     if args.snapshot_steps is not None:
         given["snapshot_steps"] = _steps(args.snapshot_steps)
+    if args.eval_steps is not None:
+        given["eval_steps"] = _steps(args.eval_steps)
     if args.no_generate:
         given["generate"] = False
     if args.save_model:
@@ -192,7 +198,7 @@ def spec_words(spec) -> str:
             words += [w for k, x in v.items() for w in (flag, f"{k}={json.dumps(x)}")]
         elif f in ("generate", "save_model"):
             words.append(flag)
-        elif f in ("snapshot_steps", "lmeval_tasks"):
+        elif f in ("snapshot_steps", "eval_steps", "lmeval_tasks"):
             words += [flag, ",".join(map(str, v))]
         elif v is None:
             words += [flag, "none"]

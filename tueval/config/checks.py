@@ -230,7 +230,7 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "clip": positive, "normaliser": normaliser, "forget_split": forget_split, "objective_params": params,
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
     "ckpt_every": at_least_one, "lmeval_tasks": tasks, "special_tokens": choice(("auto", "exclude", "include")),
-    "preset": preset, "max_new_tokens": at_least_one, "eval_every": every,
+    "preset": preset, "max_new_tokens": at_least_one, "eval_every": every, "eval_steps": steps,
 }
 
 

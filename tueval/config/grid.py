@@ -14,8 +14,10 @@ A grid file is a YAML mapping:
 - analysis settings: ``workdir``, ``reports``, ``profile``, ``alpha``, ``family``, ``figures``, ``uniform``,
   ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
   the methods' forget levels), ``control_lr_factors`` (the same for the other controls, which forget less than
-  the method at its rate), ``pairs`` (the replication analysis' model pairs: a number, or the other pairs'
-  workdirs); ``seeds`` and ``scorers`` also set the analysis' seeds and scorers under test;
+  the method at its rate), ``refine`` (one round of refinement runs: a checkpoint at every step inside the
+  segments the matched comparison reads, ``tueval.analysis.refine``), ``pairs`` (the replication analysis' model
+  pairs: a number, or the other pairs' workdirs); ``seeds`` and ``scorers`` also set the analysis' seeds and
+  scorers under test;
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
   ``address`` (a Ray cluster) and ``resources`` (what one run reserves: ``cpus``, ``gpus``, ``memory``,
   ``custom``; docs/scale_out.md).
@@ -49,7 +51,7 @@ SECTIONS = ("fixed", "methods", "include")
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
             "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list,
-            "pairs": pairs_setting}
+            "refine": checks.boolean, "pairs": pairs_setting}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -144,7 +146,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors, pairs."""
+        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors, refine, pairs."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -158,7 +160,8 @@ class GridConfig:
             if key in self.given:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
         out.update({k: v for k, v in self.settings.items()
-                    if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors", "pairs")})
+                    if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors", "refine",
+                             "pairs")})
         return out
 
     def check_names(self) -> None:

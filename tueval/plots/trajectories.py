@@ -9,10 +9,13 @@ from .base import Figure, palette, plt, style
 
 
 def _mean_band(g: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per checkpoint step: mean of ``x`` and ``y`` over seeds and the 95% t half-width of ``y``."""
+    """Per checkpoint step that every run has (refinement runs add steps to some runs only): mean of ``x`` and
+    ``y`` over seeds and the 95% t half-width of ``y``."""
     from scipy import stats
 
+    runs = g.groupby(["seed", "run_id"]).ngroups
     agg = g.groupby("step").agg(x=(x, "mean"), y=(y, "mean"), sd=(y, "std"), n=(y, "count")).reset_index()
+    agg = agg[agg["n"] == runs].reset_index(drop=True)
     t = stats.t.ppf(0.975, np.maximum(agg["n"] - 1, 1))
     agg["half"] = np.where(agg["n"] > 1, t * agg["sd"] / np.sqrt(agg["n"]), 0.0)
     return agg

@@ -80,7 +80,8 @@ def matched_claim_lines(reports: Path, papers: list[tuple[str, str]]) -> list[st
             "The confirmatory trade-off claim (controls report): utility (`utility_est`) at the method's own final "
             "forget level, read on the uniform base's trajectory at the higher utility of the base's two "
             "checkpoints around that level (so 'keeps more' is what the checkpoints can guarantee, not an "
-            "interpolation), paired by seed; Holm within the method's family; "
+            "interpolation; one step apart where refinement runs ran: controls/refinements.csv), paired by seed; "
+            "Holm within the method's family; "
             "the oracle hard selection (ground-truth fact tokens) is the positive control, which a selection claim "
             "that holds at all should pass.\n")
     return [head, *out, ""]
