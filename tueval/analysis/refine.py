@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TuevalError
+from ..spec import RunSpec
 from ..stats.matched import Rule, final_point, split_at_crossings, utility_at_level
 from .grid import METHOD_ARM
 from .matched_tables import ESTIMANDS, GROUP, curves, forget_level
@@ -68,7 +69,7 @@ def refinement_steps(traj: pd.DataFrame, retain_forget_prob: float | None = None
     return {rid: s for rid, s in sorted(steps.items()) if s}
 
 
-def refinement_spec(spec, steps: Sequence[int]):
+def refinement_spec(spec: RunSpec, steps: Sequence[int]) -> RunSpec:
     """The refinement run of ``spec``: the same training, checkpoints only after ``steps``."""
     return replace(spec, eval_every=0, eval_steps=tuple(int(s) for s in steps))
 
