@@ -78,3 +78,23 @@ def count_flops(fn) -> float:
     with FlopCounterMode(display=False) as fc:
         fn()
     return float(fc.get_total_flops())
+
+
+def demo_pair_trajectories(workdir: str | Path, pairs: int = 2, extra: dict | None = None):
+    """Per model pair of the demo grid (analysis profile ``default``, read from the run cache; nothing is trained):
+    (pair, its workdir, the grid's frontier runs, their trajectories, the retain model's forget probability)."""
+    from dataclasses import replace
+
+    from tueval.analysis.controls_grid import grid_runs, grid_settings
+    from tueval.analysis.matched_tables import frontier_runs, load_trajectories
+    from tueval.analysis.registry import AnalysisConfig
+    from tueval.analysis.runs import retain_reference
+    from tueval.pairs import pair_workdirs
+    from tueval.workdir import Workdir
+
+    wd = Workdir(Path(workdir))
+    cfg = AnalysisConfig(workdir=wd, seeds=tuple(range(7)), compute=False, progress=False, extra=extra or {})
+    st = grid_settings(cfg)
+    for p, w in enumerate(pair_workdirs(wd, pairs, None, progress=False, quiet=True, train=False)):
+        runs = frontier_runs(grid_runs(replace(cfg, workdir=w), st))
+        yield p, w, runs, load_trajectories(runs, w), retain_reference(w)["forget_prob"]

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
 
 READINGS = {"diff": "upper", "diff_favourable": "lower", "diff_interpolated": "linear"}
 SYMBOL = {"better": "B", "not better": "-", "worse": "W"}
@@ -46,13 +48,7 @@ def density_table(traj: pd.DataFrame, retain_forget_prob: float, every: list[int
 
 
 def main() -> None:
-    from tueval.analysis.controls_grid import grid_runs, grid_settings
-    from tueval.analysis.matched_tables import frontier_runs, load_trajectories
-    from tueval.analysis.registry import AnalysisConfig
-    from tueval.analysis.runs import retain_reference
-    from tueval.pairs import pair_workdirs
     from tueval.report import markdown_table
-    from tueval.workdir import Workdir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="work")
@@ -62,17 +58,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).with_name("checkpoint_density.md")))
     args = ap.parse_args()
     every = [int(x) for x in args.every.split(",")]
-    wd = Workdir(Path(args.workdir))
     extra = {"objectives": args.objectives.split(",")} if args.objectives else {}
-    cfg = AnalysisConfig(workdir=wd, seeds=tuple(range(7)), compute=False, progress=False, extra=extra)
-    st = grid_settings(cfg)
     frames = []
-    for p, w in enumerate(pair_workdirs(wd, args.pairs, None, progress=False, quiet=True, train=False)):
-        traj = load_trajectories(frontier_runs(grid_runs(replace(cfg, workdir=w), st)), w)
+    for p, _, _, traj, fp in _base.demo_pair_trajectories(args.workdir, args.pairs, extra):
         # only the methods whose runs are checked at the finest spacing asked for
         fine = traj.groupby(["objective", "method"])["step"].transform(lambda x: bool((x == min(every)).any()))
         traj = traj[fine.astype(bool)].reset_index(drop=True)
-        frames.append(density_table(traj, retain_reference(w)["forget_prob"], every).assign(pair=p))
+        frames.append(density_table(traj, fp, every).assign(pair=p))
     t = pd.concat(frames, ignore_index=True)
     t["metric"] = t["metric"].str.replace("utility_at_matched_", "")
     t.to_csv(Path(args.out).with_suffix(".csv"), index=False)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
 
 SYMBOL = {"better": "B", "not better": "-", "worse": "W"}
 
@@ -28,27 +30,17 @@ def readings(res, pair: int, what: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    from tueval.analysis.controls_grid import grid_runs, grid_settings
-    from tueval.analysis.matched_tables import frontier_runs, load_trajectories, matched_comparison
+    from tueval.analysis.matched_tables import matched_comparison
     from tueval.analysis.refine import refine_trajectories, refinement_steps
-    from tueval.analysis.registry import AnalysisConfig
-    from tueval.analysis.runs import retain_reference
-    from tueval.pairs import pair_workdirs
     from tueval.report import markdown_table
-    from tueval.workdir import Workdir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="work")
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).with_name("refinement.md")))
     args = ap.parse_args()
-    wd = Workdir(Path(args.workdir))
-    cfg = AnalysisConfig(workdir=wd, seeds=tuple(range(7)), compute=False, progress=False)
-    st = grid_settings(cfg)
     frames, counts = [], []
-    for p, w in enumerate(pair_workdirs(wd, args.pairs, None, progress=False, quiet=True, train=False)):
-        runs = frontier_runs(grid_runs(replace(cfg, workdir=w), st))
-        traj, fp = load_trajectories(runs, w), retain_reference(w)["forget_prob"]
+    for p, w, runs, traj, fp in _base.demo_pair_trajectories(args.workdir, args.pairs):
         need = refinement_steps(traj, fp)
         refined, _ = refine_trajectories(traj, w, fp, compute=False)
         counts.append({"pair": p, "grid runs": runs["run_id"].nunique(), "refined runs": len(need),

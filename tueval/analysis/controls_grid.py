@@ -82,19 +82,18 @@ def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT
     ``refine``, after one round of refinement runs (``tueval.analysis.refine``; their table is ``refinements``)."""
     from dataclasses import replace
 
-    from .matched_tables import frontier_runs, load_trajectories, matched_comparison, matched_table
+    from .matched_tables import frontier_runs, hypervolumes, load_trajectories, matched_comparison
     from .refine import refine_trajectories
     from .runs import retain_reference
 
     if not fixed.get("eval_every"):
         return None
-    if not refine:
-        return matched_table(frontier_runs(runs), cfg.workdir, alpha=cfg.alpha, family=family)
-    fp = (retain_reference(cfg.workdir) or {}).get("forget_prob")
+    fp = (retain_reference(cfg.workdir) or {}).get("forget_prob")  # missing: the fp estimand refuses
     traj = load_trajectories(frontier_runs(runs), cfg.workdir)
+    if not refine:
+        return matched_comparison(traj, fp, alpha=cfg.alpha, family=family)
     refined, done = refine_trajectories(traj, cfg.workdir, fp, compute=cfg.compute, workers=cfg.workers,
                                         progress=cfg.progress)
     # the areas from the grid's own checkpoints: refinement adds points to the controls' curves only
-    hv = matched_comparison(traj, fp, alpha=cfg.alpha, family=family).hypervolumes
-    return replace(matched_comparison(refined, fp, alpha=cfg.alpha, family=family), hypervolumes=hv,
-                   refinements=done)
+    return replace(matched_comparison(refined, fp, alpha=cfg.alpha, family=family),
+                   hypervolumes=hypervolumes(traj, fp), refinements=done)

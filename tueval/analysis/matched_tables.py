@@ -299,9 +299,14 @@ def matched_comparison(traj: pd.DataFrame, retain_forget_prob: float | None = No
     if controls is not None:
         diffs = diffs[diffs["control"].isin(list(controls))].reset_index(drop=True)
     _, frame = matched_verdicts(diffs, alpha, family, correction, group)
-    hv = pd.concat([hypervolume_table(traj, e, retain_forget_prob, utility, group=group) for e in estimands],
-                   ignore_index=True)
-    return MatchedResult(diffs, frame, hv, traj)
+    return MatchedResult(diffs, frame, hypervolumes(traj, retain_forget_prob, estimands, utility, group), traj)
+
+
+def hypervolumes(traj: pd.DataFrame, retain_forget_prob: float | None = None, estimands: Sequence[str] = ("fq", "fp"),
+                 utility: str = UTILITY, group: Sequence[str] = GROUP) -> pd.DataFrame:
+    """``hypervolume_table`` of every estimand, in one frame."""
+    return pd.concat([hypervolume_table(traj, e, retain_forget_prob, utility, group=group) for e in estimands],
+                     ignore_index=True)
 
 
 def frontier_runs(runs: pd.DataFrame, method_arm: str = METHOD_ARM, base: str = BASE) -> pd.DataFrame:

@@ -77,6 +77,12 @@ def refinement_spec(spec: RunSpec, steps: Sequence[int]) -> RunSpec:
 def merge_refinement(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
     """``traj`` with the checkpoint rows of ``refined`` (a refinement run's trajectory, no step-0 row) added to
     every row set of ``run_id``, under the same labels; its final row is checked against the run's."""
+    return _merged(traj, [refinement_rows(traj, run_id, refined, where)])
+
+
+def refinement_rows(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
+    """The rows ``merge_refinement`` adds: ``refined``'s checkpoints under every label set of ``run_id`` in
+    ``traj``, after its final row is checked against the run's."""
     mine = traj[traj["run_id"] == run_id]
     fin_a, fin_b = mine[mine["final"].astype(bool)], refined[refined["final"].astype(bool)]
     if fin_a.empty or fin_b.empty:
@@ -92,8 +98,17 @@ def merge_refinement(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, whe
     rows = refined[~refined["final"].astype(bool)]
     labels = [c for c in mine.columns if c not in refined.columns]
     added = mine[labels].drop_duplicates().merge(rows, how="cross")
-    out = pd.concat([traj, added[traj.columns.intersection(added.columns)]], ignore_index=True)
-    return out.sort_values([*labels, "step"], kind="stable").reset_index(drop=True)
+    return added[traj.columns.intersection(added.columns)]
+
+
+def _merged(traj: pd.DataFrame, added: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``traj`` and the ``added`` rows in one frame, each run's checkpoints in step order (``traj`` itself when
+    nothing is added)."""
+    if not added:
+        return traj
+    out = pd.concat([traj, *added], ignore_index=True)
+    keys = [c for c in ("objective", "method", "arm", "seed", "run_id") if c in out]
+    return out.sort_values([*keys, "step"], kind="stable").reset_index(drop=True)
 
 
 def refine_trajectories(traj: pd.DataFrame, wd, retain_forget_prob: float | None, compute: bool = True,
@@ -109,9 +124,9 @@ def refine_trajectories(traj: pd.DataFrame, wd, retain_forget_prob: float | None
     need = refinement_steps(traj, retain_forget_prob, estimands, rule=rule)
     specs = {rid: refinement_spec(load_run(wd, rid).spec, s) for rid, s in need.items()}
     results = require_runs(list(specs.values()), wd, compute=compute, workers=workers, progress=progress)
-    out, rows = traj, []
+    added, rows = [], []
     for (rid, spec), res in zip(specs.items(), results):
         assert res.run_id == run_id(spec, wd)
-        out = merge_refinement(out, rid, load_trajectory(res.path), f" (refined by {res.run_id})")
+        added.append(refinement_rows(traj, rid, load_trajectory(res.path), f" (refined by {res.run_id})"))
         rows.append({"run_id": rid, "refined_by": res.run_id, "steps": ",".join(map(str, spec.eval_steps))})
-    return out, pd.DataFrame(rows, columns=["run_id", "refined_by", "steps"])
+    return _merged(traj, added), pd.DataFrame(rows, columns=["run_id", "refined_by", "steps"])
