@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tueval.analysis.refine import (RefinementMismatch, bracket_steps, merge_refinement, refine_trajectories,
-                                    refinement_steps)
+from tueval.analysis.refine import (RefinementMismatch, bracket_steps, merge_refinement, next_checkpoint,
+                                    refine_trajectories, refinement_spec, refinement_steps)
 from tueval.spec import RunSpec
 
 
@@ -64,13 +64,31 @@ def test_a_refinement_that_ends_elsewhere_is_refused():
         merge_refinement(t, "c0", pd.concat([extra, ref.assign(utility_est=0.2 + 1e-6)], ignore_index=True))
 
 
+def test_a_refinement_stops_at_the_next_checkpoint_and_is_checked_there():
+    t = _traj([("uniform", 0, "c0", 0, 1e-6, 0.9, 0.5), ("uniform", 0, "c0", 4, 1e-4, 0.7, 0.45),
+               ("uniform", 0, "c0", 8, 1e-1, 0.3, 0.2), ("uniform", 0, "c0", 12, 0.5, 0.1, 0.1)])
+    assert next_checkpoint(t, "c0", (5, 6, 7)) == 8 and next_checkpoint(t, "c0", (9, 10)) == 0  # 12 is final
+    spec = refinement_spec(RunSpec(seed=1), (5, 6, 7), 8)
+    assert spec.eval_steps == (5, 6, 7, 8) and spec.stop_step == 8 and spec.eval_every == 0
+    assert refinement_spec(RunSpec(seed=1), (9, 10)).stop_step == 0 and "stop_step" not in RunSpec().hash_dict()
+    cols = ["step", "final", "forget_quality", "forget_prob", "forget_truth_ratio", "utility_est"]
+    at8 = t[t["step"] == 8][cols].copy()
+    inside = pd.concat([at8.assign(step=s, utility_est=0.2 + s / 100) for s in (5, 6, 7)], ignore_index=True)
+    ok = merge_refinement(t, "c0", pd.concat([inside, at8], ignore_index=True))
+    assert sorted(ok["step"]) == [0, 4, 5, 6, 7, 8, 12]  # the re-checked step 8 is not added twice
+    with pytest.raises(RefinementMismatch, match="checkpoint at step 8 differs"):
+        merge_refinement(t, "c0", pd.concat([inside, at8.assign(forget_prob=0.3 + 1e-6)], ignore_index=True))
+    with pytest.raises(RefinementMismatch, match="no checkpoint at step 9"):
+        merge_refinement(t, "c0", pd.concat([inside, at8.assign(step=9)], ignore_index=True))
+
+
 def test_refinement_rows_are_the_every_step_runs_and_narrow_the_bound(small_workdir):
     """On a real workdir: the control is the GA base checked every 4 steps, the 'method' the base at a third of its
     rate (ends between the control's checkpoints); the refinement run's rows equal the rows of the same run
     checked every step, and the refined reading's bound is no wider."""
     from tueval.analysis.matched_tables import load_trajectories, matched_comparison
     from tueval.trajectory import load_trajectory
-    from tueval.unlearn import unlearn
+    from tueval.unlearn import load_run, unlearn
 
     wd = small_workdir
     kw = {"objective": "ga", "scorer": "uniform", "mode": "none", "epochs": 3, "batch_size": 16, "seed": 0,
@@ -88,6 +106,11 @@ def test_refinement_rows_are_the_every_step_runs_and_narrow_the_bound(small_work
     want = load_trajectory(dense.path).set_index("step")
     steps = [int(s) for s in done.iloc[0]["steps"].split(",")]
     assert steps and set(steps) <= set(want.index)
+    # it stopped once it had re-checked the control's next checkpoint (or ran to the end where that is final)
+    stop = int(done.iloc[0]["stop_step"])
+    ref = load_run(wd, done.iloc[0]["refined_by"])
+    assert stop == next_checkpoint(traj, ctl.run_id, steps)
+    assert ref.spec.stop_step == stop and ref.summary["steps"] == (stop or ctl.summary["steps"])
     cols = ["forget_quality", "forget_prob", "forget_truth_ratio", "utility_est"]
     np.testing.assert_allclose(got.loc[steps, cols].to_numpy(float), want.loc[steps, cols].to_numpy(float),
                                rtol=1e-12)

@@ -107,6 +107,12 @@ def test_loop_runs_hooks_after_each_step_in_order(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_loop(lambda step: {"step": step}, resumed, [], stop_after=5)
     assert resumed.step == 5 and resumed.epoch == 1
+    # stop_step ends the loop early: hooks see that step, the run is done but not finished
+    seen.clear()
+    stopped = LoopState(step=0, total_steps=7, steps_per_epoch=3, stop_step=5)
+    run_loop(lambda step: {"step": step}, stopped, [at_steps((5,), lambda s: seen.append(s.step))])
+    assert [r["step"] for r in stopped.log] == list(range(5)) and seen == [5]
+    assert stopped.done and not stopped.finished
 
 
 def _copy_workdir(wd, dst):

@@ -70,6 +70,18 @@ def test_cli_refuses_ratio_outside_unit_interval(small_workdir, cli):
     assert r.returncode == 2 and "ratio" in r.stderr
 
 
+def test_cli_stop_step_ends_the_run_with_its_checkpoints_and_no_final_evaluation(small_workdir, cli):
+    r = cli("unlearn", "--objective", "ga", "--scorer", "uniform", "--mode", "none", "--epochs", "2",
+            "--no-generate", "--eval-steps", "1,2", "--stop-step", "2", "--workdir", small_workdir.root)
+    assert r.returncode == 0 and "stopped after 2 steps" in r.stdout, r.stderr
+    rid = r.stdout.split()[1]
+    res = load_run(small_workdir, rid)
+    traj = pd.read_parquet(res.path / "trajectory.parquet")
+    assert list(traj["step"]) == [1, 2] and not traj["final"].any() and not (res.path / "eval").exists()
+    assert res.summary["steps"] == 2 == res.spec.stop_step
+    assert len(pd.read_parquet(res.path / "log.parquet")) == 2
+
+
 def test_expand_grid_crosses_axes_and_drops_irrelevant_fields():
     specs = expand_grid({"objectives": ["ga", "npo"], "methods": [{"scorer": "etw", "mode": "soft"},
                                                                    {"scorer": "uniform", "mode": "none"}],

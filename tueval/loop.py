@@ -13,12 +13,14 @@ from typing import Callable, Iterable, Sequence
 
 @dataclass
 class LoopState:
-    """Where the loop is: ``step`` steps done of ``total_steps``, ``log`` one row per step done."""
+    """Where the loop is: ``step`` steps done of ``total_steps``, ``log`` one row per step done; the loop ends
+    early after ``stop_step`` steps (0 = never)."""
 
     step: int
     total_steps: int
     steps_per_epoch: int
     log: list[dict] = field(default_factory=list)
+    stop_step: int = 0
 
     @property
     def epoch(self) -> int:
@@ -27,7 +29,13 @@ class LoopState:
 
     @property
     def finished(self) -> bool:
+        """All ``total_steps`` done."""
         return self.step >= self.total_steps
+
+    @property
+    def done(self) -> bool:
+        """Finished, or stopped at ``stop_step``."""
+        return self.finished or 0 < self.stop_step <= self.step
 
 
 @dataclass(frozen=True)
@@ -73,14 +81,15 @@ def isolated(fn: Callable[[LoopState], None]) -> Callable[[LoopState], None]:
 
 def run_loop(step_fn: Callable[[int], dict], state: LoopState, hooks: Sequence[Hook] = (),
              stop_after: int | None = None) -> LoopState:
-    """Run ``step_fn(step) -> log row`` from ``state.step`` to the end, the hooks after each step.
+    """Run ``step_fn(step) -> log row`` from ``state.step`` to the end (or ``state.stop_step``), the hooks after
+    each step.
     ``stop_after``: raise KeyboardInterrupt once that many steps are done (a simulated crash)."""
-    while not state.finished:
+    while not state.done:
         state.log.append(step_fn(state.step))
         state.step += 1
         for h in hooks:
             if h.when(state):
                 h.fn(state)
-        if stop_after is not None and state.step >= stop_after and not state.finished:
+        if stop_after is not None and state.step >= stop_after and not state.done:
             raise KeyboardInterrupt(f"stopped after {state.step} steps (simulated crash)")
     return state

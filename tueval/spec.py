@@ -9,7 +9,8 @@ from .config.resolve import run_fields
 
 #: RunSpec fields added after runs were cached: omitted from the hashed spec (and spec.json) while equal to their
 #: default, so every run that does not use them keeps its id
-HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every", "special_tokens", "eval_steps")
+HASH_OPTIONAL = ("lmeval_tasks", "max_new_tokens", "eval_every", "special_tokens", "eval_steps",
+                 "stop_step")
 #: RunSpec fields that never enter the hash: ``preset`` names where the values came from, and the values alone
 #: define the computation (a preset and the same settings written out share one cached run; editing a preset's
 #: documentation renames nothing). The run record keeps the name next to the hashed spec.
@@ -48,7 +49,10 @@ class RunSpec:
     ``max_new_tokens`` caps the greedy generations that ROUGE scores (200, as TOFU and open-unlearning).
     ``eval_every`` writes the run's trajectory (``trajectory.parquet``: the checkpoint evaluation after every N
     steps, or every epoch with ``'epoch'``, and the full evaluation on the final row); 0 = none. ``eval_steps`` adds
-    checkpoints after the listed steps (with ``eval_every`` 0: only those; ``tueval.analysis.refine``)."""
+    checkpoints after the listed steps (with ``eval_every`` 0: only those; ``tueval.analysis.refine``). ``stop_step``
+    ends the run after that many steps (0 = never): the learning-rate schedule is still the full run's, so its
+    checkpoints are the full run's, and it writes its trajectory without the final evaluation (a refinement run
+    that has re-checked the run's next checkpoint needs no more)."""
 
     objective: str = DEFAULT
     scorer: str = DEFAULT
@@ -75,6 +79,7 @@ class RunSpec:
     max_new_tokens: int = DEFAULT
     eval_every: int | str = DEFAULT
     eval_steps: tuple = DEFAULT
+    stop_step: int = DEFAULT
 
     def __post_init__(self):
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not DEFAULT}

@@ -22,6 +22,8 @@ from .loop import Hook, LoopState, every_epoch, every_n_steps, isolated
 FILE = "trajectory.parquet"
 FULL_KEYS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rougeL")
 """Full-evaluation summary values carried by the final row (as ``full_<key>``)."""
+#: every column a trajectory file can hold (the final row adds the full evaluation's values as ``full_*``)
+COLUMNS = ("step", "epoch", "final", *METRICS, *(f"full_{k}" for k in FULL_KEYS))
 
 
 def checkpoint_hook(every: str | int, fn, steps: Iterable[int] = ()) -> Hook | None:

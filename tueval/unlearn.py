@@ -119,7 +119,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             folder.start({**resolved, **({"preset": spec.preset} if spec.preset else {}), "run_id": folder.run_id,
                           "label": spec.label(), "provenance": provenance()})
         group.barrier()
-        state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch)
+        state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch, stop_step=spec.stop_step)
         traj = Trajectory.from_state(_resume(folder, trainer, state))
         t0 = time.perf_counter()
         bar = tqdm(total=state.total_steps, initial=state.step, desc=spec.label(),
@@ -133,12 +133,16 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
         if not group.is_main:
             group.barrier()  # rank 0 evaluates and finishes the run folder
             return _result(folder, spec)
-        tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
-                                             spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
-        folder.write_tables(tables)
+        if state.finished:
+            tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
+                                                 spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
+            folder.write_tables(tables)
+        else:  # stopped at stop_step: the trajectory's checkpoints are what the run is for
+            summary = {"stopped_at": state.step}
         folder.write_log(state.log)
         if spec.has_trajectory:
-            traj.finish(state, tables, summary, ref.forget)
+            if state.finished:
+                traj.finish(state, tables, summary, ref.forget)
             folder.write_trajectory(traj.table())
         if scorer.stateful:
             folder.save_scorer_state(scorer.state_dict())

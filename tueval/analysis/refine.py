@@ -2,9 +2,11 @@
 control's utility is only known to lie between theirs (``tueval.stats.matched``), so the bound is as wide as the
 checkpoints' spacing. A refinement run is the control's run again with a checkpoint after every step inside those
 segments (``RunSpec.eval_steps``, ``eval_every`` 0): on one machine training is deterministic, so it passes through
-the same parameters, and its rows join the control's trajectory. The refinement's final full evaluation must equal
-the control's own, else the rows are refused (``RefinementMismatch``): that is the check that it re-trained the same
-run. One round brings every bracketing segment down to one step."""
+the same parameters, and its rows join the control's trajectory. It also re-checks the control's next checkpoint
+after those steps and stops there (``RunSpec.stop_step``; where that checkpoint is the run's final evaluation it
+runs to the end and is checked on that). The re-checked row must equal the control's own, else the rows are
+refused (``RefinementMismatch``): that is the check that it re-trained the same run. One round brings every
+bracketing segment down to one step."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,7 +21,7 @@ from ..stats.matched import Rule, final_point, split_at_crossings, utility_at_le
 from .grid import METHOD_ARM
 from .matched_tables import ESTIMANDS, GROUP, curves, forget_level
 
-#: the columns of a refinement's final row that must equal the refined run's (its full evaluation)
+#: the columns of a refinement's re-checked row that must equal the refined run's at that step
 CHECKED = ("forget_quality", "forget_prob", "forget_truth_ratio", "utility_est")
 
 
@@ -69,34 +71,51 @@ def refinement_steps(traj: pd.DataFrame, retain_forget_prob: float | None = None
     return {rid: s for rid, s in sorted(steps.items()) if s}
 
 
-def refinement_spec(spec: RunSpec, steps: Sequence[int]) -> RunSpec:
-    """The refinement run of ``spec``: the same training, checkpoints only after ``steps``."""
-    return replace(spec, eval_every=0, eval_steps=tuple(int(s) for s in steps))
+def next_checkpoint(traj: pd.DataFrame, run_id: str, steps: Sequence[int]) -> int:
+    """The step of ``run_id``'s first checkpoint after ``steps`` in ``traj``, where its refinement can stop; 0 when
+    that is the run's final evaluation (the refinement then runs to the end)."""
+    mine = traj[(traj["run_id"] == run_id) & (traj["step"] > max(steps))].sort_values("step", kind="stable")
+    if mine.empty:
+        raise RefinementMismatch(f"run {run_id}: no checkpoint after steps {list(steps)} to check a refinement on")
+    return 0 if bool(mine["final"].iloc[0]) else int(mine["step"].iloc[0])
+
+
+def refinement_spec(spec: RunSpec, steps: Sequence[int], stop: int = 0) -> RunSpec:
+    """The refinement run of ``spec``: the same training, checkpoints only after ``steps``; with ``stop``, also
+    after that step, where it ends."""
+    wanted = tuple(int(s) for s in steps) + ((int(stop),) if stop else ())
+    return replace(spec, eval_every=0, eval_steps=wanted, stop_step=int(stop))
 
 
 def merge_refinement(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
     """``traj`` with the checkpoint rows of ``refined`` (a refinement run's trajectory, no step-0 row) added to
-    every row set of ``run_id``, under the same labels; its final row is checked against the run's."""
+    every row set of ``run_id``, under the same labels; its last row is checked against the run's."""
     return _merged(traj, [refinement_rows(traj, run_id, refined, where)])
 
 
 def refinement_rows(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
-    """The rows ``merge_refinement`` adds: ``refined``'s checkpoints under every label set of ``run_id`` in
-    ``traj``, after its final row is checked against the run's."""
+    """The rows ``merge_refinement`` adds: ``refined``'s checkpoints that ``run_id`` lacks, under every label set of
+    ``run_id`` in ``traj``, after its last row (its final evaluation, or the checkpoint it stopped at) is checked
+    against the run's row of the same kind at the same step."""
     mine = traj[traj["run_id"] == run_id]
-    fin_a, fin_b = mine[mine["final"].astype(bool)], refined[refined["final"].astype(bool)]
-    if fin_a.empty or fin_b.empty:
-        raise RefinementMismatch(f"run {run_id}{where}: no final row to check the refinement against")
-    a = fin_a.iloc[0][list(CHECKED)].to_numpy(float)
-    b = fin_b.iloc[0][list(CHECKED)].to_numpy(float)
-    if not np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True) or int(fin_a.iloc[0]["step"]) != int(
-            fin_b.iloc[0]["step"]):
+    if mine.empty or refined.empty:
+        raise RefinementMismatch(f"run {run_id}{where}: no rows to check the refinement against")
+    last = refined.sort_values("step", kind="stable").iloc[-1]
+    same = mine[(mine["step"] == int(last["step"])) & (mine["final"].astype(bool) == bool(last["final"]))]
+    kind = "final evaluation" if bool(last["final"]) else f"checkpoint at step {int(last['step'])}"
+    if same.empty:
+        raise RefinementMismatch(f"run {run_id}{where}: the run has no {kind} to check its refinement against")
+    a = same.iloc[0][list(CHECKED)].to_numpy(float)
+    b = last[list(CHECKED)].to_numpy(float)
+    if not np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True):
         raise RefinementMismatch(
-            f"run {run_id}{where}: its refinement ended elsewhere ({dict(zip(CHECKED, b))} vs "
+            f"run {run_id}{where}: its refinement's {kind} differs ({dict(zip(CHECKED, b))} vs "
             f"{dict(zip(CHECKED, a))}): training is not reproducible here (another machine, thread count or "
             "library version?); recompute both runs on one machine")
-    rows = refined[~refined["final"].astype(bool)]
-    labels = [c for c in mine.columns if c not in refined.columns]
+    from ..trajectory import COLUMNS
+
+    rows = refined[~refined["final"].astype(bool) & ~refined["step"].isin(mine["step"].unique())]
+    labels = [c for c in mine.columns if c not in refined.columns and c not in COLUMNS]
     added = mine[labels].drop_duplicates().merge(rows, how="cross")
     return added[traj.columns.intersection(added.columns)]
 
@@ -116,17 +135,18 @@ def refine_trajectories(traj: pd.DataFrame, wd, retain_forget_prob: float | None
                         estimands: Sequence[str] = tuple(ESTIMANDS), rule: Rule = "first"
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``traj`` with one round of refinement runs merged in (computed, or read from the run cache), and the table
-    of refinements (``run_id``, ``refined_by``, ``steps``)."""
+    of refinements (``run_id``, ``refined_by``, ``steps``, ``stop_step``: 0 where it ran to the end)."""
     from ..sweep import require_runs
     from ..trajectory import load_trajectory
     from ..unlearn import load_run, run_id
 
     need = refinement_steps(traj, retain_forget_prob, estimands, rule=rule)
-    specs = {rid: refinement_spec(load_run(wd, rid).spec, s) for rid, s in need.items()}
+    specs = {rid: refinement_spec(load_run(wd, rid).spec, s, next_checkpoint(traj, rid, s)) for rid, s in need.items()}
     results = require_runs(list(specs.values()), wd, compute=compute, workers=workers, progress=progress)
     added, rows = [], []
     for (rid, spec), res in zip(specs.items(), results):
         assert res.run_id == run_id(spec, wd)
         added.append(refinement_rows(traj, rid, load_trajectory(res.path), f" (refined by {res.run_id})"))
-        rows.append({"run_id": rid, "refined_by": res.run_id, "steps": ",".join(map(str, spec.eval_steps))})
-    return _merged(traj, added), pd.DataFrame(rows, columns=["run_id", "refined_by", "steps"])
+        rows.append({"run_id": rid, "refined_by": res.run_id, "steps": ",".join(map(str, need[rid])),
+                     "stop_step": spec.stop_step})
+    return _merged(traj, added), pd.DataFrame(rows, columns=["run_id", "refined_by", "steps", "stop_step"])

@@ -52,11 +52,11 @@ FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ra
          "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
          "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens",
          "preset": "--preset", "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every",
-         "eval_steps": "--eval-steps"}
+         "eval_steps": "--eval-steps", "stop_step": "--stop-step"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
           "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens", "preset",
-          "max_new_tokens", "eval_every")
+          "max_new_tokens", "eval_every", "stop_step")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -137,6 +137,10 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
     p.add_argument("--eval-steps", metavar="STEP[,STEP...]",
                    help="also evaluate a trajectory checkpoint after these steps (positive integers; with "
                    "--eval-every 0 only these; default none)")
+    p.add_argument("--stop-step", type=int, metavar="STEP",
+                   help="end the run after this many steps with the full run's learning-rate schedule, writing its "
+                   "trajectory checkpoints but no final evaluation (a refinement run's; "
+                   f"{dh['stop_step']}: never)")
     p.add_argument("--snapshot-steps", metavar="STEP[,STEP...]",
                    help="also save the model after these steps (positive integers; default none)")
     p.add_argument("--ckpt-every", type=int, help=f"checkpoint every N steps, >= 1 ({dh['ckpt_every']})")
@@ -225,6 +229,10 @@ def cmd_unlearn(args) -> int:
         print(json.dumps(out, indent=2, sort_keys=True, default=str))
     else:
         print(f"run {res.run_id} ({spec.label()}){' [cached]' if res.cached else ''} -> {res.path}")
+        if "stopped_at" in res.summary:
+            print(f"stopped after {res.summary['stopped_at']} steps (--stop-step): no final evaluation; its "
+                  f"checkpoints are in {res.path / 'trajectory.parquet'}")
+            return 0
         print(format_summary(res.summary))
         for task, acc in (res.summary.get("lmeval") or {}).items():
             print(f"lm-eval {task:24s}acc {acc if acc is None else f'{acc:.3f}'}")

@@ -90,6 +90,11 @@ def at_least_one(field: str, v: Any) -> int:
     return integer(field, v, low=1)
 
 
+def count(field: str, v: Any) -> int:
+    """An integer >= 0."""
+    return integer(field, v, low=0)
+
+
 def seed(field: str, v: Any) -> int:
     """An integer seed in [0, 2**32 - 1]."""
     return integer(field, v, low=0, high=MAX_SEED)
@@ -231,6 +236,7 @@ RUN_RULES: dict[str, Callable[[str, Any], Any]] = {
     "scorer_params": params, "generate": boolean, "save_model": boolean, "snapshot_steps": steps,
     "ckpt_every": at_least_one, "lmeval_tasks": tasks, "special_tokens": choice(("auto", "exclude", "include")),
     "preset": preset, "max_new_tokens": at_least_one, "eval_every": every, "eval_steps": steps,
+    "stop_step": count,
 }
 
 
