@@ -59,7 +59,7 @@ def train_only(spec, wd) -> tuple:
 
 
 def sweep(wd) -> list[dict]:
-    from tueval.config import resolve_spec
+    from tueval.spec import resolve_spec
 
     target, tok = wd.load_model("target")
     target.eval()
@@ -90,7 +90,7 @@ def _params(path: Path) -> torch.Tensor:
 
 
 def engine(wd) -> tuple[list[dict], list[dict]]:
-    from tueval.config import resolve_spec
+    from tueval.spec import resolve_spec
     from tueval.store import load_scorer_state
     from tueval.scoring import make_scorer
     from tueval.unlearn import run_id, unlearn

@@ -79,7 +79,7 @@ def _tofu(tmp, kind):
 
 
 def _benchmark(tmp, kind, src):
-    from tueval.data.benchmark import load_benchmark
+    from tueval.data.sources import load_benchmark
 
     d = tmp / "b"
     shutil.copytree(src, d)
@@ -169,7 +169,7 @@ def test_lmeval_from_wmdp_refuses_bad_rows_before_writing(tmp_path, capsys):
 
 
 def test_a_benchmark_of_the_generator_has_disjoint_spans_and_unique_ids(bench_dir):
-    from tueval.data.benchmark import load_benchmark
+    from tueval.data.sources import load_benchmark
 
     b = load_benchmark(bench_dir)
     ids = [e.id for e in b.split("all")]

@@ -10,7 +10,9 @@ import pytest
 
 from tueval.cli import build_parser
 from tueval.commands.unlearn import FLAGS, spec_from_args, spec_words
-from tueval.config import config_dir, defaults, load_config, profile_grid, resolve_spec
+from tueval.config import config_dir, defaults
+from tueval.spec import resolve_spec
+from tueval.config.grid import load_config, profile_grid
 from tueval.config.checks import RUN_RULES
 from tueval.config.grid import parse_grid
 from tueval.errors import SpecError

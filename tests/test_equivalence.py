@@ -68,7 +68,7 @@ def test_evaluate_gives_the_same_rows(small_workdir, exported):
 
 
 def test_one_unlearning_run_gives_the_same_rows(small_workdir, exported):
-    from tueval.config import resolve_spec
+    from tueval.spec import resolve_spec
     from tueval.unlearn import unlearn
 
     spec = resolve_spec("npo", scorer="tokenunlearn", mode="hard", ratio=0.3, epochs=1, seed=3)

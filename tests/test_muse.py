@@ -51,7 +51,7 @@ def test_evaluate_cli_reuses_and_prints_muse_metrics(muse_workdir, cli):
 
 
 def test_unlearn_runs_on_a_muse_workdir(muse_workdir):
-    from tueval.config import resolve_spec
+    from tueval.spec import resolve_spec
     from tueval.unlearn import unlearn
 
     res = unlearn(resolve_spec("ga", epochs=1, batch_size=4, generate=False), muse_workdir, progress=False)

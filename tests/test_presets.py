@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tueval.config import config_dir, load_config, resolve_spec
+from tueval.config import config_dir
+from tueval.spec import resolve_spec
+from tueval.config.grid import load_config
 from tueval.errors import SpecError
-from tueval.presets import (ROLES, base_fields, expand_method, get_preset, load_preset, preset_rows, presets,
-                            presets_markdown)
+from tueval.preset_runs import built_settings, preset_rows, preset_spec, presets_markdown
+from tueval.presets import ROLES, base_fields, expand_method, get_preset, load_preset, presets
 from tueval.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +28,12 @@ BASES = ("ga", "graddiff", "npo")
 @pytest.mark.parametrize("name", sorted(presets()))
 def test_every_preset_resolves_and_builds(name):
     p = get_preset(name)
-    spec = p.spec(seed=3)
+    spec = preset_spec(p, seed=3)
     assert spec.preset == name and spec.seed == 3
     for k, v in p.run.items():  # the preset's own values reach the spec (mappings: every key)
         got = getattr(spec, k)
         assert (all(got[kk] == vv for kk, vv in v.items()) if isinstance(v, dict) else got == v), k
-    built = p.built()
+    built = built_settings(p)
     assert set(built) == {"scorer", "weighting", "objective"}
     assert p.role in ROLES and p.title and p.paper and p.description
 
@@ -41,18 +43,18 @@ def test_the_papers_and_bases_have_presets():
     assert set(PAPERS) | set(BASES) <= names
     assert {p.name for p in presets().values() if p.role == "paper"} >= set(PAPERS)
     # the protocols the papers state
-    assert get_preset("etw").spec().objective == "graddiff"
-    sat = get_preset("satimp").spec()
+    assert preset_spec(get_preset("etw")).objective == "graddiff"
+    sat = preset_spec(get_preset("satimp"))
     assert (sat.objective, sat.objective_params["gamma"], sat.objective_params["alpha"]) == ("graddiff", 0.1, 1.0)
-    atwu = get_preset("atwu").spec()
+    atwu = preset_spec(get_preset("atwu"))
     assert (atwu.objective, atwu.objective_params) == ("graddiff", {"gamma": 4.0, "alpha": 6.0})
-    assert get_preset("atwu").built()["scorer"]["lr_decay"] == "linear"
+    assert built_settings(get_preset("atwu"))["scorer"]["lr_decay"] == "linear"
     tif = get_preset("tif")
-    assert tif.spec().objective == "tpo" and tif.built()["scorer"]["identifier"] == "ref_masked"
+    assert preset_spec(tif).objective == "tpo" and built_settings(tif)["scorer"]["identifier"] == "ref_masked"
     assert get_preset("tif_oracle").role == "oracle"
-    assert get_preset("tif_oracle").built()["scorer"]["identifier"] == "retain"
-    assert get_preset("rmu").built()["objective"]["trainable"] == "all"
-    assert get_preset("rmu_wmdp").built()["objective"]["trainable"] == "mlp.down_proj"
+    assert built_settings(get_preset("tif_oracle"))["scorer"]["identifier"] == "retain"
+    assert built_settings(get_preset("rmu"))["objective"]["trainable"] == "all"
+    assert built_settings(get_preset("rmu_wmdp"))["objective"]["trainable"] == "mlp.down_proj"
 
 
 def test_docs_presets_md_is_generated_from_the_preset_files():
@@ -213,14 +215,14 @@ def test_tif_paper_row_never_loads_the_retain_model(small_workdir, monkeypatch):
         return load(self, which, *a, **kw)
 
     monkeypatch.setattr(Workdir, "load_model", guarded)
-    spec = replace(get_preset("tif").spec(seed=0), epochs=1)
+    spec = replace(preset_spec(get_preset("tif"), seed=0), epochs=1)
     t = _trainer(spec, small_workdir)  # scoring: the static identifier runs here, on every forget example
     assert t.ctx.retain_model is None
     assert t.static is not None and bool((t.static[t.forget.answer_mask] == 1).any())
     row = t(0)  # training: one TPO step
     assert math.isfinite(row["total"]) and row["lpl"] > 0
     with pytest.raises(AssertionError, match="retain model was loaded"):  # the oracle does read it
-        _trainer(replace(get_preset("tif_oracle").spec(seed=0), epochs=1), small_workdir)
+        _trainer(replace(preset_spec(get_preset("tif_oracle"), seed=0), epochs=1), small_workdir)
 
 
 def _train(t) -> None:
@@ -232,21 +234,21 @@ def _train(t) -> None:
 def test_rmu_wmdp_setting_updates_only_the_named_modules(small_workdir):
     target, _ = small_workdir.load_model("target")
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    t = _trainer(replace(get_preset("rmu_wmdp").spec(seed=0), epochs=1), small_workdir)
+    t = _trainer(replace(preset_spec(get_preset("rmu_wmdp"), seed=0), epochs=1), small_workdir)
     _train(t)
     after = t.model.state_dict()
     layer = t.objective.layer
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved == {f"model.layers.{layer}.mlp.down_proj.weight"}
     # open-unlearning's TOFU setting trains every parameter the loss reaches
-    t = _trainer(replace(get_preset("rmu").spec(seed=0), epochs=1), small_workdir)
+    t = _trainer(replace(preset_spec(get_preset("rmu"), seed=0), epochs=1), small_workdir)
     _train(t)
     moved_all = {k for k in before if not torch.equal(before[k], t.model.state_dict()[k])}
     assert "model.embed_tokens.weight" in moved_all and len(moved_all) > 5
 
 
 def test_atwu_preset_passes_the_run_length_to_its_scorer(small_workdir):
-    t = _trainer(replace(get_preset("atwu").spec(seed=0), epochs=1), small_workdir)
+    t = _trainer(replace(preset_spec(get_preset("atwu"), seed=0), epochs=1), small_workdir)
     assert t.scorer._run_steps == t.total_steps
     assert t.scorer.lr_at(0) == t.scorer.lr and t.scorer.lr_at(t.total_steps) == 0.0
     assert 0 < t.scorer.lr_at(t.total_steps // 2 + 1) < t.scorer.lr

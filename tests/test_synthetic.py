@@ -9,7 +9,8 @@ import pytest
 
 from tueval.data.benchmark import Benchmark, RETAIN_EVAL_N, forget_count
 from tueval.data.collate import collate
-from tueval.data.synthetic import (SMALL, BenchmarkConfig, describe, generate_benchmark, load_benchmark,
+from tueval.data.sources import load_benchmark
+from tueval.data.synthetic import (SMALL, BenchmarkConfig, describe, generate_benchmark,
                                    write_benchmark)
 from tueval.errors import DataError, SpecError
 

@@ -164,7 +164,7 @@ def test_python_api_refuses_bad_fields(field, value):
 
 
 def test_python_api_checks_names_through_the_registries():
-    from tueval.config import resolve_spec
+    from tueval.spec import resolve_spec
     from tueval.sweep import expand_grid
 
     with pytest.raises(SpecError, match="Valid names"):

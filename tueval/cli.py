@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .errors import SpecError, TuevalError
 
@@ -106,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true",
                     help="with --profile smollm2: time a few steps of each stage and print the estimated cost")
 
-    from .commands.analyze import add_engine_flags
+    from .commands.flags import add_engine_flags
 
     add_engine_flags(sp)
 
@@ -225,11 +224,12 @@ def cmd_demo(args) -> int:
         return _demo_smollm2(args)
     if args.dry_run:
         raise TuevalError("--dry-run is for --profile smollm2")
-    from .commands.unlearn import flag_value
-    from .config import checks, schema
+    from .commands.flags import flag_value
+    from .config import checks
     from .demo import run_demo
+    from .executors import engine_name
 
-    engine = flag_value(schema.engine, "--engine", args.engine) if args.engine else None
+    engine = flag_value(engine_name, "--engine", args.engine) if args.engine else None
     address = flag_value(checks.text, "--address", args.address) if args.address else None
     return run_demo(args.workdir, profile=args.profile, reports=args.reports, quiet=args.quiet, engine=engine,
                     address=address)

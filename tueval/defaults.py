@@ -6,7 +6,8 @@ analysis profiles ``default`` (the demo), ``grid`` and ``full``.
 """
 from __future__ import annotations
 
-from .config import defaults as _defaults, profile_grid as _grid
+from .config import defaults as _defaults
+from .config.grid import profile_grid as _grid
 
 _D = _defaults()
 

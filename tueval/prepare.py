@@ -64,7 +64,8 @@ def _complete(folder: Path, names) -> bool:
 # ----------------------------------------------------------------------------------------------------- steps
 def _benchmark_step(st: _State) -> None:
     """1. the synthetic benchmark (generated unless its folder is complete)."""
-    from .data.benchmark import benchmark_files, load_benchmark, write_benchmark
+    from .data.benchmark import benchmark_files, write_benchmark
+    from .data.sources import load_benchmark
     from .data.synthetic import generate_benchmark
     from .data.synthetic_config import GENERATOR_VERSION
 
@@ -105,7 +106,7 @@ def _train_one(job: tuple) -> str:
     """Train and save one model (runs in a worker process with one thread)."""
     from transformers import PreTrainedTokenizerFast
 
-    from .data.benchmark import load_benchmark
+    from .data.sources import load_benchmark
     from .models.load import save_model
     from .models.tiny import TinyModelConfig, build_model
     from .models.train import TrainConfig, train_model

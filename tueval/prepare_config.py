@@ -216,7 +216,7 @@ def _ground_truth_step(root: Path, ck: Checked, paths: dict) -> str:
     gt_path = root / "ground_truth" / f"{forget}-{spec_hash(ident)}.parquet"
     if not (gt_path.is_file() and gt_path.with_suffix(".json").is_file()):
         from .config.workdir import eval_batch_size
-        from .data.benchmark import load_benchmark
+        from .data.sources import load_benchmark
         from .data.format import set_format
         from .models.load import load_model
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .config.checks import check_names
 from .config.presets import defaults
 from .config.resolve import run_fields
 
@@ -121,3 +122,20 @@ class RunSpec:
     def has_trajectory(self) -> bool:
         """Whether the run writes a trajectory (``eval_every`` or ``eval_steps``)."""
         return bool(self.eval_every or self.eval_steps)
+
+
+def resolve_spec(objective: str | None = None, /, **given: Any) -> RunSpec:
+    """The concrete RunSpec of ``objective`` with the ``given`` fields, its names checked through the
+    registries (the entry point of the CLI, sweep files and analyses: the same words give the same spec)."""
+    spec = RunSpec(**({} if objective is None else {"objective": objective}), **given)
+    check_names(spec)
+    return spec
+
+
+def non_default_fields(spec: RunSpec) -> dict[str, Any]:
+    """The fields of ``spec`` that differ from the defaults of its objective, or of its preset (what a command
+    must state; the objective and the preset always)."""
+    base = (run_fields({"preset": spec.preset, "objective": spec.objective}) if spec.preset
+            else defaults().for_objective(spec.objective))
+    return {k: v for k, v in spec.to_dict().items()
+            if k in ("objective", "preset") and v is not None or base.get(k) != v}

@@ -85,6 +85,6 @@ def require_runs(specs: Sequence[RunSpec], wd: Workdir, compute: bool, workers: 
 
 def _cli_args(s: RunSpec) -> str:
     """The ``tueval unlearn`` flags of ``s`` (its objective and every field off its defaults)."""
-    from .commands.unlearn import spec_words
+    from .commands.flags import spec_words
 
     return spec_words(s)

@@ -186,7 +186,7 @@ class Workdir:
     @cached_property
     def benchmark(self):
         """The workdir's benchmark (loaded once per process and folder state)."""
-        from .data.benchmark import load_benchmark
+        from .data.sources import load_benchmark
 
         p = self.path("benchmark")
         return _memo(("benchmark", _file_state(p)), lambda: load_benchmark(p))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config.schema import PROFILES
 from ..errors import SpecError
+from .flags import add_engine_flags, flag_value
 
 ANALYZE_DESC = """Answer one reviewer question and write reports/<NAME>/ (report.md with the verdict table, CSVs of
 every number plotted, figures as PNG and PDF). Analyses:
@@ -41,23 +42,13 @@ def _common(p) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def add_engine_flags(p, default: str = "local") -> None:
-    """``--engine`` and ``--address``: where unlearning runs are computed."""
-    p.add_argument("--engine", default=None, help=f"where unlearning runs are computed: local (a process pool) or "
-                   f"ray (each run a Ray task; pip install 'tueval[ray]'); default: the file's `engine`, else "
-                   f"{default}")
-    p.add_argument("--address", default=None, help="with --engine ray: the Ray cluster to use, e.g. auto or "
-                   "ray://HEAD:10001 (default: the file's `address`, else RAY_ADDRESS, else a local cluster); "
-                   "resources per run come from the file's `resources` (docs/scale_out.md)")
-
-
 def analysis_settings(args, grid=None):
     """The AnalysisSettings of parsed flags and an optional GridConfig: a flag given, else the file's value,
     else the default (tueval/configs/defaults.yaml); every value checked."""
-    from ..config import AnalysisSettings, checks, defaults, schema
+    from ..config import AnalysisSettings, checks, defaults
     from ..config.checks import at_least_one, open_unit
     from ..config.schema import name_list
-    from .unlearn import flag_value
+    from ..executors import engine_name
 
     d = defaults().analysis
     file = dict(grid.settings) if grid is not None else {}
@@ -81,7 +72,7 @@ def analysis_settings(args, grid=None):
                             workers=(flag_value(at_least_one, "--workers", workers)
                                      if args.workers is not None else workers),
                             scorers=scorers,
-                            engine=flag_value(schema.engine, "--engine", engine) if args.engine else engine,
+                            engine=flag_value(engine_name, "--engine", engine) if args.engine else engine,
                             address=flag_value(checks.text, "--address", address) if args.address else address,
                             resources=file.get("resources", d.resources))
 
@@ -134,7 +125,6 @@ def cmd_analyze(args) -> int:
     from ..analysis import all_analyses, get_analysis
     from ..config.checks import tasks
     from ..config.grid import SWEEP_ONLY, load_config
-    from .unlearn import flag_value
 
     builtin = [a.name for a in all_analyses()]
     names = builtin if args.name == "all" else [args.name]
@@ -229,7 +219,6 @@ def check_check_args(args) -> None:
     from ..config import checks
     from ..config.grid import UNIFORM
     from ..objectives import OBJECTIVES
-    from .unlearn import flag_value
 
     _check_scorers([args.scorer])
     try:

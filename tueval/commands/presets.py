@@ -22,13 +22,16 @@ def register_presets(sub) -> argparse.ArgumentParser:
 
 
 def _record(p) -> dict:
+    from ..preset_runs import built_settings, resolved_fields
+
     return {"name": p.name, "title": p.title, "paper": p.paper, "role": p.role, "control": p.control,
-            "description": p.description, "run": dict(p.run), "resolved": p.resolved(), **p.built(),
+            "description": p.description, "run": dict(p.run), "resolved": resolved_fields(p), **built_settings(p),
             "scaled": [vars(s) for s in p.scaled], "deviations": list(p.deviations), "file": p.source}
 
 
 def cmd_presets(args) -> int:
-    from ..presets import get_preset, preset_rows, presets, presets_markdown
+    from ..preset_runs import preset_rows, presets_markdown
+    from ..presets import get_preset, presets
 
     if args.markdown:
         print(presets_markdown(), end="")

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..errors import SpecError
+from .flags import FLAGS, add_engine_flags, flag_value, spec_words  # noqa: F401 (spec_words: re-exported)
 
 UNLEARN_DESC = """Run one unlearning run: scorer -> weighting (+ control) -> objective on the workdir's forget split,
 then evaluate it (TOFU metrics, MIA) against the retain model. The run folder WORKDIR/runs/<hash> is named by the
@@ -44,15 +45,6 @@ run reserves on Ray, e.g. `resources: {cpus: 4, gpus: 1, memory: 32GiB}` (docs/s
 checked before any run starts, also with --dry-run."""
 
 
-#: RunSpec field -> its ``tueval unlearn`` flag (every field has one)
-FLAGS = {"objective": "--objective", "scorer": "--scorer", "mode": "--mode", "ratio": "--ratio",
-         "control": "--control", "seed": "--seed", "lr": "--lr", "epochs": "--epochs", "batch_size": "--batch-size",
-         "weight_decay": "--weight-decay", "clip": "--clip", "normaliser": "--normaliser",
-         "forget_split": "--forget-split", "objective_params": "--objective-param", "scorer_params": "--scorer-param",
-         "generate": "--no-generate", "save_model": "--save-model", "snapshot_steps": "--snapshot-steps",
-         "ckpt_every": "--ckpt-every", "lmeval_tasks": "--lmeval-tasks", "special_tokens": "--special-tokens",
-         "preset": "--preset", "max_new_tokens": "--max-new-tokens", "eval_every": "--eval-every",
-         "eval_steps": "--eval-steps", "stop_step": "--stop-step"}
 #: flags whose value is taken as given (a flag that is given is never replaced by a default)
 _PLAIN = ("objective", "scorer", "mode", "ratio", "control", "seed", "lr", "epochs", "batch_size", "weight_decay",
           "clip", "normaliser", "forget_split", "ckpt_every", "lmeval_tasks", "special_tokens", "preset",
@@ -167,8 +159,9 @@ def register_unlearn(sub) -> argparse.ArgumentParser:
 
 def spec_from_args(args):
     """The RunSpec of parsed ``tueval unlearn`` flags: the flags given, then the objective's defaults, then the
-    global defaults (``tueval.config.resolve_spec``); checked, names included, before any work."""
-    from ..config import FieldError, resolve_spec
+    global defaults (``tueval.spec.resolve_spec``); checked, names included, before any work."""
+    from ..config import FieldError
+    from ..spec import resolve_spec
 
     given = {f: getattr(args, f) for f in _PLAIN if getattr(args, f) is not None}
     if args.objective_param is not None:
@@ -187,28 +180,6 @@ def spec_from_args(args):
         return resolve_spec(**given)
     except FieldError as e:
         raise SpecError(f"{FLAGS.get(e.field, e.field)} (field '{e.field}'): {e.problem}") from None
-
-
-def spec_words(spec) -> str:
-    """The ``tueval unlearn`` flags that reproduce ``spec``: its objective and every field off its defaults."""
-    import shlex
-
-    from ..config import non_default_fields
-
-    words = []
-    for f, v in non_default_fields(spec).items():
-        flag = FLAGS[f]
-        if f in ("objective_params", "scorer_params"):
-            words += [w for k, x in v.items() for w in (flag, f"{k}={json.dumps(x)}")]
-        elif f in ("generate", "save_model"):
-            words.append(flag)
-        elif f in ("snapshot_steps", "eval_steps", "lmeval_tasks"):
-            words += [flag, ",".join(map(str, v))]
-        elif v is None:
-            words += [flag, "none"]
-        else:
-            words += [flag, f"{v:g}" if isinstance(v, float) and float(f"{v:g}") == v else str(v)]
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def cmd_unlearn(args) -> int:
@@ -239,16 +210,6 @@ def cmd_unlearn(args) -> int:
     return 0
 
 
-def flag_value(rule, flag: str, value):
-    """``value`` of ``flag`` checked by a field rule; a broken rule names the flag."""
-    from ..config.checks import FieldError
-
-    try:
-        return rule(flag.lstrip("-").replace("-", "_"), value)
-    except FieldError as e:
-        raise SpecError(f"{flag}: {e.problem}") from None
-
-
 def register_sweep(sub) -> argparse.ArgumentParser:
     """Add ``tueval sweep``."""
     p = sub.add_parser("sweep", help="run a grid of unlearning runs (a local process pool or a Ray cluster)",
@@ -260,7 +221,6 @@ def register_sweep(sub) -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--workers", type=int, default=None, help="processes, >= 1 (default: the file's `workers`, "
                    "else min(cores, 2))")
-    from .analyze import add_engine_flags
 
     add_engine_flags(p)
     p.add_argument("--dry-run", action="store_true", help="list the specs and which are missing; run nothing")
@@ -274,10 +234,10 @@ def register_sweep(sub) -> argparse.ArgumentParser:
 def cmd_sweep(args) -> int:
     import sys
 
-    from ..config import checks, defaults, schema
+    from ..config import checks, defaults
     from ..config.checks import at_least_one
     from ..config.grid import load_config
-    from ..executors import RunsFailedError, make_executor
+    from ..executors import RunsFailedError, engine_name, make_executor
     from ..sweep import missing, run_grid
     from ..workdir import Workdir
 
@@ -286,7 +246,7 @@ def cmd_sweep(args) -> int:
     workers = args.workers if args.workers is not None else g.settings.get("workers")
     if workers is not None:
         flag_value(at_least_one, "--workers", workers)
-    engine = flag_value(schema.engine, "--engine", args.engine) if args.engine else g.settings.get("engine", "local")
+    engine = flag_value(engine_name, "--engine", args.engine) if args.engine else g.settings.get("engine", "local")
     address = flag_value(checks.text, "--address", args.address) if args.address else g.settings.get("address")
     executor = make_executor(engine, workers=workers, address=address, resources=g.settings.get("resources"))
     wd = Workdir(args.workdir if args.workdir is not None else g.settings.get("workdir",

@@ -30,16 +30,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import SpecError
+from ..executors import engine_name
 from ..pairs import pairs_setting
-from ..presets import base_fields
+from ..presets import base_fields, get_preset
 from ..spec import RunSpec
 from . import checks
 from .checks import FieldError
+from .presets import config_dir
 from .schema import ANALYSIS_RULES, EXECUTION_SETTINGS, name_list, seed_list
 from .yamlfile import read_yaml, where
 
@@ -51,10 +53,12 @@ SECTIONS = ("fixed", "methods", "include")
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
             "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list,
-            "refine": checks.boolean, "pairs": pairs_setting}
+            "refine": checks.boolean, "pairs": pairs_setting, "engine": engine_name}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
+#: analysis profiles with a grid preset in ``tueval/configs/profiles/`` (``quick`` is the controls analysis' own)
+PROFILE_GRIDS = ("default", "grid", "full")
 #: grid keys that only ``tueval sweep`` uses (no analysis reads them)
 SWEEP_ONLY = ("modes", "epochs", "include")
 
@@ -62,6 +66,22 @@ SWEEP_ONLY = ("modes", "epochs", "include")
 def _control(field_: str, v: Any) -> str | None:
     """An entry of a controls list: null (the method), a control name, or ``uniform`` (the sequence base)."""
     return UNIFORM if v == UNIFORM else checks.control(field_, v)
+
+
+def _preset(field_: str, v: Any) -> str | None:
+    """A ``preset`` field: null or the name of a shipped preset."""
+    v = checks.preset(field_, v)
+    if v is not None:
+        try:
+            get_preset(v)
+        except SpecError as e:
+            raise FieldError(field_, str(e)) from None
+    return v
+
+
+def _run_rule(f: str):
+    """The rule of run-spec field ``f`` in a grid file (a preset must exist)."""
+    return _preset if f == "preset" else checks.RUN_RULES[f]
 
 
 @dataclass(frozen=True)
@@ -240,7 +260,7 @@ def _axis(key: str, values: Any, source: str, lines: dict) -> tuple:
     vals = list(values) if isinstance(values, (list, tuple)) else [values]
     if not vals:
         raise SpecError(f"{where(source, lines, (key,))}: axis '{key}' is empty (it would give no runs)")
-    rule = _control if f == "control" else checks.RUN_RULES[f]
+    rule = _control if f == "control" else _run_rule(f)
     out = tuple(_rule(rule, f, v, source, lines, (key, i, f)) for i, v in enumerate(vals))
     if key == "seeds":
         _rule(seed_list, f, out, source, lines, (key, f))  # distinct (an analysis pairs by seed)
@@ -265,7 +285,7 @@ def _fields(d: Any, source: str, lines: dict, path: tuple, extra: tuple = ()) ->
         if k not in checks.RUN_RULES:
             raise SpecError(f"{where(source, lines, (*path, k))}: unknown run-spec field '{k}'; valid: "
                             f"{', '.join(sorted(checks.RUN_RULES))}")
-        out[k] = _rule(checks.RUN_RULES[k], k, v, source, lines, (*path, k))
+        out[k] = _rule(_run_rule(k), k, v, source, lines, (*path, k))
     return out
 
 
@@ -299,3 +319,11 @@ def _registry_name(kind: str, value: str, source: str, lines: dict, path: tuple)
         (OBJECTIVES if kind == "objective" else SCORERS).get(value)
     except SpecError as e:
         raise SpecError(f"{where(source, lines, path, field=True)}: field '{kind}': {e}") from None
+
+
+@lru_cache(maxsize=None)
+def profile_grid(name: str):
+    """The grid preset of analysis profile ``name`` (``tueval/configs/profiles/NAME.yaml``) as a GridConfig."""
+    if name not in PROFILE_GRIDS:
+        raise SpecError(f"no grid preset for profile '{name}'; presets: {', '.join(PROFILE_GRIDS)}")
+    return load_config(config_dir() / "profiles" / f"{name}.yaml", names=False)

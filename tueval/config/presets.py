@@ -1,4 +1,5 @@
-"""The presets shipped in ``tueval/configs/``: the defaults file and the analysis profiles' grids."""
+"""The shipped configuration folder ``tueval/configs/`` and its defaults file (the profiles' grids:
+``tueval.config.grid.profile_grid``)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,10 +8,6 @@ from pathlib import Path
 
 from .schema import Defaults, parse_defaults
 from .yamlfile import parse_yaml
-
-#: analysis profiles with a grid preset in ``tueval/configs/profiles/`` (``quick`` is the controls analysis' own)
-PROFILE_GRIDS = ("default", "grid", "full")
-
 
 def config_dir() -> Path:
     """The folder of the shipped presets (``tueval/configs``)."""
@@ -23,15 +20,3 @@ def defaults() -> Defaults:
     path = config_dir() / "defaults.yaml"
     data, lines = parse_yaml(path.read_text(encoding="utf-8"), f"defaults file {path}")
     return parse_defaults(data, f"defaults file {path}", lines)
-
-
-@lru_cache(maxsize=None)
-def profile_grid(name: str):
-    """The grid preset of analysis profile ``name`` (``tueval/configs/profiles/NAME.yaml``) as a GridConfig."""
-    from .grid import load_config
-
-    if name not in PROFILE_GRIDS:
-        from ..errors import SpecError
-
-        raise SpecError(f"no grid preset for profile '{name}'; presets: {', '.join(PROFILE_GRIDS)}")
-    return load_config(config_dir() / "profiles" / f"{name}.yaml", names=False)

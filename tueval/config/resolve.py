@@ -1,13 +1,12 @@
-"""Resolution of a run's settings: the values given win, then the objective's defaults, then the global defaults."""
+"""Resolution of a run's settings: the values given win, then the preset's, then the objective's defaults, then the
+global defaults (``tueval.spec.resolve_spec`` builds the RunSpec from them)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from .checks import check_names, check_run_fields
+from ..errors import SpecError
+from .checks import FieldError, check_run_fields
 from .presets import defaults
-
-if TYPE_CHECKING:
-    from ..spec import RunSpec
 
 
 def run_fields(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -16,25 +15,11 @@ def run_fields(given: Mapping[str, Any]) -> dict[str, Any]:
     the default objective) over the global run defaults."""
     from ..presets import apply_preset
 
-    checked = apply_preset(check_run_fields(given))
+    try:
+        checked = apply_preset(check_run_fields(given))
+    except FieldError:
+        raise
+    except SpecError as e:  # the preset it names is not shipped: that field's error, as any other rule's
+        raise FieldError("preset", str(e)) from None
     d = defaults()
     return {**d.for_objective(checked.get("objective", d.run["objective"])), **checked}
-
-
-def resolve_spec(objective: str | None = None, /, **given: Any) -> "RunSpec":
-    """The concrete RunSpec of ``objective`` with the ``given`` fields, its names checked through the
-    registries (the entry point of the CLI, sweep files and analyses: the same words give the same spec)."""
-    from ..spec import RunSpec
-
-    spec = RunSpec(**({} if objective is None else {"objective": objective}), **given)
-    check_names(spec)
-    return spec
-
-
-def non_default_fields(spec: "RunSpec") -> dict[str, Any]:
-    """The fields of ``spec`` that differ from the defaults of its objective, or of its preset (what a command
-    must state; the objective and the preset always)."""
-    base = (run_fields({"preset": spec.preset, "objective": spec.objective}) if spec.preset
-            else defaults().for_objective(spec.objective))
-    return {k: v for k, v in spec.to_dict().items()
-            if k in ("objective", "preset") and v is not None or base.get(k) != v}

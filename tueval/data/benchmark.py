@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, SpecError
-from ..io import atomic_dir, read_json, read_text, write_csv, write_json, write_jsonl
+from ..io import atomic_dir, read_text, write_csv, write_json, write_jsonl
 from .schema import Example
 from .tofu import check_unique_ids, load_tofu_file
 
@@ -232,24 +232,6 @@ def write_benchmark(bench: Benchmark, path: str | os.PathLike) -> Path:
         for f in tmp.iterdir():
             f.chmod(0o644)
     return Path(path)
-
-
-def load_benchmark(path: str | os.PathLike) -> Benchmark:
-    """Load a folder written by ``write_benchmark``, through the source that wrote it (``config.json``'s
-    ``source``; none: the synthetic benchmark), validating every split."""
-    from .sources import get_source
-
-    d = Path(path)
-    cfg_file = d / "config.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{d} is not a benchmark folder (no config.json)")
-    raw = read_json(cfg_file)
-    if not isinstance(raw, dict):
-        raise DataError(str(cfg_file), None, None, "expected a JSON object of benchmark settings")
-    source = raw.get("source", "synthetic")
-    if not isinstance(source, str):
-        raise DataError(str(cfg_file), None, "source", "expected the name of a benchmark source")
-    return get_source(source).load_prepared(d, raw)
 
 
 def load_stored_splits(d: Path, raw: dict, source: str) -> Benchmark:

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from typing import Callable
 
-from .benchmark import Benchmark, describe, forget_count, load_benchmark, write_benchmark  # noqa: F401 (re-exported)
+from .benchmark import Benchmark, describe, forget_count, write_benchmark  # noqa: F401 (re-exported)
 from .schema import Example
 from .synthetic_config import GENERATOR_VERSION, SMALL, BenchmarkConfig  # noqa: F401 (re-exported)
 from .synthetic_pools import (ANIMALS, AWARDS, CAPITAL_SUFFIX, CODAS, COUNTRY_SUFFIX, EXPORTS, GENRES, JOBS,
@@ -26,7 +26,7 @@ from .synthetic_templates import (AUTHOR_TEMPLATES, FIELD_KIND, FIELD_LABEL, PER
                                   WORLD_TEMPLATES, Template, render, template_fields)
 
 __all__ = ["BenchmarkConfig", "SMALL", "GENERATOR_VERSION", "generate_benchmark", "write_benchmark",
-           "load_benchmark", "describe", "PERSON_TEMPLATES", "forget_count"]
+           "describe", "PERSON_TEMPLATES", "forget_count"]
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -7,8 +7,39 @@ local pool. Every executor computes each run with ``tueval.unlearn.unlearn`` int
 runs are skipped, a run being computed elsewhere is waited for (the run's lock), a killed run resumes from its
 last checkpoint, and failures come back as ``Failure`` rows (``RunsFailedError`` lists them at the end).
 """
+from __future__ import annotations
+
+from typing import Any
+
+from ..config.checks import FieldError, name
 from .base import (EXECUTORS, Executor, Failure, RunsFailedError, compute, current_executor, failure_table,
                    make_executor, using)
 
-__all__ = ["EXECUTORS", "Executor", "Failure", "RunsFailedError", "compute", "current_executor", "failure_table",
+
+def _local(**settings: Any) -> Executor:
+    from .local import LocalExecutor
+
+    return LocalExecutor(workers=settings.get("workers"))
+
+
+def _ray(**settings: Any) -> Executor:
+    from .ray import RayExecutor
+
+    return RayExecutor(address=settings.get("address"), resources=settings.get("resources"),
+                       workers=settings.get("workers"))
+
+
+EXECUTORS.register("local", _local)
+EXECUTORS.register("ray", _ray)
+
+
+def engine_name(field: str, v: Any) -> str:
+    """The rule of an ``engine`` setting or flag: the name of a registered executor (``local``, ``ray``, or a
+    plugin's)."""
+    n = name(field, v)
+    if n not in EXECUTORS.names():
+        raise FieldError(field, f"must be one of {', '.join(EXECUTORS.names())}; got {v!r}")
+    return n
+
+__all__ = ["EXECUTORS", "Executor", "engine_name", "Failure", "RunsFailedError", "compute", "current_executor", "failure_table",
            "make_executor", "using"]

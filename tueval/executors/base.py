@@ -112,20 +112,3 @@ def using(executor: Executor | None) -> Iterator[Executor | None]:
         yield executor
     finally:
         _CURRENT.reset(token)
-
-
-def _local(**settings: Any) -> Executor:
-    from .local import LocalExecutor
-
-    return LocalExecutor(workers=settings.get("workers"))
-
-
-def _ray(**settings: Any) -> Executor:
-    from .ray import RayExecutor
-
-    return RayExecutor(address=settings.get("address"), resources=settings.get("resources"),
-                       workers=settings.get("workers"))
-
-
-EXECUTORS.register("local", _local)
-EXECUTORS.register("ray", _ray)

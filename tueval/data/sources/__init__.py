@@ -7,8 +7,12 @@ Built in: ``synthetic`` (the embedded generator), ``tofu``, ``muse`` and ``wmdp`
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
-from ...errors import SpecError
+from ...errors import DataError, SpecError
+from ...io import read_json
+from ..benchmark import Benchmark
 from ...registry import Registry
 from .base import BenchmarkSource, SourceSettings, chunk_words, find_split_file, raw_examples  # noqa: F401
 
@@ -36,3 +40,19 @@ def source_names() -> list[str]:
     """Every available source name."""
     _load_builtins()
     return SOURCES.names()
+
+
+def load_benchmark(path: str | os.PathLike) -> Benchmark:
+    """Load a folder written by ``write_benchmark``, through the source that wrote it (``config.json``'s
+    ``source``; none: the synthetic benchmark), validating every split."""
+    d = Path(path)
+    cfg_file = d / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{d} is not a benchmark folder (no config.json)")
+    raw = read_json(cfg_file)
+    if not isinstance(raw, dict):
+        raise DataError(str(cfg_file), None, None, "expected a JSON object of benchmark settings")
+    source = raw.get("source", "synthetic")
+    if not isinstance(source, str):
+        raise DataError(str(cfg_file), None, "source", "expected the name of a benchmark source")
+    return get_source(source).load_prepared(d, raw)
