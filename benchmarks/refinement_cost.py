@@ -55,10 +55,10 @@ def main() -> None:
         plain = timed(lambda: unlearn(base, wd, progress=False, force=True))
         full = timed(lambda: unlearn(spec, wd, progress=False, force=True))
         cut = timed(lambda: unlearn(stopped, wd, progress=False, force=True))
-        a, b = (load_trajectory(unlearn(s, wd, progress=False).path) for s in (spec, stopped))
-        a = a[~a["final"].astype(bool)]
-        same = a["step"].tolist() == b["step"].tolist() and np.array_equal(a[list(CHECKED)].to_numpy(float),
-                                                                            b[list(CHECKED)].to_numpy(float))
+        t_end, t_stop = (load_trajectory(unlearn(s, wd, progress=False).path) for s in (spec, stopped))
+        t_end = t_end[~t_end["final"].astype(bool)]
+        same = t_end["step"].tolist() == t_stop["step"].tolist() and np.array_equal(
+            t_end[list(CHECKED)].to_numpy(float), t_stop[list(CHECKED)].to_numpy(float))
         steps = unlearn(spec, wd, progress=False).summary["steps"]
         rows.append({"preset": preset, "checkpoints after steps": f"{lo + 1}-{lo + 4} of {steps}",
                      "no checkpoints s": round(plain, 1), "refinement to the end s": round(full, 1),
