@@ -97,6 +97,19 @@ def get_preset(name: str) -> Preset:
     return ps[name]
 
 
+def known_preset(field: str, v: Any) -> str | None:
+    """The rule of a ``preset`` field where presets are applied: null or the name of a shipped preset."""
+    from .config.checks import FieldError, preset
+
+    v = preset(field, v)
+    if v is not None:
+        try:
+            get_preset(v)
+        except SpecError as e:
+            raise FieldError(field, str(e)) from None
+    return v
+
+
 def preset_fields(name: str) -> dict[str, Any]:
     """The run-spec fields preset ``name`` sets (fresh copies of its mappings)."""
     return {k: dict(v) if isinstance(v, Mapping) else v for k, v in get_preset(name).run.items()}
@@ -202,5 +215,6 @@ def load_preset(path: str | Path) -> Preset:
                   str(path))
 
 
-__all__ = ["Preset", "Scaled", "ROLES", "apply_preset", "base_fields", "expand_method", "get_preset", "load_preset",
+__all__ = ["Preset", "Scaled", "ROLES", "apply_preset", "base_fields", "expand_method", "get_preset", "known_preset",
+           "load_preset",
            "paper_presets", "preset_dir", "preset_fields", "presets"]

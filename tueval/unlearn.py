@@ -137,12 +137,12 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
             tables, summary = evaluate_unlearned(trainer.model, trainer.tokenizer, wd, ref, spec.generate,
                                                  spec.lmeval_tasks, lmeval_include, spec.max_new_tokens)
             folder.write_tables(tables)
+            if spec.has_trajectory:
+                traj.finish(state, tables, summary, ref.forget)
         else:  # stopped at stop_step: the trajectory's checkpoints are what the run is for
             summary = {"stopped_at": state.step}
         folder.write_log(state.log)
         if spec.has_trajectory:
-            if state.finished:
-                traj.finish(state, tables, summary, ref.forget)
             folder.write_trajectory(traj.table())
         if scorer.stateful:
             folder.save_scorer_state(scorer.state_dict())

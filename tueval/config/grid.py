@@ -37,7 +37,7 @@ from typing import Any, Mapping
 from ..errors import SpecError
 from ..executors import engine_name
 from ..pairs import pairs_setting
-from ..presets import base_fields, get_preset
+from ..presets import base_fields, known_preset
 from ..spec import RunSpec
 from . import checks
 from .checks import FieldError
@@ -68,20 +68,9 @@ def _control(field_: str, v: Any) -> str | None:
     return UNIFORM if v == UNIFORM else checks.control(field_, v)
 
 
-def _preset(field_: str, v: Any) -> str | None:
-    """A ``preset`` field: null or the name of a shipped preset."""
-    v = checks.preset(field_, v)
-    if v is not None:
-        try:
-            get_preset(v)
-        except SpecError as e:
-            raise FieldError(field_, str(e)) from None
-    return v
-
-
 def _run_rule(f: str):
     """The rule of run-spec field ``f`` in a grid file (a preset must exist)."""
-    return _preset if f == "preset" else checks.RUN_RULES[f]
+    return known_preset if f == "preset" else checks.RUN_RULES[f]
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,6 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k
           "gib": 2**30, "tib": 2**40}
 
 
-def engine(field: str, v: Any) -> str:
-    """An executor's name; whether one is registered under it is checked where engines are named by a user
-    (``tueval.executors.engine_name``: grid files, the CLI), above this module."""
-    return checks.name(field, v)
-
-
 def memory_bytes(field: str, v: Any) -> int:
     """A memory size in bytes: an integer, or a string such as ``8GiB``, ``512MB``."""
     if isinstance(v, str):
@@ -107,7 +101,8 @@ class AnalysisSettings:
 ANALYSIS_RULES = {"workdir": checks.text, "reports": checks.text, "seeds": seed_list,
                   "profile": checks.choice(PROFILES), "alpha": checks.open_unit,
                   "workers": checks.optional(checks.at_least_one), "scorers": name_list,
-                  "engine": engine, "address": checks.optional(checks.text), "resources": resources}
+                  "engine": checks.name,  # registered? tueval.executors.engine_name (grid files, CLI)
+                  "address": checks.optional(checks.text), "resources": resources}
 #: the settings that choose where runs are computed (a grid file and ``tueval sweep`` take them too)
 EXECUTION_SETTINGS = ("workers", "engine", "address", "resources")
 assert set(ANALYSIS_RULES) == {f.name for f in fields(AnalysisSettings)}

@@ -41,5 +41,6 @@ def engine_name(field: str, v: Any) -> str:
         raise FieldError(field, f"must be one of {', '.join(EXECUTORS.names())}; got {v!r}")
     return n
 
-__all__ = ["EXECUTORS", "Executor", "engine_name", "Failure", "RunsFailedError", "compute", "current_executor", "failure_table",
-           "make_executor", "using"]
+
+__all__ = ["EXECUTORS", "Executor", "Failure", "RunsFailedError", "compute", "current_executor", "engine_name",
+           "failure_table", "make_executor", "using"]
