@@ -3,7 +3,8 @@ power at planted effects, per comparison (every null shape of ``tueval.stats.cal
 intersection-union ``beats_all`` over several controls (correlated normal arms).
 
 Usage: python benchmarks/calibration.py [--sims 2000] [--power-sims 400] [--confirm-sims 20000] [--jobs 1]
-       [--seeds 7,10,14,20] [--effects 0.5,1,1.5] [--controls 2,3,4] [--pool reports/controls/paired_diffs.csv]
+       [--seeds 7,10,14,20] [--effects 0.5,1,1.5] [--controls 2,3,4]
+       [--pool reports/controls/paired_diffs.csv reports/controls/matched_diffs.csv]
        [--out benchmarks]
 Writes <out>/calibration.csv (one row per grid cell) and <out>/calibration.md (tables, command and wall time).
 """
@@ -37,21 +38,30 @@ SEEDS = (7, 10, 14, 20)
 EFFECTS = (0.5, 1.0, 1.5)
 CONTROLS = (2, 3, 4)
 ALPHA, CORRELATION = 0.05, 0.5
-#: the committed per-seed table of method vs control values, and the metrics whose differences form the pools
-POOL_FILE = ROOT / "reports" / "controls" / "paired_diffs.csv"
-POOL_METRICS = {"model_utility": "utility", "log10_fq": "log10 FQ"}
+#: the committed per-seed tables of method vs control values (at one learning rate, and the confirmatory utility
+#: at matched forgetting), and the metrics whose differences form the pools
+POOL_FILES = (ROOT / "reports" / "controls" / "paired_diffs.csv", ROOT / "reports" / "controls" / "matched_diffs.csv")
+POOL_FILE = POOL_FILES[0]
+POOL_METRICS = {"model_utility": "utility", "log10_fq": "log10 FQ",
+                "utility_at_matched_fq": "utility at matched FQ", "utility_at_matched_fp": "utility at matched FP"}
 POOL_KEYS = ("objective", "method", "control", "metric")
 #: a cell is flagged when its FPR exceeds alpha by more than this many Monte-Carlo SEs
 FLAG_SE = 2.0
 
 
-def empirical_pools(path: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+def empirical_pools(*paths: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Centred, standardised per-seed differences per comparison (objective, method, control, metric) of the
-    committed runs, pooled per metric of POOL_METRICS; and one row per comparison (n, sd, used)."""
-    d = pd.read_csv(path)
-    missing = {*POOL_KEYS, "seed", "diff"} - set(d.columns)
-    if missing:
-        raise SystemExit(f"{path}: missing columns {', '.join(sorted(missing))}")
+    committed runs, pooled per metric of POOL_METRICS present in ``paths``; and one row per comparison (n, sd,
+    used). Of a matched table only the bracketed seeds (``status`` ok) enter: a worst-rank value is a rule's
+    fill, not a measured difference."""
+    frames = []
+    for path in paths:
+        d = pd.read_csv(path)
+        missing = {*POOL_KEYS, "seed", "diff"} - set(d.columns)
+        if missing:
+            raise SystemExit(f"{path}: missing columns {', '.join(sorted(missing))}")
+        frames.append(d[d["status"] == "ok"] if "status" in d else d)
+    d = pd.concat(frames, ignore_index=True)
     d = d[d["metric"].isin(list(POOL_METRICS))]
     g = d.groupby(list(POOL_KEYS), sort=False)["diff"]
     sd = g.transform(lambda s: s.std(ddof=1))
@@ -59,7 +69,7 @@ def empirical_pools(path: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     info = g.agg(n="size", sd=lambda s: s.std(ddof=1)).reset_index()
     info["used"] = np.isfinite(info["sd"]) & (info["sd"] > 0)  # a constant comparison has no shape to resample
     d = d[np.isfinite(d["z"])]
-    return {m: d.loc[d["metric"] == m, "z"].to_numpy(float) for m in POOL_METRICS}, info
+    return {m: d.loc[d["metric"] == m, "z"].to_numpy(float) for m in POOL_METRICS if (d["metric"] == m).any()}, info
 
 
 def with_mirrors(pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -219,7 +229,9 @@ def markdown(df: pd.DataFrame, info: pd.DataFrame, pools: dict[str, np.ndarray],
         *shapes,
         "",
         f"Empirical pools: from `{pool_path}` (the committed `controls` report: per-seed method and control "
-        f"values of every (objective, method, control) comparison, {int(info.n.max())} seeds each). For each "
+        f"values of every (objective, method, control) comparison at one learning rate, and the per-seed "
+        f"utility differences at matched forgetting of the confirmatory verdicts, bracketed seeds only; up to "
+        f"{int(info.n.max())} seeds each). For each "
         "comparison on a metric of the pool, the per-seed differences method − control are centred on their "
         "mean and divided by their sd (ddof 1), so each comparison contributes its shape, not its effect or "
         "scale; each simulated seed resamples one value of the pool with replacement. A mirrored pool is the "
@@ -355,6 +367,14 @@ def reading(df: pd.DataFrame, names, a, conf: pd.DataFrame) -> list[str]:
     return out
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _ints(s: str) -> tuple[int, ...]:
     return tuple(int(x) for x in s.split(",") if x.strip())
 
@@ -375,15 +395,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="numbers of controls for beats_all, comma-separated; empty for none (default 2,3,4)")
     ap.add_argument("--confirm-sims", type=int, default=20000,
                     help="fresh simulations for every null cell above alpha; 0 for none (default 20000)")
-    ap.add_argument("--pool", type=Path, default=POOL_FILE, help="per-seed paired differences for the empirical "
-                                                                 "null (default reports/controls/paired_diffs.csv)")
+    ap.add_argument("--pool", type=Path, nargs="+", default=list(POOL_FILES),
+                    help="per-seed paired differences for the empirical nulls (default "
+                         "reports/controls/paired_diffs.csv and matched_diffs.csv)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="output folder")
     a = ap.parse_args(argv)
-    if not a.pool.is_file():
-        print(f"calibration: error: pool file {a.pool} not found", file=sys.stderr)
-        return 2
+    for f in a.pool:
+        if not f.is_file():
+            print(f"calibration: error: pool file {f} not found", file=sys.stderr)
+            return 2
     command = "python benchmarks/calibration.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    pools, info = empirical_pools(a.pool)
+    pools, info = empirical_pools(*a.pool)
     cells = sorted(grid(pools, a.seeds, a.effects, a.controls, a.sims, a.power_sims), key=_cost, reverse=True)
     ex = ProcessPoolExecutor(a.jobs) if a.jobs > 1 else None
     run = ex.map if ex else map
@@ -409,10 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     df["stage"] = "grid"
     out_df = pd.concat([df, conf.assign(alpha=ALPHA, stage="confirmation")], ignore_index=True) \
         if not conf.empty else df
-    try:
-        pool_path = str(a.pool.resolve().relative_to(ROOT))
-    except ValueError:
-        pool_path = str(a.pool)
+    pool_path = "`, `".join(_shown(f) for f in a.pool)
     write_csv(a.out / "calibration.csv", out_df)
     wall = time.perf_counter() - T_START
     write_text(a.out / "calibration.md", markdown(df, info, pools, pool_path, command.strip(), wall, cpu, a,

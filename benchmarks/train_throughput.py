@@ -5,7 +5,6 @@ Writes benchmarks/train_throughput.md (goal: tueval >= 0.8 x the bare loop)."""
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tueval.stats import beats_all, compare, decide, simulate_arms, simulate_fpr, verdict_table
@@ -82,7 +83,7 @@ def test_calibration_script_writes_every_null(tmp_path):
     assert sorted(zip(conf["null"], conf["n_controls"])) == sorted(zip(high["null"], high["n_controls"]))
     assert (conf["n_sims"] == 30).all()
     per = df[df["decision"] == "per comparison"]
-    pools, _ = mod.empirical_pools(mod.POOL_FILE)
+    pools, _ = mod.empirical_pools(*mod.POOL_FILES)
     labels = {label for label, *_ in mod.null_names(pools)}
     assert set(per["null"]) == labels
     assert {k for k in NULLS if k != "empirical"} <= labels and len(labels) == len(NULLS) - 1 + 2 * len(pools)
@@ -98,14 +99,27 @@ def test_calibration_script_writes_every_null(tmp_path):
 
 def test_empirical_pools_are_centred_and_standardised():
     mod = _calibration_script()
-    pools, info = mod.empirical_pools(mod.POOL_FILE)
-    assert set(pools) == set(mod.POOL_METRICS)
+    pools, info = mod.empirical_pools(*mod.POOL_FILES)
+    assert set(pools) == set(mod.POOL_METRICS)  # both tables: one learning rate and matched forgetting
     for m, z in pools.items():
         used = info[(info["metric"] == m) & info["used"]]
         assert z.size == int(used["n"].sum()) > 0
         assert abs(z.mean()) < 1e-12  # each comparison is centred
         # each comparison has sd 1 (ddof 1), so the pooled sum of squares is the count minus one per comparison
         assert np.sum(z ** 2) == pytest.approx(z.size - len(used))
+
+
+def test_matched_pools_take_only_bracketed_seeds(tmp_path):
+    """A not-bracketed seed's worst-rank value is a rule's fill: it never enters the empirical null."""
+    mod = _calibration_script()
+    rows = [{"objective": "ga", "method": "m", "control": "uniform", "metric": "utility_at_matched_fq", "seed": s,
+             "diff": d, "status": st} for s, (d, st) in enumerate([(0.1, "ok"), (0.3, "ok"), (0.2, "ok"),
+                                                                    (-9.0, "not bracketed")])]
+    f = tmp_path / "matched_diffs.csv"
+    pd.DataFrame(rows).to_csv(f, index=False)
+    pools, info = mod.empirical_pools(f)
+    assert list(pools) == ["utility_at_matched_fq"] and info["n"].tolist() == [3]
+    np.testing.assert_allclose(np.sort(pools["utility_at_matched_fq"]), [-1.0, 0.0, 1.0], atol=1e-12)
 
 
 def test_mirrored_pools_flip_the_skew():

@@ -51,3 +51,17 @@ def test_sentences_say_on_how_many_model_pairs_a_verdict_holds(tmp_path):
 
 def test_no_matched_verdicts_no_section(tmp_path):
     assert matched_claim_lines(tmp_path, PAPERS) == []
+
+
+def test_a_not_better_below_alpha_says_which_interval_reaches_zero():
+    """'Better' needs the adjusted p below alpha and both intervals clear of 0: a sentence that prints p_adj 0.047
+    next to 'not better' says why, and says nothing where p_adj is not below alpha."""
+    from tueval.report.claims import phrase
+
+    row = {"metric": "utility_at_matched_fp", "estimate": 0.013, "ci_low": 0.004, "ci_high": 0.021,
+           "robust_ci_low": -0.001, "robust_ci_high": 0.03, "p_adjusted": 0.0469, "alpha": 0.05,
+           "decision": "not better", "n_seeds": 7, "n_not_bracketed": 0}
+    assert "the bootstrap-t interval [-0.001, 0.030] reaches 0" in phrase(row)
+    assert "t-interval reaches 0" in phrase({**row, "ci_low": -0.002})
+    assert "reaches 0" not in phrase({**row, "p_adjusted": 0.2})
+    assert "reaches 0" not in phrase({**row, "decision": "better", "robust_ci_low": 0.001})

@@ -34,6 +34,8 @@ CONTROL_LR_FACTORS = {name: tuple(_grid(name).settings.get("control_lr_factors",
                       for name in ("default", "grid", "full")}
 #: per analysis profile, whether the matched comparison runs one round of refinement runs
 REFINE = {name: bool(_grid(name).settings.get("refine", False)) for name in ("default", "grid", "full")}
+#: per analysis profile, how many bracketing rounds the matched comparison runs before refining
+BRACKET_ROUNDS = {name: int(_grid(name).settings.get("bracket_rounds", 0)) for name in ("default", "grid", "full")}
 #: profile ``grid``: every paper preset against its informative control, TokenUnlearn also on NPO
 GRID_METHODS = [m.to_dict() for m in _grid("grid").methods]
 GRID_OBJECTIVES = list(_grid("grid").axes["objective"])

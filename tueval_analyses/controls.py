@@ -43,13 +43,16 @@ def run(cfg: AnalysisConfig) -> dict:
     lm_setting = {"lm-eval tasks": list(st["lmeval_tasks"])} if st["lmeval_tasks"] else {}
     runs = grid_runs(cfg, st)
     return analyse(runs, Path(cfg.reports) / ANALYSIS.folder, alpha=cfg.alpha, family=st["family"],
-                   matched=matched_result(runs, cfg, st["fixed"], st["family"], st["refine"]),
+                   matched=matched_result(runs, cfg, st["fixed"], st["family"], st["refine"],
+                                          st["bracket_rounds"]),
                    settings={"workdir": str(cfg.workdir.root), "profile": cfg.profile,
                              "objectives": st["objectives"], "methods": [method_name(m) for m in st["methods"]],
                              "controls": st["controls"], "settings over each objective's and preset's own": st["fixed"],
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "uniform base also at its learning rate x": st["base_lr_factors"] or "none",
                              "other controls also at their learning rate x": st["control_lr_factors"] or "none",
+                             "bracketing rounds (controls re-dosed at 3x where a seed is not bracketed)":
+                                 st["bracket_rounds"],
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
                              "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
@@ -85,6 +88,23 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, 
 
 
 READINGS = ("estimate_favourable", "estimate_interpolated")
+
+
+def bracketing_text(runs) -> str:
+    """The report section on the bracketing runs (``tueval.analysis.bracketing``)."""
+    from tueval.analysis.bracketing import FACTOR
+    from tueval.report import markdown_table
+
+    head = ("### Bracketing runs\nWhere a control's runs did not reach a method's final forget level on some seed, "
+            f"the control ran again at {FACTOR:g}x its largest learning rate, on every seed of that comparison "
+            "(`bracket_rounds`, `tueval.analysis.bracketing`; `bracketing.csv` lists the runs), and those runs "
+            "joined its frontier. Seeds still not bracketed count against the method (`n_not_bracketed`); "
+            "`step_matched` takes the method's step size by construction and is never re-dosed.\n")
+    if runs.empty:
+        return head + "\nNo bracketing run was needed: every re-dosable control reached every seed's level.\n"
+    per = (runs.groupby(["objective", "method", "arm", "round"], sort=False)
+           .agg(runs=("run_id", "size"), lr=("lr", "first")).reset_index())
+    return head + markdown_table(per)
 MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
                  "utility_at_matched_fp": "utility at matched forget-probability distance"}
 
@@ -123,6 +143,9 @@ def _matched_sections(rw, matched, alpha: float) -> dict:
         rw.text("### In plain words\n" + plain_summary(v, MATCHED_NAMES))
     tables = {"matched_diffs": matched.diffs, "hypervolumes": matched.hypervolumes,
               "trajectories": matched.trajectories}
+    if matched.bracketing is not None:
+        tables["bracketing"] = matched.bracketing
+        rw.text(bracketing_text(matched.bracketing))
     if matched.refinements is not None:
         tables["refinements"] = matched.refinements
         rw.text(f"### Refinement runs\n{len(matched.refinements)} control runs were trained again with a checkpoint "

@@ -53,12 +53,17 @@ def grid_settings(cfg: AnalysisConfig) -> dict:
             "base_lr_factors": list(ex.get("base_lr_factors", defaults.BASE_LR_FACTORS.get(cfg.profile, ()))),
             "control_lr_factors": list(ex.get("control_lr_factors",
                                               defaults.CONTROL_LR_FACTORS.get(cfg.profile, ()))),
-            "refine": refine_setting(cfg)}
+            "refine": refine_setting(cfg), "bracket_rounds": bracket_setting(cfg)}
 
 
 def refine_setting(cfg: AnalysisConfig) -> bool:
     """Whether the matched comparison runs refinement runs: the config's ``refine``, else the profile's."""
     return bool((cfg.extra or {}).get("refine", defaults.REFINE.get(cfg.profile, False)))
+
+
+def bracket_setting(cfg: AnalysisConfig) -> int:
+    """How many bracketing rounds the matched comparison runs: the config's ``bracket_rounds``, else the profile's."""
+    return int((cfg.extra or {}).get("bracket_rounds", defaults.BRACKET_ROUNDS.get(cfg.profile, 0)))
 
 
 def grid_cells_of(st: dict, seeds) -> list:
@@ -77,11 +82,15 @@ def grid_runs(cfg: AnalysisConfig, st: dict):
     return gather(cfg, grid_cells_of(st, cfg.seeds))
 
 
-def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY, refine: bool = False):
-    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories); with
-    ``refine``, after one round of refinement runs (``tueval.analysis.refine``; their table is ``refinements``)."""
+def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT_FAMILY, refine: bool = False,
+                   bracket_rounds: int | None = None):
+    """The matched-forgetting comparison of ``runs`` (None when the grid's runs write no trajectories): after
+    ``bracket_rounds`` rounds of bracketing runs (``tueval.analysis.bracketing``; None: the config's or profile's
+    ``bracket_setting``; their table is ``bracketing``) and, with ``refine``, one round of refinement runs
+    (``tueval.analysis.refine``; their table is ``refinements``)."""
     from dataclasses import replace
 
+    from .bracketing import bracket_trajectories
     from .matched_tables import frontier_runs, hypervolumes, load_trajectories, matched_comparison
     from .refine import refine_trajectories
     from .runs import retain_reference
@@ -89,11 +98,16 @@ def matched_result(runs, cfg: AnalysisConfig, fixed: dict, family: str = DEFAULT
     if not fixed.get("eval_every"):
         return None
     fp = (retain_reference(cfg.workdir) or {}).get("forget_prob")  # missing: the fp estimand refuses
-    traj = load_trajectories(frontier_runs(runs), cfg.workdir)
-    if not refine:
-        return matched_comparison(traj, fp, alpha=cfg.alpha, family=family)
-    refined, done = refine_trajectories(traj, cfg.workdir, fp, compute=cfg.compute, workers=cfg.workers,
-                                        progress=cfg.progress)
-    # the areas from the grid's own checkpoints: refinement adds points to the controls' curves only
-    return replace(matched_comparison(refined, fp, alpha=cfg.alpha, family=family),
-                   hypervolumes=hypervolumes(traj, fp), refinements=done)
+    grid = load_trajectories(frontier_runs(runs), cfg.workdir)
+    rounds = bracket_setting(cfg) if bracket_rounds is None else int(bracket_rounds)
+    traj, bracketing = grid, None
+    if rounds:
+        traj, bracketing = bracket_trajectories(grid, cfg.workdir, fp, rounds, compute=cfg.compute,
+                                                workers=cfg.workers, progress=cfg.progress)
+    done = None
+    if refine:
+        traj, done = refine_trajectories(traj, cfg.workdir, fp, compute=cfg.compute, workers=cfg.workers,
+                                         progress=cfg.progress)
+    # the areas from the grid's own runs and checkpoints: bracketing and refinement add to the controls' curves only
+    return replace(matched_comparison(traj, fp, alpha=cfg.alpha, family=family), hypervolumes=hypervolumes(grid, fp),
+                   refinements=done, bracketing=bracketing)

@@ -278,13 +278,15 @@ def hypervolume_diffs(hv: pd.DataFrame, method_arm: str = METHOD_ARM, group: Seq
 @dataclass(frozen=True)
 class MatchedResult:
     """The matched-forgetting comparison: per-seed differences, the verdict frame, hypervolumes per arm, the
-    trajectories they were computed from and the refinement runs merged into them (``tueval.analysis.refine``)."""
+    trajectories they were computed from, and the bracketing and refinement runs merged into them
+    (``tueval.analysis.bracketing``, ``tueval.analysis.refine``)."""
 
     diffs: pd.DataFrame
     verdicts: pd.DataFrame
     hypervolumes: pd.DataFrame
     trajectories: pd.DataFrame
     refinements: pd.DataFrame | None = None
+    bracketing: pd.DataFrame | None = None
 
 
 def matched_comparison(traj: pd.DataFrame, retain_forget_prob: float | None = None,

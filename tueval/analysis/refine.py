@@ -90,7 +90,7 @@ def refinement_spec(spec: RunSpec, steps: Sequence[int], stop: int = 0) -> RunSp
 def merge_refinement(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
     """``traj`` with the checkpoint rows of ``refined`` (a refinement run's trajectory, no step-0 row) added to
     every row set of ``run_id``, under the same labels; its last row is checked against the run's."""
-    return _merged(traj, [refinement_rows(traj, run_id, refined, where)])
+    return merge_rows(traj, [refinement_rows(traj, run_id, refined, where)])
 
 
 def refinement_rows(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, where: str = "") -> pd.DataFrame:
@@ -120,7 +120,7 @@ def refinement_rows(traj: pd.DataFrame, run_id: str, refined: pd.DataFrame, wher
     return added[traj.columns.intersection(added.columns)]
 
 
-def _merged(traj: pd.DataFrame, added: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def merge_rows(traj: pd.DataFrame, added: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """``traj`` and the ``added`` rows in one frame, each run's checkpoints in step order (``traj`` itself when
     nothing is added)."""
     if not added:
@@ -149,4 +149,4 @@ def refine_trajectories(traj: pd.DataFrame, wd, retain_forget_prob: float | None
         added.append(refinement_rows(traj, rid, load_trajectory(res.path), f" (refined by {res.run_id})"))
         rows.append({"run_id": rid, "refined_by": res.run_id, "steps": ",".join(map(str, need[rid])),
                      "stop_step": spec.stop_step})
-    return _merged(traj, added), pd.DataFrame(rows, columns=["run_id", "refined_by", "steps", "stop_step"])
+    return merge_rows(traj, added), pd.DataFrame(rows, columns=["run_id", "refined_by", "steps", "stop_step"])

@@ -51,7 +51,7 @@ def pair_comparison(runs: pd.DataFrame, cfg: AnalysisConfig, st: dict, pair: int
     from .matched_tables import matched_verdicts
 
     drop = degenerate_controls(identical_arms(runs))
-    matched = matched_result(runs, cfg, st["fixed"], st["family"], st["refine"])
+    matched = matched_result(runs, cfg, st["fixed"], st["family"], st["refine"], st.get("bracket_rounds"))
     if matched is not None:
         diffs = without_controls(matched.diffs, drop)
         _, v = matched_verdicts(diffs, cfg.alpha, st["family"])

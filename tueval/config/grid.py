@@ -15,7 +15,9 @@ A grid file is a YAML mapping:
   ``base_lr_factors`` (the uniform base also runs at its learning rate times each factor, so its frontier brackets
   the methods' forget levels), ``control_lr_factors`` (the same for the other controls, which forget less than
   the method at its rate), ``refine`` (one round of refinement runs: a checkpoint at every step inside the
-  segments the matched comparison reads, ``tueval.analysis.refine``), ``pairs`` (the replication analysis' model
+  segments the matched comparison reads, ``tueval.analysis.refine``), ``bracket_rounds`` (rounds of bracketing
+  runs: a control that does not reach a method's forget level on some seed runs again at 3x its largest learning
+  rate, ``tueval.analysis.bracketing``), ``pairs`` (the replication analysis' model
   pairs: a number, or the other pairs' workdirs); ``seeds`` and ``scorers`` also set the analysis' seeds and
   scorers under test;
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
@@ -53,7 +55,7 @@ SECTIONS = ("fixed", "methods", "include")
 SETTINGS = {**{k: ANALYSIS_RULES[k] for k in ("workdir", "reports", "profile", "alpha", *EXECUTION_SETTINGS)},
             "family": checks.text, "figures": checks.boolean, "uniform": checks.boolean,
             "base_lr_factors": checks.positive_list, "control_lr_factors": checks.positive_list,
-            "refine": checks.boolean, "pairs": pairs_setting, "engine": engine_name}
+            "refine": checks.boolean, "bracket_rounds": checks.count, "pairs": pairs_setting, "engine": engine_name}
 KEYS = (*AXES, *SECTIONS, *SETTINGS)
 #: in a controls list: the sequence-level base
 UNIFORM = "uniform"
@@ -155,7 +157,7 @@ class GridConfig:
 
     def analysis_extra(self) -> dict:
         """The grid keys the analyses read from ``AnalysisConfig.extra``: objectives, methods, controls, fixed,
-        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors, refine, pairs."""
+        ratios, lrs, family, figures, uniform, base_lr_factors, control_lr_factors, refine, bracket_rounds, pairs."""
         out: dict[str, Any] = {}
         if "objective" in self.axes:
             out["objectives"] = list(self.axes["objective"])
@@ -170,7 +172,7 @@ class GridConfig:
                 out[key if key != "learning_rates" else "lrs"] = list(self.axes[f])
         out.update({k: v for k, v in self.settings.items()
                     if k in ("family", "figures", "uniform", "base_lr_factors", "control_lr_factors", "refine",
-                             "pairs")})
+                             "bracket_rounds", "pairs")})
         return out
 
     def check_names(self) -> None:

@@ -56,7 +56,19 @@ def phrase(row: dict, pooled: pd.DataFrame | None = None) -> str:
     pairs = f"; {_pairs(row, pooled)}" if pooled is not None else ""
     return (f"at equal {level} it keeps {abs(est):.3f} {more} utility than the uniform base "
             f"[{_num(row['ci_low']):.3f}, {_num(row['ci_high']):.3f}], p_adj {_num(row['p_adjusted']):.3g}, "
-            f"{n} seeds{nbt}: **{row['decision']}**{pairs}")
+            f"{n} seeds{nbt}: **{row['decision']}**{why_not(row)}{pairs}")
+
+
+def why_not(row: dict) -> str:
+    """Why a comparison whose adjusted p is below alpha is still 'not better': an interval that reaches 0."""
+    if row["decision"] != "not better" or not _num(row["p_adjusted"]) < _num(row.get("alpha", 0.05)):
+        return ""
+    lo, hi = _num(row.get("robust_ci_low")), _num(row.get("robust_ci_high"))
+    if _num(row["ci_low"]) <= 0:
+        return " (p_adj is below alpha, but the t-interval reaches 0)"
+    if math.isfinite(lo) and lo <= 0:
+        return f" (p_adj is below alpha, but the bootstrap-t interval [{lo:.3f}, {hi:.3f}] reaches 0)"
+    return ""
 
 
 def matched_claim_lines(reports: Path, papers: list[tuple[str, str]]) -> list[str]:
