@@ -36,6 +36,7 @@ TITLE = "Controls on the forget-utility trade-off"
 
 def run(cfg: AnalysisConfig) -> dict:
     """Controls analysis: runs (or reads) the grid, writes reports/controls/, returns verdicts and paths."""
+    from tueval.analysis.bracketing import FACTOR
     from tueval.analysis.grid import method_name
     from tueval.report import regen_command
 
@@ -51,8 +52,8 @@ def run(cfg: AnalysisConfig) -> dict:
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "uniform base also at its learning rate x": st["base_lr_factors"] or "none",
                              "other controls also at their learning rate x": st["control_lr_factors"] or "none",
-                             "bracketing rounds (controls re-dosed at 3x where a seed is not bracketed)":
-                                 st["bracket_rounds"],
+                             f"bracketing rounds (controls re-dosed at {FACTOR:g}x where a seed is not "
+                             "bracketed)": st["bracket_rounds"],
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
                              "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
@@ -88,6 +89,8 @@ def analyse(runs, out: Path, alpha: float = 0.05, family: str = DEFAULT_FAMILY, 
 
 
 READINGS = ("estimate_favourable", "estimate_interpolated")
+MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
+                 "utility_at_matched_fp": "utility at matched forget-probability distance"}
 
 
 def bracketing_text(runs) -> str:
@@ -105,8 +108,6 @@ def bracketing_text(runs) -> str:
     per = (runs.groupby(["objective", "method", "arm", "round"], sort=False)
            .agg(runs=("run_id", "size"), lr=("lr", "first")).reset_index())
     return head + markdown_table(per)
-MATCHED_NAMES = {"utility_at_matched_fq": "utility at matched forget quality",
-                 "utility_at_matched_fp": "utility at matched forget-probability distance"}
 
 
 def _matched_sections(rw, matched, alpha: float) -> dict:

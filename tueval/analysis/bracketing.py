@@ -12,6 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..spec import RunSpec
 from ..stats.matched import NOT_BRACKETED, Rule
 from .grid import NOT_REDOSED
 from .matched_tables import ESTIMANDS, GROUP, matched_diffs
@@ -33,7 +34,8 @@ def unbracketed(traj: pd.DataFrame, retain_forget_prob: float | None = None,
             .sort_values([*GROUP, "arm"], kind="stable").reset_index(drop=True))
 
 
-def bracketing_specs(traj: pd.DataFrame, pairs: pd.DataFrame, wd, factor: float = FACTOR) -> list[tuple[dict, object]]:
+def bracketing_specs(traj: pd.DataFrame, pairs: pd.DataFrame, wd, factor: float = FACTOR
+                     ) -> list[tuple[dict, RunSpec]]:
     """Per (group, control) of ``pairs`` and seed: the labels of the new run and the control's spec at its largest
     learning rate on that seed times ``factor``."""
     from ..unlearn import load_run
@@ -65,8 +67,8 @@ def bracket_trajectories(traj: pd.DataFrame, wd, retain_forget_prob: float | Non
         results = require_runs([s for _, s in todo], wd, compute=compute, workers=workers, progress=progress)
         added = []
         for (labels, spec), res in zip(todo, results):
-            row = {**{c: labels[c] for c in LABELS}, "run_id": res.run_id, "lr": spec.lr}
+            row = {**labels, "run_id": res.run_id, "lr": spec.lr}
             added.append(load_trajectory(res.path, wd).assign(**{c: v for c, v in row.items() if c in traj}))
-            done.append({**labels, **row, "round": k})
+            done.append({**row, "round": k})
         traj = merge_rows(traj, added)
     return traj, pd.DataFrame(done, columns=list(COLUMNS))
