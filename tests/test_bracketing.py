@@ -66,15 +66,60 @@ def test_a_control_redosed_at_three_times_its_rate_brackets_the_method(small_wor
     assert same.equals(traj) and none.empty
 
 
-def test_bracket_rounds_is_a_grid_key_and_one_round_in_the_default_profile(tmp_path):
+def test_bracket_rounds_is_a_grid_key_and_three_rounds_in_the_default_profile(tmp_path):
     from tueval.analysis.controls_grid import grid_settings
     from tueval.analysis.registry import AnalysisConfig
     from tueval.config.grid import parse_grid
     from tueval.errors import SpecError
 
-    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 1
+    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 3
     assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="quick"))["bracket_rounds"] == 0
     g = parse_grid({"objectives": ["ga"], "bracket_rounds": 2}, "grid.yaml")
     assert g.analysis_extra()["bracket_rounds"] == 2
     with pytest.raises(SpecError, match="bracket_rounds"):
         parse_grid({"objectives": ["ga"], "bracket_rounds": -1}, "grid.yaml")
+
+
+def test_the_rate_search_goes_up_while_the_largest_rate_reaches_furthest_and_bisects_otherwise():
+    from tueval.analysis.bracketing import _next_rate
+
+    # (rate, furthest reach, turned back)
+    assert _next_rate([(1.0, -3.0, False), (3.0, -2.0, True)], FACTOR) == pytest.approx(9.0)
+    # GA's base: 1x still rising at its end reaches furthest, 3x and 9x collapsed early: between 1x and 3x
+    assert _next_rate([(3.0, -1.8, True), (1.0, -1.66, False), (9.0, -2.1, True)], FACTOR) == pytest.approx(3 ** 0.5)
+    # the best run turned back: between it and the next smaller rate, or a factor below the smallest
+    assert _next_rate([(1.0, -1.9, False), (3.0, -1.4, True), (9.0, -2.1, True)], FACTOR) == pytest.approx(3 ** 0.5)
+    assert _next_rate([(1.0, -1.1, True), (3.0, -1.7, True)], FACTOR) == pytest.approx(1 / 3)
+    # a tie in reach: the smaller rate is the best (less dose), here still rising, so between it and the next
+    assert _next_rate([(1.0, -1.5, False), (3.0, -1.5, True)], FACTOR) == pytest.approx(3 ** 0.5)
+
+
+def test_next_rates_per_seed_short_of_the_level_and_none_below_the_start():
+    """Seed 0: the method (log10 fq -1) is beyond both control runs; the best (lr 1, -2) rose to its end, the one at
+    lr 3 peaked at -3 and collapsed: one new rate, between 1 and 3. Seed 1: the method ended below the target
+    model's level (fq 1e-8 < 1e-7): no rate forgets less than none, so no proposal, although that seed is not
+    bracketed."""
+    from tueval.analysis.bracketing import next_rates, run_reach
+
+    rows = []
+    for s in (0, 1):
+        mq = 1e-1 if s == 0 else 1e-8
+        rows += [("method", s, f"m{s}", 0, 1e-7, 0.9, 0.5), ("method", s, f"m{s}", 8, 1e-3, 0.5, 0.4),
+                 ("method", s, f"m{s}", 16, mq, 0.3, 0.3),
+                 ("uniform", s, f"a{s}", 0, 1e-7, 0.9, 0.5), ("uniform", s, f"a{s}", 8, 1e-4, 0.6, 0.4),
+                 ("uniform", s, f"a{s}", 16, 1e-2, 0.4, 0.3),
+                 ("uniform", s, f"b{s}", 0, 1e-7, 0.9, 0.5), ("uniform", s, f"b{s}", 8, 1e-3, 0.3, 0.3),
+                 ("uniform", s, f"b{s}", 16, 1e-5, 0.2, 0.1)]
+    traj = _traj(rows)
+    reach = run_reach(traj, "fq").set_index("run_id")
+    assert reach.loc["a0", "reach"] == pytest.approx(-2.0) and not reach.loc["a0", "turned_back"]
+    assert reach.loc["b0", "reach"] == pytest.approx(-3.0) and reach.loc["b0", "turned_back"]
+    lrs = pd.Series({f"{k}{s}": lr for s in (0, 1) for k, lr in (("m", 1.0), ("a", 1.0), ("b", 3.0))})
+    pairs = unbracketed(traj, estimands=("fq",))
+    assert pairs.to_dict("records") == [{"objective": "ga", "method": "ga/m", "arm": "uniform"}]
+    got = next_rates(traj, pairs, lrs, estimands=("fq",))
+    assert got["lr"].tolist() == pytest.approx([3 ** 0.5]) and got["arm"].tolist() == ["uniform"]
+    assert next_rates(traj[traj["seed"] == 1], pairs, lrs, estimands=("fq",)).empty
+    # the first round also widens: factor times the largest rate, beside the search's rate
+    wide = next_rates(traj, pairs, lrs, estimands=("fq",), widen=True)
+    assert wide["lr"].tolist() == pytest.approx([3 ** 0.5, 3 * FACTOR])

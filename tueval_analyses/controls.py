@@ -52,8 +52,9 @@ def run(cfg: AnalysisConfig) -> dict:
                              "sweep ratios": st["ratios"] or "none", "sweep learning rates": st["lrs"] or "none",
                              "uniform base also at its learning rate x": st["base_lr_factors"] or "none",
                              "other controls also at their learning rate x": st["control_lr_factors"] or "none",
-                             f"bracketing rounds (controls re-dosed at {FACTOR:g}x where a seed is not "
-                             "bracketed)": st["bracket_rounds"],
+                             "bracketing rounds (controls re-dosed by a search over the learning rate where a "
+                             f"seed is not bracketed, steps of {FACTOR:g}x outside the rates tried)":
+                                 st["bracket_rounds"],
                              "Holm family": st["family"], "exploratory screen": "BH over every method, control "
                                                                               "and secondary metric",
                              "trajectory checkpoints (eval_every)": st["fixed"].get("eval_every") or "none",
@@ -99,14 +100,21 @@ def bracketing_text(runs) -> str:
     from tueval.report import markdown_table
 
     head = ("### Bracketing runs\nWhere a control's runs did not reach a method's final forget level on some seed, "
-            f"the control ran again at {FACTOR:g}x its largest learning rate, on every seed of that comparison "
-            "(`bracket_rounds`, `tueval.analysis.bracketing`; `bracketing.csv` lists the runs), and those runs "
-            "joined its frontier. Seeds still not bracketed count against the method (`n_not_bracketed`); "
-            "`step_matched` takes the method's step size by construction and is never re-dosed.\n")
+            "the control ran again on every seed of that comparison at the next rate of a search for the rate whose "
+            "run reaches furthest towards the level (`bracket_rounds` rounds, `tueval.analysis.bracketing`; "
+            "`bracketing.csv` lists the runs), and those runs joined its frontier. Per seed, where the run that "
+            f"reached furthest is at the largest rate tried, the rate goes up {FACTOR:g}x; where it is still moving "
+            "towards the level at its end (under-dosed), the next rate is the geometric mean of its rate and the next "
+            "larger one; where it turned back before its end (GA's forget quality falls again after collapse), the "
+            f"geometric mean with the next smaller one, or {FACTOR:g}x below. The first round also runs {FACTOR:g}x "
+            "the largest rate, so bracketing only adds runs to a control's frontier. A seed whose method ended short "
+            "of the target model's own level is not re-dosed (no dose forgets less than none). Seeds still not "
+            "bracketed count against the method (`n_not_bracketed`); `step_matched` takes the method's step size by "
+            "construction and is never re-dosed.\n")
     if runs.empty:
         return head + "\nNo bracketing run was needed: every re-dosable control reached every seed's level.\n"
-    per = (runs.groupby(["objective", "method", "arm", "round"], sort=False)
-           .agg(runs=("run_id", "size"), lr=("lr", "first")).reset_index())
+    per = (runs.groupby(["objective", "method", "arm", "round", "lr"], sort=False)
+           .agg(runs=("run_id", "size")).reset_index())
     return head + markdown_table(per)
 
 
