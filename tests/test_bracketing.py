@@ -66,13 +66,13 @@ def test_a_control_redosed_at_three_times_its_rate_brackets_the_method(small_wor
     assert same.equals(traj) and none.empty
 
 
-def test_bracket_rounds_is_a_grid_key_and_three_rounds_in_the_default_profile(tmp_path):
+def test_bracket_rounds_is_a_grid_key_and_four_rounds_in_the_default_profile(tmp_path):
     from tueval.analysis.controls_grid import grid_settings
     from tueval.analysis.registry import AnalysisConfig
     from tueval.config.grid import parse_grid
     from tueval.errors import SpecError
 
-    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 3
+    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 4
     assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="quick"))["bracket_rounds"] == 0
     g = parse_grid({"objectives": ["ga"], "bracket_rounds": 2}, "grid.yaml")
     assert g.analysis_extra()["bracket_rounds"] == 2
