@@ -66,13 +66,13 @@ def test_a_control_redosed_at_three_times_its_rate_brackets_the_method(small_wor
     assert same.equals(traj) and none.empty
 
 
-def test_bracket_rounds_is_a_grid_key_and_three_rounds_in_the_default_profile(tmp_path):
+def test_bracket_rounds_is_a_grid_key_and_four_rounds_in_the_default_profile(tmp_path):
     from tueval.analysis.controls_grid import grid_settings
     from tueval.analysis.registry import AnalysisConfig
     from tueval.config.grid import parse_grid
     from tueval.errors import SpecError
 
-    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 3
+    assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="default"))["bracket_rounds"] == 4
     assert grid_settings(AnalysisConfig(workdir=tmp_path, profile="quick"))["bracket_rounds"] == 0
     g = parse_grid({"objectives": ["ga"], "bracket_rounds": 2}, "grid.yaml")
     assert g.analysis_extra()["bracket_rounds"] == 2
@@ -123,3 +123,19 @@ def test_next_rates_per_seed_short_of_the_level_and_none_below_the_start():
     # the first round also widens: factor times the largest rate, beside the search's rate
     wide = next_rates(traj, pairs, lrs, estimands=("fq",), widen=True)
     assert wide["lr"].tolist() == pytest.approx([3 ** 0.5, 3 * FACTOR])
+
+
+def test_reach_on_the_forget_probability_is_minus_the_closest_distance_to_the_retain_model():
+    """Retain forget probability 0.3: a run that crosses it passed through distance 0 (reach 0); one that came to
+    0.6 and went back to 0.7 turned back at reach -0.3; one still falling at its end (0.6) has not turned back."""
+    from tueval.analysis.bracketing import run_reach
+
+    rows = [("method", 0, "m", 0, 1e-7, 0.9, 0.5), ("method", 0, "m", 16, 1e-2, 0.35, 0.3)]
+    for rid, fps in (("c", (0.5, 0.1)), ("d", (0.6, 0.7)), ("e", (0.8, 0.6))):
+        rows += [("uniform", 0, rid, 0, 1e-7, 0.9, 0.5), ("uniform", 0, rid, 8, 1e-4, fps[0], 0.4),
+                 ("uniform", 0, rid, 16, 1e-3, fps[1], 0.3)]
+    r = run_reach(_traj(rows), "fp", 0.3).set_index("run_id")
+    assert r.loc["c", "reach"] == pytest.approx(0.0) and r.loc["c", "final_reach"] == pytest.approx(-0.2)
+    assert r.loc["d", "reach"] == pytest.approx(-0.3) and r.loc["d", "turned_back"]
+    assert r.loc["e", "reach"] == pytest.approx(-0.3) and not r.loc["e", "turned_back"]
+    assert r.loc["m", "final_reach"] == pytest.approx(-0.05)
