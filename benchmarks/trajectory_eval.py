@@ -67,7 +67,7 @@ def main() -> None:
         runs[name] = [zero] + [_point(snapshot_model(wd, res, s), tok, wd, ref, sets) for s in steps]
     pts = [p for r in runs.values() for p in r[1:]] + [zero]
     lines = ["# Checkpoint evaluation vs full evaluation\n",
-             f"Command: `nice -n 19 python benchmarks/trajectory_eval.py --workdir {args.workdir} --steps "
+             f"Command: `python benchmarks/trajectory_eval.py --workdir {args.workdir} --steps "
              f"{args.steps}` (workdir forget split {wd.forget_split}: {len(sets['forget'])} forget examples; "
              f"plan {PLAN.to_dict()}; one torch thread; runs {', '.join(specs)}, seed 0; "
              f"{len(pts)} distinct checkpoints incl. the target model).\n",

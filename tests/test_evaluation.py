@@ -200,6 +200,21 @@ def test_shared_prefix_scores_equal_plain_forwards(tiny_model, tiny_tokenizer, t
             np.testing.assert_allclose(got.fact_acc, want.fact_acc, atol=1e-6)
 
 
+def test_scores_without_accuracy_keep_every_likelihood_bit_for_bit(tiny_model, tiny_tokenizer, toy_examples):
+    """``accuracy=False`` (the checkpoint evaluation) skips the greedy-token argmax: the accuracies are NaN and
+    every summed NLL and token count equals the scoring with accuracies, bit for bit."""
+    from tueval.evaluation.likelihood import PERTURBED, SetJob, score_sets
+
+    job = {"x": SetJob(toy_examples, ("answer", "paraphrased_answer", PERTURBED))}
+    full = score_sets(tiny_model, tiny_tokenizer, job, batch_size=3, max_tokens=40)["x"]
+    lean = score_sets(tiny_model, tiny_tokenizer, job, batch_size=3, max_tokens=40, accuracy=False)["x"]
+    for f in ("answer", "paraphrased_answer", PERTURBED):
+        np.testing.assert_array_equal(lean.stats[f].sum_nll, full.stats[f].sum_nll)
+        np.testing.assert_array_equal(lean.stats[f].n_tokens, full.stats[f].n_tokens)
+        assert np.isnan(lean.stats[f].acc).all() and np.isnan(lean.stats[f].fact_acc).all()
+        assert np.isfinite(full.stats[f].acc).all()
+
+
 def test_shared_prefix_distribution_stats_equal_logit_scores(tiny_model, tiny_tokenizer, toy_examples):
     """The MIA rows' per-token statistics give the scores of ``scores_from_logits`` on the plain forward."""
     from tueval.data.collate import collate

@@ -49,13 +49,14 @@ METRICS = ("forget_quality", "forget_ks_statistic", "forget_truth_ratio", "forge
 
 def checkpoint_tables(model, tokenizer, sets: Mapping[str, Sequence[Example]], plan: CheckpointPlan = PLAN,
                       batch_size: int = 256) -> dict[str, pd.DataFrame]:
-    """Per-example tables (likelihood fields only: no generation) of the plan's examples."""
+    """Per-example tables (likelihood fields only: no generation, no greedy-token accuracies) of the plan's
+    examples."""
     from ..forward import eval_mode
 
     chosen = plan.select(sets)
     with eval_mode(model):
         scores = score_sets(model, tokenizer, {k: SetJob(v, fields_for(k)) for k, v in chosen.items()},
-                            batch_size)
+                            batch_size, accuracy=False)
     return {k: set_table(v, k, scores[k], None) for k, v in chosen.items()}
 
 

@@ -134,9 +134,10 @@ def _field_rows(examples: Sequence[Example], name: str) -> tuple[list[str], list
 
 
 def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
-               max_tokens: int | None = None) -> dict[str, SetScores]:
+               max_tokens: int | None = None, accuracy: bool = True) -> dict[str, SetScores]:
     """Teacher-forced statistics of every job's answer fields, all in one pass of ``tueval.evaluation.prefix``: each
-    question's prompt is encoded once, and all its answer variants are scored from it."""
+    question's prompt is encoded once, and all its answer variants are scored from it (``accuracy``: see
+    ``score_continuations``)."""
     from .encoding import encode_answers, encode_prompts
     from .prefix import Continuations, score_continuations
 
@@ -155,7 +156,7 @@ def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     req = Continuations(prompts, tokens, np.concatenate(owner) if owner else np.zeros(0, np.int64), gts,
                         np.concatenate(dist) if dist else np.zeros(0, bool))
-    sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens)
+    sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens, accuracy=accuracy)
     dist_at = np.full(len(tokens), -1, dtype=np.int64)
     dist_at[sc.dist_rows] = np.arange(len(sc.dist_rows))
     out = {}

@@ -113,10 +113,11 @@ def prompt_pass(model, prompts: Sequence[Sequence[int]], pad: int):
 
 
 def score_continuations(model, req: Continuations, pad: int, batch_size: int = 256,
-                        max_tokens: int | None = None) -> ContinuationScores:
+                        max_tokens: int | None = None, accuracy: bool = True) -> ContinuationScores:
     """Score every continuation of ``req``: blocks of ``batch_size`` prompts (sorted by length) each run once, and
     their continuations run from the block's cache, ``max_tokens`` continuation tokens per forward (default: what
-    fits ``LOGITS_BYTES`` of logits)."""
+    fits ``LOGITS_BYTES`` of logits). Without ``accuracy`` the greedy-token accuracies (an argmax over the
+    vocabulary at every position) are NaN and not computed; every likelihood value is the same."""
     R = len(req.tokens)
     owner = np.asarray(req.owner, dtype=np.int64)
     lens = np.fromiter((len(t) for t in req.tokens), dtype=np.int64, count=R)
@@ -153,7 +154,7 @@ def score_continuations(model, req: Continuations, pad: int, batch_size: int = 2
                 chunk = rows[start: start + n]
                 start += len(chunk)
                 _score_chunk(model, req, chunk, local[owner[chunk]], kv, p_attn, first, p_len, pad, device,
-                             out, G, dist, dist_pos, dist_lp, dist_z)
+                             out, G if accuracy else None, dist, dist_pos, dist_lp, dist_z, accuracy)
     return ContinuationScores(sum_nll=out["sum_nll"], n_tokens=out["n_tokens"].astype(np.int64), acc=out["acc"],
                               fact_acc=out["fact_acc"], n_fact=out["n_fact"].astype(np.int64), dist_rows=dist_rows,
                               dist_lp=dist_lp, dist_z=dist_z, dist_mask=dist_mask)
@@ -169,7 +170,7 @@ def _padded_bool(arrs: Sequence[np.ndarray], lens: np.ndarray) -> np.ndarray:
 
 
 def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, device, out, G, dist, dist_pos,
-                 dist_lp, dist_z) -> None:
+                 dist_lp, dist_z, accuracy: bool = True) -> None:
     """Forward one chunk of continuation rows from their prompts' caches and store its statistics."""
     own = torch.as_tensor(owners, device=device)
     tgt, valid = pad_rows([req.tokens[r] for r in chunk], pad, left=False)
@@ -185,13 +186,16 @@ def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, devic
     offs = np.cumsum([0] + [p.shape[1] for p in parts])
     nll = torch.cat([torch.nn.functional.cross_entropy(p.flatten(0, 1), tgt[:, a:b].flatten(), reduction="none")
                      .view(len(chunk), -1) for p, a, b in zip(parts, offs[:-1], offs[1:])], dim=1)
-    pred = torch.cat([p.argmax(-1) for p in parts], dim=1)
     m = valid.double()
-    correct = (pred == tgt).double() * m
     n = m.sum(1)
     out["sum_nll"][chunk] = (nll.double() * m).sum(1).cpu().numpy()
     out["n_tokens"][chunk] = n.cpu().numpy()
-    out["acc"][chunk] = (correct.sum(1) / n.clamp_min(1)).cpu().numpy()
+    if accuracy:
+        pred = torch.cat([p.argmax(-1) for p in parts], dim=1)
+        correct = (pred == tgt).double() * m
+        out["acc"][chunk] = (correct.sum(1) / n.clamp_min(1)).cpu().numpy()
+    else:
+        out["acc"][chunk] = np.nan
     if G is not None:
         g = torch.from_numpy(G[chunk, : tgt.shape[1]]).to(device).double() * m
         nf = g.sum(1)
