@@ -39,7 +39,8 @@ def main() -> None:
         s_e = score_sets(eager, tok, job, accuracy=False)["forget"].stats
         s_f = score_sets(fused, tok, job, accuracy=False)["forget"].stats
     rel = max(float(np.max(np.abs(s_f[k].sum_nll - s_e[k].sum_nll) / np.abs(s_e[k].sum_nll))) for k in s_e)
-    m_e, m_f = ck.evaluate_checkpoint(eager, tok, sets, ref.forget), ck.evaluate_checkpoint(fused, tok, sets, ref.forget)
+    m_e = ck.evaluate_checkpoint(eager, tok, sets, ref.forget)
+    m_f = ck.evaluate_checkpoint(fused, tok, sets, ref.forget)
     t = {"eager": [], "sdpa": []}
     for _ in range(a.repeats):
         for name, model in (("eager", eager), ("sdpa", fused)):
