@@ -82,8 +82,7 @@ def next_rates(traj: pd.DataFrame, pairs: pd.DataFrame, lrs: pd.Series, retain_f
     reaches less than no unlearning. ``widen`` adds ``factor`` times each pair's largest rate on every seed."""
     out = []
     if widen:
-        rows = traj.merge(pairs, on=[*GROUP, "arm"])[[*LABELS, "run_id"]].drop_duplicates()
-        top = rows.assign(lr=rows["run_id"].map(lrs)).groupby(list(LABELS), sort=True)["lr"].max() * factor
+        top = _control_runs(traj, pairs, lrs).groupby(list(LABELS), sort=True)["lr"].max() * factor
         out += top.reset_index().to_dict("records")
     for e in estimands:
         r = run_reach(traj, e, retain_forget_prob)
@@ -99,11 +98,18 @@ def next_rates(traj: pd.DataFrame, pairs: pd.DataFrame, lrs: pd.Series, retain_f
     return pd.DataFrame(out)[cols].drop_duplicates().sort_values(cols, kind="stable").reset_index(drop=True)
 
 
-def _rates(traj: pd.DataFrame, wd) -> tuple[dict, pd.Series]:
-    """Each run id's spec and learning rate."""
+def _control_runs(traj: pd.DataFrame, pairs: pd.DataFrame, lrs: pd.Series) -> pd.DataFrame:
+    """The runs of the (group, control) ``pairs`` (``LABELS``, ``run_id`` and ``lr``), by labels and rate."""
+    rows = traj.merge(pairs, on=[*GROUP, "arm"])[[*LABELS, "run_id"]].drop_duplicates()
+    return rows.assign(lr=rows["run_id"].map(lrs)).sort_values([*LABELS, "lr"], kind="stable")
+
+
+def _rates(traj: pd.DataFrame, pairs: pd.DataFrame, wd) -> tuple[dict, pd.Series]:
+    """The spec and learning rate of each run of the (group, control) ``pairs``."""
     from ..unlearn import load_run
 
-    specs = {rid: load_run(wd, rid).spec for rid in dict.fromkeys(traj["run_id"])}
+    ids = traj.merge(pairs, on=[*GROUP, "arm"])["run_id"]
+    specs = {rid: load_run(wd, rid).spec for rid in dict.fromkeys(ids)}
     return specs, pd.Series({rid: float(s.lr) for rid, s in specs.items()}, dtype=float)
 
 
@@ -112,17 +118,16 @@ def bracketing_specs(traj: pd.DataFrame, pairs: pd.DataFrame, wd, retain_forget_
                      ) -> list[tuple[dict, RunSpec]]:
     """Per (group, control) of ``pairs``, rate of ``next_rates`` and seed: the labels of the new run and the
     control's spec at that rate (from its run at the largest rate below it, else its smallest)."""
-    specs, lrs = _rates(traj, wd)
+    specs, lrs = _rates(traj, pairs, wd)
     todo = next_rates(traj, pairs, lrs, retain_forget_prob, estimands, factor, widen)
-    rows = traj.merge(pairs, on=[*GROUP, "arm"])[[*LABELS, "run_id"]].drop_duplicates()
-    rows = rows.assign(_lr=rows["run_id"].map(lrs)).sort_values([*LABELS, "_lr"], kind="stable")
+    rows = _control_runs(traj, pairs, lrs)
     out = []
     for t in todo.to_dict("records"):
         g = rows.merge(pd.DataFrame([{c: t[c] for c in (*GROUP, "arm")}]), on=[*GROUP, "arm"])
         for _, s in g.groupby("seed", sort=True):
-            if np.isclose(s["_lr"], t["lr"], rtol=1e-9, atol=0).any():
+            if np.isclose(s["lr"], t["lr"], rtol=1e-9, atol=0).any():
                 continue  # this seed already has a run at that rate
-            below = s[s["_lr"] < t["lr"]]
+            below = s[s["lr"] < t["lr"]]
             src = (below.iloc[-1] if len(below) else s.iloc[0])
             out.append(({k: src[k] for k in LABELS} | {"from_run_id": src["run_id"]},
                         replace(specs[src["run_id"]], lr=float(t["lr"]))))

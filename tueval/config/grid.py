@@ -16,8 +16,8 @@ A grid file is a YAML mapping:
   the methods' forget levels), ``control_lr_factors`` (the same for the other controls, which forget less than
   the method at its rate), ``refine`` (one round of refinement runs: a checkpoint at every step inside the
   segments the matched comparison reads, ``tueval.analysis.refine``), ``bracket_rounds`` (rounds of bracketing
-  runs: a control that does not reach a method's forget level on some seed runs again at 3x its largest learning
-  rate, ``tueval.analysis.bracketing``), ``pairs`` (the replication analysis' model
+  runs: a control that does not reach a method's forget level on some seed runs again at the next rate of a search
+  over its learning rate, ``tueval.analysis.bracketing``), ``pairs`` (the replication analysis' model
   pairs: a number, or the other pairs' workdirs); ``seeds`` and ``scorers`` also set the analysis' seeds and
   scorers under test;
 - execution settings (``tueval sweep`` and the analyses): ``workers``, ``engine`` (``local`` | ``ray``),
