@@ -215,6 +215,31 @@ def test_scores_without_accuracy_keep_every_likelihood_bit_for_bit(tiny_model, t
         assert np.isfinite(full.stats[f].acc).all()
 
 
+def test_accuracies_of_the_answer_rows_only_leave_the_table_bit_for_bit(tiny_model, tiny_tokenizer, toy_examples):
+    """``SetJob.acc=("answer",)`` (the full evaluation: only the answer rows' accuracies are read) takes the argmax
+    on those rows alone: their accuracies, every NLL, token and fact-token count, and the set's table equal the
+    scoring with every row's accuracies, bit for bit; the other rows' accuracies are NaN."""
+    import pandas as pd
+
+    from tueval.evaluation.likelihood import PERTURBED, SetJob, score_sets
+    from tueval.evaluation.tofu import set_table
+
+    fields = ("answer", "paraphrased_answer", PERTURBED)
+    full = score_sets(tiny_model, tiny_tokenizer, {"x": SetJob(toy_examples, fields)}, batch_size=3,
+                      max_tokens=40)["x"]
+    lean = score_sets(tiny_model, tiny_tokenizer, {"x": SetJob(toy_examples, fields, (), ("answer",))},
+                      batch_size=3, max_tokens=40)["x"]
+    for f in fields:
+        for k in ("sum_nll", "n_tokens", "n_fact"):
+            np.testing.assert_array_equal(getattr(lean.stats[f], k), getattr(full.stats[f], k))
+    np.testing.assert_array_equal(lean.stats["answer"].acc, full.stats["answer"].acc)
+    np.testing.assert_array_equal(lean.stats["answer"].fact_acc, full.stats["answer"].fact_acc)
+    assert np.isfinite(full.stats["answer"].acc).all() and np.isfinite(full.stats[PERTURBED].acc).all()
+    assert np.isnan(lean.stats[PERTURBED].acc).all() and np.isnan(lean.stats["paraphrased_answer"].acc).all()
+    pd.testing.assert_frame_equal(set_table(toy_examples, "forget", lean, None),
+                                  set_table(toy_examples, "forget", full, None), check_exact=True)
+
+
 def test_shared_prefix_distribution_stats_equal_logit_scores(tiny_model, tiny_tokenizer, toy_examples):
     """The MIA rows' per-token statistics give the scores of ``scores_from_logits`` on the plain forward."""
     from tueval.data.collate import collate

@@ -63,10 +63,11 @@ def evaluate_in_memory(model, tokenizer, wd: Workdir, retain_forget: pd.DataFram
         for k in sets:
             _validate(ev[k], k)
         holdout = wd.benchmark.split(holdout_split(wd))
-        jobs = {k: SetJob(ev[k], fields_for(k), ("answer",) if k == "forget" else ()) for k in sets}
+        # the tables read the greedy-token accuracies of the answer rows only (TOFU's acc / fact_acc)
+        jobs = {k: SetJob(ev[k], fields_for(k), ("answer",) if k == "forget" else (), ("answer",)) for k in sets}
         if "forget" not in sets:
-            jobs["forget"] = SetJob(ev["forget"], ("answer",), ("answer",))
-        jobs["holdout"] = SetJob(holdout, ("answer",), ("answer",))
+            jobs["forget"] = SetJob(ev["forget"], ("answer",), ("answer",), ())
+        jobs["holdout"] = SetJob(holdout, ("answer",), ("answer",), ())
         scores = score_sets(model, tokenizer, jobs, batch_size)
         gens: dict[str, list[str] | None] = {k: None for k in sets}
         if generate:

@@ -105,12 +105,14 @@ PERTURBED = "perturbed"
 
 @dataclass
 class SetJob:
-    """What to score on one set of examples: answer ``fields`` (``answer``, ``paraphrased_answer``, ``perturbed``)
-    and the fields whose rows also get the MIA distribution statistics (``dist``)."""
+    """What to score on one set of examples: answer ``fields`` (``answer``, ``paraphrased_answer``, ``perturbed``),
+    the fields whose rows also get the MIA distribution statistics (``dist``) and those that get greedy-token
+    accuracies (``acc``; None: every field; elsewhere they are NaN)."""
 
     examples: Sequence[Example]
     fields: tuple[str, ...]
     dist: tuple[str, ...] = ()
+    acc: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -141,7 +143,7 @@ def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
     from .encoding import encode_answers, encode_prompts
     from .prefix import Continuations, score_continuations
 
-    prompts, tokens, gts, owner, dist, where = [], [], [], [], [], {}
+    prompts, tokens, gts, owner, dist, acc, where = [], [], [], [], [], [], {}
     for name, job in jobs.items():
         base = len(prompts)
         prompts += encode_prompts(tokenizer, [e.question for e in job.examples])
@@ -153,9 +155,11 @@ def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
             gts += [g for _, g in enc]
             owner.append(own + base)
             dist.append(np.full(len(enc), f in job.dist))
+            acc.append(np.full(len(enc), job.acc is None or f in job.acc))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     req = Continuations(prompts, tokens, np.concatenate(owner) if owner else np.zeros(0, np.int64), gts,
-                        np.concatenate(dist) if dist else np.zeros(0, bool))
+                        np.concatenate(dist) if dist else np.zeros(0, bool),
+                        np.concatenate(acc) if acc else np.zeros(0, bool))
     sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens, accuracy=accuracy)
     dist_at = np.full(len(tokens), -1, dtype=np.int64)
     dist_at[sc.dist_rows] = np.arange(len(sc.dist_rows))

@@ -104,7 +104,7 @@ def scores_table(examples: Sequence[Example], scores: SetScores, k: float = DEFA
 def example_scores(model, tokenizer, examples: Sequence[Example], k: float = DEFAULT_K,
                    batch_size: int = 256) -> pd.DataFrame:
     """Per-example MIA scores on the answers of ``examples``: example_id, loss, zlib, min_k, min_k_plus_plus."""
-    sc = score_sets(model, tokenizer, {"x": SetJob(examples, ("answer",), ("answer",))}, batch_size)["x"]
+    sc = score_sets(model, tokenizer, {"x": SetJob(examples, ("answer",), ("answer",), ())}, batch_size)["x"]
     return scores_table(examples, sc, k)
 
 
@@ -121,8 +121,8 @@ def labelled(forget: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
 def mia_table(model, tokenizer, forget_examples: Sequence[Example], holdout_examples: Sequence[Example],
               k: float = DEFAULT_K, batch_size: int = 256) -> pd.DataFrame:
     """Per-example scores of forget (members, label 0) and holdout (non-members, label 1) examples."""
-    jobs = {"forget": SetJob(forget_examples, ("answer",), ("answer",)),
-            "holdout": SetJob(holdout_examples, ("answer",), ("answer",))}
+    jobs = {"forget": SetJob(forget_examples, ("answer",), ("answer",), ()),
+            "holdout": SetJob(holdout_examples, ("answer",), ("answer",), ())}
     sc = score_sets(model, tokenizer, jobs, batch_size)
     return labelled(scores_table(forget_examples, sc["forget"], k), scores_table(holdout_examples, sc["holdout"], k))
 

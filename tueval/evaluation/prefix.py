@@ -26,13 +26,14 @@ LOGITS_BYTES = 8 * 2**20
 class Continuations:
     """What to score: ``prompts`` (ids incl. BOS) and continuations ``tokens`` (ids incl. the final EOS), each owned
     by the prompt ``owner[r]``; ``gt[r]`` marks the fact tokens of row r; ``dist[r]`` asks for the MIA
-    distribution statistics of row r."""
+    distribution statistics of row r; ``acc[r]`` for its greedy-token accuracies (None: every row)."""
 
     prompts: list[list[int]]
     tokens: list[list[int]]
     owner: np.ndarray
     gt: list[np.ndarray] | None = None
     dist: np.ndarray | None = None
+    acc: np.ndarray | None = None
 
 
 @dataclass
@@ -116,12 +117,14 @@ def score_continuations(model, req: Continuations, pad: int, batch_size: int = 2
                         max_tokens: int | None = None, accuracy: bool = True) -> ContinuationScores:
     """Score every continuation of ``req``: blocks of ``batch_size`` prompts (sorted by length) each run once, and
     their continuations run from the block's cache, ``max_tokens`` continuation tokens per forward (default: what
-    fits ``LOGITS_BYTES`` of logits). Without ``accuracy`` the greedy-token accuracies (an argmax over the
-    vocabulary at every position) are NaN and not computed; every likelihood value is the same."""
+    fits ``LOGITS_BYTES`` of logits). The greedy-token accuracies (an argmax over the vocabulary at every
+    position) are computed only on the rows ``req.acc`` marks, and on none without ``accuracy``; elsewhere they are
+    NaN. Every likelihood value is the same either way."""
     R = len(req.tokens)
     owner = np.asarray(req.owner, dtype=np.int64)
     lens = np.fromiter((len(t) for t in req.tokens), dtype=np.int64, count=R)
     dist = np.zeros(R, dtype=bool) if req.dist is None else np.asarray(req.dist, dtype=bool)
+    acc = np.full(R, accuracy, dtype=bool) if req.acc is None else np.asarray(req.acc, dtype=bool) & accuracy
     out = {k: np.zeros(R) for k in ("sum_nll", "n_tokens", "acc", "fact_acc", "n_fact")}
     Ld = int(lens[dist].max()) if dist.any() else 0
     dist_rows = np.flatnonzero(dist)
@@ -154,7 +157,7 @@ def score_continuations(model, req: Continuations, pad: int, batch_size: int = 2
                 chunk = rows[start: start + n]
                 start += len(chunk)
                 _score_chunk(model, req, chunk, local[owner[chunk]], kv, p_attn, first, p_len, pad, device,
-                             out, G if accuracy else None, dist, dist_pos, dist_lp, dist_z, accuracy)
+                             out, G, dist, dist_pos, dist_lp, dist_z, acc)
     return ContinuationScores(sum_nll=out["sum_nll"], n_tokens=out["n_tokens"].astype(np.int64), acc=out["acc"],
                               fact_acc=out["fact_acc"], n_fact=out["n_fact"].astype(np.int64), dist_rows=dist_rows,
                               dist_lp=dist_lp, dist_z=dist_z, dist_mask=dist_mask)
@@ -170,7 +173,7 @@ def _padded_bool(arrs: Sequence[np.ndarray], lens: np.ndarray) -> np.ndarray:
 
 
 def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, device, out, G, dist, dist_pos,
-                 dist_lp, dist_z, accuracy: bool = True) -> None:
+                 dist_lp, dist_z, acc: np.ndarray) -> None:
     """Forward one chunk of continuation rows from their prompts' caches and store its statistics."""
     own = torch.as_tensor(owners, device=device)
     tgt, valid = pad_rows([req.tokens[r] for r in chunk], pad, left=False)
@@ -190,20 +193,25 @@ def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, devic
     n = m.sum(1)
     out["sum_nll"][chunk] = (nll.double() * m).sum(1).cpu().numpy()
     out["n_tokens"][chunk] = n.cpu().numpy()
-    if accuracy:
-        pred = torch.cat([p.argmax(-1) for p in parts], dim=1)
-        correct = (pred == tgt).double() * m
-        out["acc"][chunk] = (correct.sum(1) / n.clamp_min(1)).cpu().numpy()
-    else:
-        out["acc"][chunk] = np.nan
-    if G is not None:
-        g = torch.from_numpy(G[chunk, : tgt.shape[1]]).to(device).double() * m
-        nf = g.sum(1)
-        fa = (correct * g).sum(1) / nf.clamp_min(1)
-        out["n_fact"][chunk] = nf.cpu().numpy()
-        out["fact_acc"][chunk] = torch.where(nf > 0, fa, torch.full_like(fa, float("nan"))).cpu().numpy()
-    else:
-        out["fact_acc"][chunk] = np.nan
+    g = torch.from_numpy(G[chunk, : tgt.shape[1]]).to(device).double() * m if G is not None else None
+    out["n_fact"][chunk] = g.sum(1).cpu().numpy() if g is not None else 0
+    out["acc"][chunk] = np.nan
+    out["fact_acc"][chunk] = np.nan
+    wa = acc[chunk]
+    if wa.any():
+        # the argmax only on the rows whose accuracies are read (on TOFU's sets one row in 6-7)
+        sel = None if wa.all() else torch.as_tensor(np.flatnonzero(wa), device=device)
+        pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))
+        rows = chunk[wa]
+        pred = torch.cat([pick(p).argmax(-1) for p in parts], dim=1)
+        ms = pick(m)
+        correct = (pred == pick(tgt)).double() * ms
+        out["acc"][rows] = (correct.sum(1) / ms.sum(1).clamp_min(1)).cpu().numpy()
+        if g is not None:
+            gs = pick(g)
+            nf = gs.sum(1)
+            fa = (correct * gs).sum(1) / nf.clamp_min(1)
+            out["fact_acc"][rows] = torch.where(nf > 0, fa, torch.full_like(fa, float("nan"))).cpu().numpy()
     want = dist[chunk]
     if want.any():
         sel = torch.as_tensor(np.flatnonzero(want), device=device)

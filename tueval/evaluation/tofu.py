@@ -52,7 +52,8 @@ def evaluate_examples(
     With ``generate=False`` no text is generated: ``generated_text`` is None and the ROUGE fields are NaN.
     """
     _validate(examples, kind)
-    scores = score_sets(model, tokenizer, {kind: SetJob(examples, fields_for(kind))}, batch_size)[kind]
+    scores = score_sets(model, tokenizer, {kind: SetJob(examples, fields_for(kind), (), ("answer",))},
+                        batch_size)[kind]
     gens = (generate_answers(model, tokenizer, [e.question for e in examples], batch_size, max_new_tokens)
             if generate else None)
     return set_table(examples, kind, scores, gens, tokenizer)
