@@ -40,6 +40,13 @@ def run_worker(script: Path, code: Path, args: list[str], timeout: float = 3600)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def timed(fn) -> tuple[float, object]:
+    """(wall seconds, result) of one call of ``fn``."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
 def load_average() -> str:
     """The machine load (``uptime``'s load averages)."""
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -20,6 +21,9 @@ import torch
 from tueval.evaluate import evaluate_in_memory, reference
 from tueval.evaluation import likelihood
 from tueval.workdir import Workdir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -31,12 +35,6 @@ def every_row():
         yield
     finally:
         likelihood.SetJob = orig
-
-
-def _timed(fn) -> tuple[float, object]:
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
 
 
 def _equal(a: tuple, b: tuple) -> bool:
@@ -80,7 +78,7 @@ def main() -> None:
         t = {True: [], False: []}
         for _ in range(a.repeats):
             for old in (True, False):
-                t[old].append(_timed(lambda: run(old))[0])
+                t[old].append(_base.timed(lambda: run(old))[0])
         o, n = statistics.median(t[True]), statistics.median(t[False])
         print(f"| {name} | {o:.3f} | {n:.3f} | {n / o:.3f} | {same} |")
 

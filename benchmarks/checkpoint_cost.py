@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
@@ -23,6 +24,9 @@ from tueval.evaluation.tofu import fields_for, set_table
 from tueval.forward import eval_mode
 from tueval.workdir import Workdir
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
+
 
 def _with_accuracy(model, tok, sets, ref_forget) -> dict:
     """The checkpoint metrics computed with the greedy-token accuracies, as the evaluation did before."""
@@ -32,12 +36,6 @@ def _with_accuracy(model, tok, sets, ref_forget) -> dict:
                             accuracy=True)
     tables = {k: set_table(v, k, scores[k], None) for k, v in chosen.items()}
     return ck.checkpoint_metrics(tables, ref_forget)
-
-
-def _timed(fn) -> tuple[float, object]:
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
 
 
 def recheck(wd: Workdir, objectives: list[str]) -> list[tuple[str, str, bool]]:
@@ -86,10 +84,10 @@ def main() -> None:
         evaluate_in_memory(model, tok, wd, ref.forget, ref.mia_aucs, generate=True)  # warm-up
         t = {"full": [], "old": [], "new": []}
         for _ in range(a.repeats):
-            t["full"].append(_timed(lambda: evaluate_in_memory(model, tok, wd, ref.forget, ref.mia_aucs,
+            t["full"].append(_base.timed(lambda: evaluate_in_memory(model, tok, wd, ref.forget, ref.mia_aucs,
                                                                generate=True))[0])
-            t["old"].append(_timed(lambda: _with_accuracy(model, tok, sets, ref.forget))[0])
-            t["new"].append(_timed(lambda: ck.evaluate_checkpoint(model, tok, sets, ref.forget))[0])
+            t["old"].append(_base.timed(lambda: _with_accuracy(model, tok, sets, ref.forget))[0])
+            t["new"].append(_base.timed(lambda: ck.evaluate_checkpoint(model, tok, sets, ref.forget))[0])
         f, o, n = (statistics.median(t[k]) for k in ("full", "old", "new"))
         print(f"| {name} | {f:.3f} | {o:.3f} | {n:.3f} | {o / f:.3f} | {n / f:.3f} | {same} |")
     if a.recheck:

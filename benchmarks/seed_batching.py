@@ -58,8 +58,8 @@ def main() -> None:
     ids, attn, ans = ids[..., :T], attn[..., :T], ans[..., :T]
 
     params, buffers = stack_module_state(models)
-    meta = copy.deepcopy(base)  # a real module: transformers builds masks and positions on its device
-    batched = vmap(grad(lambda p, b, i, at, an: _ga_loss(meta, p, b, i, at, an)), in_dims=(0, 0, 0, 0, 0))
+    shell = copy.deepcopy(base)  # a real module, not on meta: transformers builds masks and positions on its device
+    batched = vmap(grad(lambda p, b, i, at, an: _ga_loss(shell, p, b, i, at, an)))
 
     def one_at_a_time():
         out = []
@@ -75,8 +75,6 @@ def main() -> None:
     sep, bat = one_at_a_time(), together()  # warm-up, and the comparison
     rel, worst = max((float((bat[n][k] - sep[k][n]).norm() / sep[k][n].norm().clamp_min(1e-30)), f"{n}, seed {k}")
                      for k in range(a.seeds) for n in sep[k])
-    zero = [(n, k, float(bat[n][k].norm())) for k in range(a.seeds) for n in sep[k] if float(sep[k][n].norm()) == 0]
-    print("one-at-a-time gradients that are exactly zero (name, seed, batched norm):", zero[:5], len(zero))
     t = {"sep": [], "bat": []}
     for _ in range(a.repeats):
         for key, fn in (("sep", one_at_a_time), ("bat", together)):
