@@ -262,6 +262,87 @@ def test_shared_prefix_distribution_stats_equal_logit_scores(tiny_model, tiny_to
     assert got["n_tokens"].tolist() == want["n_tokens"].tolist()
 
 
+def test_share_plan_groups_rows_by_their_first_tokens():
+    """Rows of one prompt that begin with the same two tokens share with the lexicographically first of them (or
+    the first preferred one), as far as they agree (at most up to the row's last token); other prompts' rows and
+    shorter agreements share nothing."""
+    from tueval.evaluation.prefix import _padded, share_plan
+
+    rows = [[5, 6, 7, 2], [5, 6, 8, 9, 2], [5, 6, 7, 2], [5, 9, 2], [5, 6, 7, 3, 2], [5, 6, 7, 2], [2], [5, 6, 2]]
+    owner = np.array([0, 0, 0, 0, 0, 1, 0, 0])
+    lens = np.array([len(r) for r in rows])
+    plan = share_plan(_padded(rows, lens, 0, np.int64), lens, owner)
+    # prompt 0, sorted: [2] | [5,6,2] < [5,6,7,2] = [5,6,7,2] < [5,6,7,3,2] < [5,6,8,9,2] | [5,9,2]
+    assert plan.parent.tolist() == [7, 7, 7, -1, 7, -1, -1, -1]
+    assert plan.share.tolist() == [2, 2, 2, 0, 2, 0, 0, 0]
+    rows2 = [[5, 6, 7, 8, 2], [5, 6, 7, 8, 9, 2], [5, 6, 7, 8, 2]]
+    lens2 = np.array([len(r) for r in rows2])
+    plan2 = share_plan(_padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64))
+    # a duplicate keeps its last token to run; the longer row shares the root's four tokens
+    assert plan2.parent.tolist() == [-1, 0, 0] and plan2.share.tolist() == [0, 4, 4]
+    assert plan2.reused.tolist() == [0, 3, 3] and plan2.wave.tolist() == [0, 1, 1]
+    # a preferred row (one whose accuracies are read) is its group's root
+    plan3 = share_plan(_padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64),
+                       prefer=np.array([False, True, False]))
+    assert plan3.parent.tolist() == [1, -1, 1] and plan3.share.tolist() == [4, 0, 4]
+
+
+def _sharing_examples(toy_examples) -> list[Example]:
+    """The toy examples with duplicated, empty and prefix-sharing answer variants (the rows prefix sharing is for)."""
+    import dataclasses
+
+    out = []
+    for i, e in enumerate(toy_examples):
+        pert = [e.answer, e.perturbed_answers[0], e.answer + " Also more.", "", e.perturbed_answers[1][:12]]
+        out.append(dataclasses.replace(e, paraphrased_answer=e.answer if i % 2 else e.paraphrased_answer,
+                                       paraphrased_spans=e.spans if i % 2 else e.paraphrased_spans,
+                                       perturbed_answers=pert, perturbed_spans=[e.spans, e.perturbed_spans[0],
+                                                                                e.spans, [], []]))
+    return out
+
+
+def test_shared_continuations_equal_unshared_scoring(tiny_model, tiny_tokenizer, toy_examples):
+    """Scoring answer variants from the rows they begin like (``share``) gives every per-row value of the scoring
+    from the prompt alone: summed NLLs to 1e-6 relative, token and fact-token counts and greedy-token accuracies
+    exactly, MIA log-probs to 1e-5, whatever the block size, tokens per forward and rows asking for accuracies
+    or MIA statistics."""
+    from tueval.evaluation.likelihood import PERTURBED, SetJob, score_sets
+    from tueval.evaluation.prefix import _padded, share_plan
+
+    exs = _sharing_examples(toy_examples)
+    fields = ("answer", "paraphrased_answer", PERTURBED)
+    toks = [tiny_tokenizer(e.answer)["input_ids"] for e in exs]
+    assert len({len(t) for t in toks}) > 1
+    for acc, dist in ((None, ()), (("answer",), ("answer",)), ((PERTURBED,), (PERTURBED,))):
+        job = {"x": SetJob(exs, fields, dist, acc)}
+        for bs, mt in ((256, None), (3, 40), (1, 1)):
+            a = score_sets(tiny_model, tiny_tokenizer, job, batch_size=bs, max_tokens=mt, share=False)["x"]
+            b = score_sets(tiny_model, tiny_tokenizer, job, batch_size=bs, max_tokens=mt, share=True)["x"]
+            for f in fields:
+                x, y = a.stats[f], b.stats[f]
+                np.testing.assert_allclose(y.sum_nll, x.sum_nll, rtol=1e-6, atol=1e-6)
+                for k in ("n_tokens", "n_fact", "acc", "fact_acc"):
+                    np.testing.assert_array_equal(getattr(y, k), getattr(x, k))
+            for f in dist:
+                (lp_a, z_a, m_a), (lp_b, z_b, m_b) = a.dist[f], b.dist[f]
+                assert torch.equal(m_a, m_b)
+                np.testing.assert_allclose(lp_b.numpy(), lp_a.numpy(), atol=1e-5)
+                # z divides by the per-token spread of the near-uniform random model: float32 noise is amplified
+                np.testing.assert_allclose(z_b.numpy(), z_a.numpy(), rtol=1e-3, atol=1e-4)
+    # the examples do share: most variant rows have a parent
+    from tueval.evaluation.encoding import encode_answers
+    from tueval.evaluation.likelihood import _field_rows
+
+    enc, own = [], []
+    for f in fields:
+        texts, spans, o = _field_rows(exs, f)
+        enc += [t for t, _ in encode_answers(tiny_tokenizer, texts, spans)]
+        own.append(o)
+    lens = np.array([len(t) for t in enc])
+    plan = share_plan(_padded(enc, lens, 0, np.int64), lens, np.concatenate(own))
+    assert (plan.parent >= 0).mean() > 0.5 and lens.min() <= 2 and plan.share.max() >= 3
+
+
 def test_encodings_equal_tokenize_pairs(tiny_tokenizer, toy_examples):
     from tueval.data.collate import collate
     from tueval.evaluation.encoding import encode_answers, encode_prompts

@@ -136,9 +136,10 @@ def _field_rows(examples: Sequence[Example], name: str) -> tuple[list[str], list
 
 
 def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
-               max_tokens: int | None = None, accuracy: bool = True) -> dict[str, SetScores]:
+               max_tokens: int | None = None, accuracy: bool = True,
+               share: bool | None = None) -> dict[str, SetScores]:
     """Teacher-forced statistics of every job's answer fields, all in one pass of ``tueval.evaluation.prefix``: each
-    question's prompt is encoded once, and all its answer variants are scored from it (``accuracy``: see
+    question's prompt is encoded once, and all its answer variants are scored from it (``accuracy``, ``share``: see
     ``score_continuations``)."""
     from .encoding import encode_answers, encode_prompts
     from .prefix import Continuations, score_continuations
@@ -160,7 +161,8 @@ def score_sets(model, tokenizer, jobs: dict[str, SetJob], batch_size: int = 256,
     req = Continuations(prompts, tokens, np.concatenate(owner) if owner else np.zeros(0, np.int64), gts,
                         np.concatenate(dist) if dist else np.zeros(0, bool),
                         np.concatenate(acc) if acc else np.zeros(0, bool))
-    sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens, accuracy=accuracy)
+    sc = score_continuations(model, req, pad, batch_size=batch_size, max_tokens=max_tokens, accuracy=accuracy,
+                             share=share)
     dist_at = np.full(len(tokens), -1, dtype=np.int64)
     dist_at[sc.dist_rows] = np.arange(len(sc.dist_rows))
     out = {}

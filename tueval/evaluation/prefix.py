@@ -3,7 +3,9 @@
 A block of prompts runs once, left-padded, keeping its KV cache and its last-position logits (which predict the
 first continuation token). Every continuation of those prompts then runs from the cache: the rows of one forward are
 continuations of any prompts of the block (their caches gathered by row), sorted by length so that little is
-padding. Only continuation positions reach the output layer, and per-token log-probabilities come from a
+padding. A continuation that begins with the same tokens as another of its prompt (a perturbed answer and the
+answer it perturbs) runs only from where the two part, from the other's keys and values (``share_plan``). Only
+continuation positions reach the output layer, and per-token log-probabilities come from a
 log-sum-exp and a gather, never a full-vocabulary log-softmax (except on the rows that want the MIA distribution
 statistics). Mathematically this is the forward of each ``prompt + continuation`` sequence on its own.
 """
@@ -20,6 +22,8 @@ from ..forward import eval_mode, model_device
 
 LOGITS_BYTES = 8 * 2**20
 """Memory of the logits of one continuation forward (sets the tokens per forward from the vocabulary size)."""
+SHARE = True
+"""Whether continuations run from the cache of a continuation they begin like (``share_plan``), by default."""
 
 
 @dataclass
@@ -113,116 +117,288 @@ def prompt_pass(model, prompts: Sequence[Sequence[int]], pad: int):
     return cache, attn, out.logits[:, -1].float(), attn.sum(1)
 
 
+@dataclass
+class SharePlan:
+    """How the continuations of one prompt share their first tokens: row r reuses the first ``share[r]``
+    per-token scores of row ``parent[r]`` (-1: none, a root) and the keys/values of its first ``share[r] - 1``
+    tokens, so it runs only its tokens from ``share[r]`` on. A parent is always a root, so the work runs in two
+    waves: the roots, then every other row."""
+
+    parent: np.ndarray
+    share: np.ndarray
+
+    @property
+    def reused(self) -> np.ndarray:
+        """Keys/values taken from the parent per row (0 for a root)."""
+        return np.maximum(self.share - 1, 0)
+
+    @property
+    def wave(self) -> np.ndarray:
+        return (self.parent >= 0).astype(np.int64)
+
+
+def share_plan(tok: np.ndarray, lens: np.ndarray, owner: np.ndarray, prefer: np.ndarray | None = None,
+               min_share: int = 2) -> SharePlan:
+    """The sharing plan of padded continuation ids ``tok`` [R, L] (row r valid in its first ``lens[r]`` cells) owned
+    by prompts ``owner``: the rows of one prompt that begin with the same ``min_share`` tokens share with one of
+    them, the first ``prefer``-red row of the group if any, else the lexicographically first, as far as they agree
+    with it (one position runs again: the last shared token predicts the row's own next token). Rows whose
+    accuracies or MIA statistics are read are preferred, so that no other row has to compute them to pass on."""
+    R = len(lens)
+    parent, share = np.full(R, -1, dtype=np.int64), np.zeros(R, dtype=np.int64)
+    if R < 2 or tok.shape[1] < min_share:
+        return SharePlan(parent, share)
+    key = np.where(np.arange(tok.shape[1])[None, :] < lens[:, None], tok, -1)  # -1: shorter rows sort first
+    order = np.lexsort(tuple(key[:, j] for j in range(key.shape[1] - 1, -1, -1)) + (owner,))
+    head = np.column_stack([owner, key[:, :min_share]])[order]
+    new = np.ones(R, dtype=bool)
+    new[1:] = (head[1:] != head[:-1]).any(1)
+    group = np.cumsum(new) - 1
+    at = np.flatnonzero(new)[group]  # sorted position of each group's first row
+    if prefer is not None:
+        pos = np.where(np.asarray(prefer, dtype=bool)[order], np.arange(R), R)
+        first_pref = np.full(group[-1] + 1, R)
+        np.minimum.at(first_pref, group, pos)
+        at = np.where(first_pref[group] < R, first_pref[group], at)
+    root = order[at]
+    lcp = np.cumprod(key[root] == key[order], axis=1).sum(1)
+    s = np.minimum(np.minimum(lcp, lens[root]), lens[order] - 1)  # a row keeps at least its last token to run
+    ok = (root != order) & (s >= min_share)
+    parent[order[ok]], share[order[ok]] = root[ok], s[ok]
+    return SharePlan(parent, share)
+
+
+def _ancestors_too(flag: np.ndarray, plan: SharePlan) -> np.ndarray:
+    """``flag`` raised also on the parent of every flagged row (a child copies its parent's per-token values)."""
+    out = flag.copy()
+    out[plan.parent[flag & (plan.parent >= 0)]] = True
+    return out
+
+
+def _padded(arrs: Sequence[Sequence], lens: np.ndarray, fill, dtype) -> np.ndarray:
+    """[R, max len] matrix of per-row sequences (row r holds ``arrs[r]`` in its first ``lens[r]`` cells)."""
+    T = int(lens.max()) if len(lens) else 0
+    valid = np.arange(T)[None, :] < lens[:, None]
+    out = np.full((len(lens), T), fill, dtype=dtype)
+    if len(lens):
+        out[valid] = np.concatenate([np.asarray(a, dtype=dtype)[:n] for a, n in zip(arrs, lens)])
+    return out
+
+
+@dataclass
+class _Work:
+    """The per-token values of every row, filled chunk by chunk: NLL, greedy-token hit and Min-K%++ z ([R, L])."""
+
+    tok: torch.Tensor
+    lens: torch.Tensor
+    lens_np: np.ndarray
+    plan: SharePlan
+    acc: np.ndarray
+    dist: np.ndarray
+    nll: torch.Tensor
+    hit: torch.Tensor
+    z: torch.Tensor
+
+
 def score_continuations(model, req: Continuations, pad: int, batch_size: int = 256,
-                        max_tokens: int | None = None, accuracy: bool = True) -> ContinuationScores:
+                        max_tokens: int | None = None, accuracy: bool = True,
+                        share: bool | None = None) -> ContinuationScores:
     """Score every continuation of ``req``: blocks of ``batch_size`` prompts (sorted by length) each run once, and
     their continuations run from the block's cache, ``max_tokens`` continuation tokens per forward (default: what
-    fits ``LOGITS_BYTES`` of logits). The greedy-token accuracies (an argmax over the vocabulary at every
-    position) are computed only on the rows ``req.acc`` marks, and on none without ``accuracy``; elsewhere they are
-    NaN. Every likelihood value is the same either way."""
+    fits ``LOGITS_BYTES`` of logits). With ``share`` (default ``SHARE``) a continuation that begins like another of
+    its prompt runs from that one's cache too (``SharePlan``). The greedy-token accuracies (an argmax over the
+    vocabulary at every position) are computed only on the rows ``req.acc`` marks, and on none without
+    ``accuracy``; elsewhere they are NaN. Every likelihood value is the same either way."""
     R = len(req.tokens)
     owner = np.asarray(req.owner, dtype=np.int64)
     lens = np.fromiter((len(t) for t in req.tokens), dtype=np.int64, count=R)
     dist = np.zeros(R, dtype=bool) if req.dist is None else np.asarray(req.dist, dtype=bool)
     acc = np.full(R, accuracy, dtype=bool) if req.acc is None else np.asarray(req.acc, dtype=bool) & accuracy
-    out = {k: np.zeros(R) for k in ("sum_nll", "n_tokens", "acc", "fact_acc", "n_fact")}
-    Ld = int(lens[dist].max()) if dist.any() else 0
-    dist_rows = np.flatnonzero(dist)
-    dist_pos = np.full(R, -1, dtype=np.int64)
-    dist_pos[dist_rows] = np.arange(len(dist_rows))
-    dist_lp = torch.zeros(len(dist_rows), Ld)
-    dist_z = torch.zeros(len(dist_rows), Ld)
-    dist_mask = torch.arange(Ld)[None, :] < torch.as_tensor(lens[dist_rows])[:, None]
-    if R == 0:
-        return ContinuationScores(**out, dist_rows=dist_rows, dist_lp=dist_lp, dist_z=dist_z, dist_mask=dist_mask)
     device = model_device(model)
-    vocab = int(model.get_output_embeddings().weight.shape[0]) if hasattr(model, "get_output_embeddings") \
-        and model.get_output_embeddings() is not None else 32768
-    max_tokens = max_tokens or max(256, LOGITS_BYTES // (4 * vocab))
-    G = _padded_bool(req.gt, lens) if req.gt is not None else None
-    p_order = np.argsort([len(p) for p in req.prompts], kind="stable")
-    with eval_mode(model):
-        for b0 in range(0, len(p_order), batch_size):
-            block = p_order[b0: b0 + batch_size]
-            local = np.full(len(req.prompts), -1, dtype=np.int64)
-            local[block] = np.arange(len(block))
-            cache, p_attn, first, p_len = prompt_pass(model, [req.prompts[i] for i in block], pad)
-            kv = _layers_kv(cache)
-            rows = np.flatnonzero(local[owner] >= 0)
-            rows = rows[np.argsort(-lens[rows], kind="stable")]
-            start = 0
-            while start < len(rows):
-                L = int(lens[rows[start]])
-                n = max(1, max_tokens // max(L, 1))
-                chunk = rows[start: start + n]
-                start += len(chunk)
-                _score_chunk(model, req, chunk, local[owner[chunk]], kv, p_attn, first, p_len, pad, device,
-                             out, G, dist, dist_pos, dist_lp, dist_z, acc)
-    return ContinuationScores(sum_nll=out["sum_nll"], n_tokens=out["n_tokens"].astype(np.int64), acc=out["acc"],
-                              fact_acc=out["fact_acc"], n_fact=out["n_fact"].astype(np.int64), dist_rows=dist_rows,
-                              dist_lp=dist_lp, dist_z=dist_z, dist_mask=dist_mask)
+    tok = _padded(req.tokens, lens, pad, np.int64)
+    none = np.zeros(R, dtype=np.int64)
+    plan = share_plan(tok, lens, owner, acc | dist) if (SHARE if share is None else share) \
+        else SharePlan(none - 1, none)
+    T = tok.shape[1]
+    w = _Work(torch.from_numpy(tok).to(device), torch.from_numpy(lens).to(device), lens, plan, acc, dist,
+              torch.zeros(R, T, device=device), torch.zeros(R, T, device=device), torch.zeros(R, T, device=device))
+    if R:
+        vocab = int(model.get_output_embeddings().weight.shape[0]) if hasattr(model, "get_output_embeddings") \
+            and model.get_output_embeddings() is not None else 32768
+        max_tokens = max_tokens or max(256, LOGITS_BYTES // (4 * vocab))
+        need_hit, need_z = _ancestors_too(acc, plan), _ancestors_too(dist, plan)
+        p_order = np.argsort([len(p) for p in req.prompts], kind="stable")
+        with eval_mode(model):
+            for b0 in range(0, len(p_order), batch_size):
+                block = p_order[b0: b0 + batch_size]
+                local = np.full(len(req.prompts), -1, dtype=np.int64)
+                local[block] = np.arange(len(block))
+                _score_block(model, req, w, block, np.flatnonzero(local[owner] >= 0), local[owner], pad,
+                             max_tokens, need_hit, need_z)
+    return _results(w, req.gt, device)
 
 
-def _padded_bool(arrs: Sequence[np.ndarray], lens: np.ndarray) -> np.ndarray:
-    """[R, max len] bool matrix of per-row bool arrays (row r holds ``arrs[r]`` in its first ``lens[r]`` cells)."""
-    T = int(lens.max()) if len(lens) else 0
-    valid = np.arange(T)[None, :] < lens[:, None]
-    out = np.zeros((len(lens), T), dtype=bool)
-    out[valid] = np.concatenate([np.asarray(a, dtype=bool)[:n] for a, n in zip(arrs, lens)]) if len(lens) else []
-    return out
+def _score_block(model, req: Continuations, w: _Work, block: np.ndarray, rows: np.ndarray, at: np.ndarray,
+                 pad: int, max_tokens: int, need_hit: np.ndarray, need_z: np.ndarray) -> None:
+    """Run the prompts ``block`` once and then, wave by wave, the continuation rows ``rows`` of those prompts
+    (``at[r]``: row r's prompt's index in the block)."""
+    cache, p_attn, first, p_len = prompt_pass(model, [req.prompts[i] for i in block], pad)
+    kv = _layers_kv(cache)
+    lens, plan = w.lens_np, w.plan
+    parents = np.zeros(len(lens), dtype=bool)
+    parents[plan.parent[rows][plan.parent[rows] >= 0]] = True
+    slot = np.full(len(lens), -1, dtype=np.int64)
+    kept = rows[parents[rows]]
+    slot[kept] = np.arange(len(kept))
+    width = int(lens[kept].max()) - 1 if len(kept) else 0
+    store = [(k.new_zeros(len(kept), k.shape[1], width, k.shape[3]), v.new_zeros(len(kept), v.shape[1], width,
+              v.shape[3])) for k, v in kv] if len(kept) and width > 0 else []
+    reused = plan.reused
+    out_len = lens - reused - (plan.parent >= 0)  # positions this row scores itself
+    for wave in range(int(plan.wave[rows].max()) + 1 if len(rows) else 0):
+        todo = rows[plan.wave[rows] == wave]
+        _copy_from_parents(w, todo)
+        todo = todo[np.argsort(-out_len[todo], kind="stable")]
+        start = 0
+        while start < len(todo):
+            n = max(1, max_tokens // max(int(out_len[todo[start]]), 1))
+            chunk = todo[start: start + n]
+            start += len(chunk)
+            _score_chunk(model, w, chunk, at[chunk], kv, p_attn, first, p_len, store, slot, need_hit,
+                         need_z)
 
 
-def _score_chunk(model, req, chunk, owners, kv, p_attn, first, p_len, pad, device, out, G, dist, dist_pos,
-                 dist_lp, dist_z, acc: np.ndarray) -> None:
-    """Forward one chunk of continuation rows from their prompts' caches and store its statistics."""
+def _copy_from_parents(w: _Work, rows: np.ndarray) -> None:
+    """Give each row with a parent the parent's per-token values of their shared tokens."""
+    rows = rows[w.plan.parent[rows] >= 0]
+    if not len(rows):
+        return
+    h = int(w.plan.share[rows].max())
+    r = torch.as_tensor(rows, device=w.nll.device)
+    p = torch.as_tensor(w.plan.parent[rows], device=w.nll.device)
+    m = torch.arange(h, device=w.nll.device)[None, :] < torch.as_tensor(w.plan.share[rows],
+                                                                         device=w.nll.device)[:, None]
+    for t in (w.nll, w.hit, w.z):
+        t[r, :h] = torch.where(m, t[p, :h], t[r, :h])
+
+
+def _score_chunk(model, w: _Work, chunk: np.ndarray, owners: np.ndarray, kv, p_attn, first, p_len, store, slot,
+                 need_hit: np.ndarray, need_z: np.ndarray) -> None:
+    """Forward one chunk of continuation rows from their prompts' (and parents') caches; store its per-token values
+    and, for rows that are parents, their keys and values."""
+    device = w.nll.device
     own = torch.as_tensor(owners, device=device)
-    tgt, valid = pad_rows([req.tokens[r] for r in chunk], pad, left=False)
-    tgt, valid = tgt.to(device), valid.bool().to(device)
-    parts = [first.index_select(0, own)[:, None]]  # predicts each row's first token
-    if tgt.shape[1] > 1:
-        inp = tgt[:, :-1]  # the last token (EOS) predicts nothing that is scored
-        attn = torch.cat([p_attn.index_select(0, own), valid[:, :-1].long()], dim=1)
-        pos = p_len.index_select(0, own)[:, None] + torch.arange(inp.shape[1], device=device)[None, :]
-        parts.append(model(input_ids=inp, attention_mask=attn, position_ids=pos, use_cache=True,
-                           **{cache_kwarg(model): _gathered_cache(model, kv, own)}).logits.float())
-    # -log p of each target from the fused log-softmax + NLL kernel, per part (no copy of the logits)
-    offs = np.cumsum([0] + [p.shape[1] for p in parts])
-    nll = torch.cat([torch.nn.functional.cross_entropy(p.flatten(0, 1), tgt[:, a:b].flatten(), reduction="none")
-                     .view(len(chunk), -1) for p, a, b in zip(parts, offs[:-1], offs[1:])], dim=1)
+    rc = torch.as_tensor(chunk, device=device)
+    lens = w.lens.index_select(0, rc)
+    a_np = w.plan.reused[chunk]
+    a = torch.as_tensor(a_np, device=device)
+    n_in = lens - 1 - a  # tokens this row runs (its last token predicts nothing that is scored)
+    A, Tn = int(a_np.max()), int(n_in.max())
+    parts = []  # (logits [n, t, V], targets [n, t], valid [n, t], position in the row [n, t], chunk index [n])
+    if Tn > 0:
+        col = torch.arange(Tn, device=device)[None, :]
+        valid = col < n_in[:, None]
+        at = (a[:, None] + col).clamp_max(w.tok.shape[1] - 1)
+        rows_tok = w.tok.index_select(0, rc)
+        cache = new_cache(model)
+        ps = torch.as_tensor(np.maximum(slot[np.maximum(w.plan.parent[chunk], 0)], 0), device=device)
+        for i, (k, v) in enumerate(kv):
+            ks, vs = k.index_select(0, own), v.index_select(0, own)
+            if A > 0:
+                ks = torch.cat([ks, store[i][0].index_select(0, ps)[:, :, :A]], dim=2)
+                vs = torch.cat([vs, store[i][1].index_select(0, ps)[:, :, :A]], dim=2)
+            cache.update(ks, vs, i)
+        attn = torch.cat([p_attn.index_select(0, own), (torch.arange(A, device=device)[None, :] < a[:, None]).long(),
+                          valid.long()], dim=1)
+        pos = p_len.index_select(0, own)[:, None] + a[:, None] + col
+        lg = model(input_ids=rows_tok.gather(1, at), attention_mask=attn, position_ids=pos, use_cache=True,
+                   **{cache_kwarg(model): cache}).logits.float()
+        tgt = rows_tok.gather(1, (at + 1).clamp_max(w.tok.shape[1] - 1))
+        parts.append((lg, tgt, valid, a[:, None] + 1 + col, np.arange(len(chunk))))
+        if store:
+            _keep_kv(cache, store, slot[chunk], a, n_in, A, p_attn.shape[1])
+    roots = np.flatnonzero(w.plan.parent[chunk] < 0)
+    if len(roots):  # a row without a parent: its first token is predicted by the prompt's last position
+        r = torch.as_tensor(roots, device=device)
+        parts.append((first.index_select(0, own.index_select(0, r))[:, None],
+                      w.tok.index_select(0, rc.index_select(0, r))[:, :1],
+                      torch.ones(len(roots), 1, dtype=torch.bool, device=device),
+                      torch.zeros(len(roots), 1, dtype=torch.long, device=device), roots))
+    for lg, tgt, ok, at_pos, sub in parts:
+        rr = rc.index_select(0, torch.as_tensor(sub, device=device))
+        # -log p of each target from the fused log-softmax + NLL kernel (no copy of the logits)
+        nll = torch.nn.functional.cross_entropy(lg.flatten(0, 1), tgt.flatten(), reduction="none").view(tgt.shape)
+        _put(w.nll, rr, at_pos, ok, nll, None)
+        for need, fn, dst in ((need_hit, _hits, w.hit), (need_z, _zscores, w.z)):
+            # the argmax (accuracies) and the full log-softmax (MIA) only where read: on TOFU's sets 1 row in 6-7
+            s = np.flatnonzero(need[chunk[sub]])
+            if len(s):
+                st = torch.as_tensor(s, device=device)
+                _put(dst, rr, at_pos, ok, fn(lg.index_select(0, st), tgt.index_select(0, st),
+                                             nll.index_select(0, st)), st)
+
+
+def _put(dst: torch.Tensor, rows: torch.Tensor, at_pos: torch.Tensor, ok: torch.Tensor, val: torch.Tensor,
+         sel: torch.Tensor | None) -> None:
+    """Write per-token values ``val`` [n, t] of rows ``rows[sel]`` at their positions, where ``ok``."""
+    if sel is not None:
+        rows, at_pos, ok = rows.index_select(0, sel), at_pos.index_select(0, sel), ok.index_select(0, sel)
+    dst[rows[:, None].expand_as(at_pos)[ok], at_pos[ok]] = val[ok]
+
+
+def _hits(lg: torch.Tensor, tgt: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
+    return (lg.argmax(-1) == tgt).float()
+
+
+def _zscores(lg: torch.Tensor, tgt: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
+    """Min-K%++ z-score of each target: its log-prob standardised by the mean and spread of the log-probs."""
+    lp = torch.log_softmax(lg, dim=-1)
+    p = lp.exp()
+    mu = (p * lp).sum(-1)
+    sigma2 = ((p * lp.square()).sum(-1) - mu.square()).clamp_min(1e-6)
+    return (-nll - mu) / sigma2.sqrt()
+
+
+def _keep_kv(cache, store, slots: np.ndarray, a: torch.Tensor, n_in: torch.Tensor, A: int, Tp: int) -> None:
+    """Copy the keys/values of each parent row's own tokens (reused ones, then run ones) into its store slot."""
+    keep = np.flatnonzero(slots >= 0)
+    if not len(keep):
+        return
+    device = a.device
+    kk = torch.as_tensor(keep, device=device)
+    width = store[0][0].shape[2]
+    j = torch.arange(width, device=device)[None, :]
+    ak = a.index_select(0, kk)[:, None]
+    src = torch.where(j < ak, Tp + j, Tp + A + (j - ak))
+    src = src.clamp_max(Tp + A + int(n_in.max()) - 1)
+    dst = torch.as_tensor(slots[keep], device=device)
+    for (ks, vs), layer in zip(store, cache.layers):
+        for buf, t in ((ks, layer.keys), (vs, layer.values)):
+            t = t.index_select(0, kk)
+            idx = src[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
+            buf[dst] = t.gather(2, idx)
+
+
+def _results(w: _Work, gt: Sequence[np.ndarray] | None, device) -> ContinuationScores:
+    """Per-row statistics from the per-token values."""
+    R, T = w.nll.shape
+    lens = w.lens_np
+    valid = torch.arange(T, device=device)[None, :] < w.lens[:, None]
     m = valid.double()
-    n = m.sum(1)
-    out["sum_nll"][chunk] = (nll.double() * m).sum(1).cpu().numpy()
-    out["n_tokens"][chunk] = n.cpu().numpy()
-    g = torch.from_numpy(G[chunk, : tgt.shape[1]]).to(device).double() * m if G is not None else None
-    out["n_fact"][chunk] = g.sum(1).cpu().numpy() if g is not None else 0
-    out["acc"][chunk] = np.nan
-    out["fact_acc"][chunk] = np.nan
-    wa = acc[chunk]
-    if wa.any():
-        # the argmax only on the rows whose accuracies are read (on TOFU's sets one row in 6-7)
-        sel = None if wa.all() else torch.as_tensor(np.flatnonzero(wa), device=device)
-        pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))
-        rows = chunk[wa]
-        pred = torch.cat([pick(p).argmax(-1) for p in parts], dim=1)
-        ms = pick(m)
-        correct = (pred == pick(tgt)).double() * ms
-        out["acc"][rows] = (correct.sum(1) / ms.sum(1).clamp_min(1)).cpu().numpy()
-        if g is not None:
-            gs = pick(g)
-            nf = gs.sum(1)
-            fa = (correct * gs).sum(1) / nf.clamp_min(1)
-            out["fact_acc"][rows] = torch.where(nf > 0, fa, torch.full_like(fa, float("nan"))).cpu().numpy()
-    want = dist[chunk]
-    if want.any():
-        sel = torch.as_tensor(np.flatnonzero(want), device=device)
-        lp_all = torch.cat([torch.log_softmax(p.index_select(0, sel), dim=-1) for p in parts], dim=1)
-        p = lp_all.exp()
-        mu = (p * lp_all).sum(-1)
-        sigma2 = ((p * lp_all.square()).sum(-1) - mu.square()).clamp_min(1e-6)
-        t = -nll.index_select(0, sel)
-        z = (t - mu) / sigma2.sqrt()
-        at = torch.as_tensor(dist_pos[chunk[want]])
-        L = min(t.shape[1], dist_lp.shape[1])  # a longer row of the chunk outside the distribution set pads wider
-        t, z = t[:, :L], z[:, :L]
-        dist_lp[at, :L] = t.cpu()
-        dist_z[at, :L] = z.cpu()
+    g = torch.from_numpy(_padded(gt, lens, False, bool)).to(device).double() * m if gt is not None else None
+    n_fact = g.sum(1) if g is not None else torch.zeros(R, dtype=torch.float64, device=device)
+    hit = w.hit.double() * m
+    acc = hit.sum(1) / m.sum(1).clamp_min(1)
+    fa = (hit * g).sum(1) / n_fact.clamp_min(1) if g is not None else torch.full_like(acc, float("nan"))
+    fa = torch.where(n_fact > 0, fa, torch.full_like(fa, float("nan")))
+    nan = torch.as_tensor(~w.acc, device=device)
+    dist_rows = np.flatnonzero(w.dist)
+    Ld = int(lens[dist_rows].max()) if len(dist_rows) else 0
+    dr = torch.as_tensor(dist_rows, device=device)
+    dmask = valid.index_select(0, dr)[:, :Ld]
+    return ContinuationScores(
+        sum_nll=(w.nll.double() * m).sum(1).cpu().numpy(), n_tokens=lens.astype(np.int64),
+        acc=acc.masked_fill(nan, float("nan")).cpu().numpy(),
+        fact_acc=fa.masked_fill(nan, float("nan")).cpu().numpy(), n_fact=n_fact.cpu().numpy().astype(np.int64),
+        dist_rows=dist_rows, dist_lp=(-w.nll.index_select(0, dr)[:, :Ld] * dmask).cpu(),
+        dist_z=(w.z.index_select(0, dr)[:, :Ld] * dmask).cpu(), dist_mask=dmask.cpu())
