@@ -1,4 +1,4 @@
-"""Answer variants run from the variant they begin like (``tueval.evaluation.prefix.share_plan``, the default)
+"""Answer variants run from the variant they begin like (``tueval.evaluation.share.share_plan``, the default)
 against each from its question's prompt alone (``SHARE = False``, the path before), interleaved in one process:
 the checkpoint evaluation and the full evaluation, their cost ratio, the positions run, and every per-example value
 compared (relative difference; generated texts and token counts exactly).
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from tueval.evaluate import eval_sets, evaluate_in_memory, reference
-from tueval.evaluation import prefix
+from tueval.evaluation import prefix, share
 from tueval.evaluation.checkpoint import PLAN, checkpoint_tables, evaluate_checkpoint
 from tueval.evaluation.encoding import encode_answers
 from tueval.evaluation.likelihood import _field_rows
@@ -49,7 +49,7 @@ def positions(tok, sets) -> tuple[int, int]:
             owner.append(own + base)
         base += len(exs)
     lens = np.array([len(t) for t in toks])
-    plan = prefix.share_plan(prefix._padded(toks, lens, 0, np.int64), lens, np.concatenate(owner))
+    plan = share.share_plan(share.padded(toks, lens, 0, np.int64), lens, np.concatenate(owner))
     return int((lens - 1).sum()), int((lens - 1 - plan.reused).sum())
 
 

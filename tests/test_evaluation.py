@@ -266,23 +266,23 @@ def test_share_plan_groups_rows_by_their_first_tokens():
     """Rows of one prompt that begin with the same two tokens share with the lexicographically first of them (or
     the first preferred one), as far as they agree (at most up to the row's last token); other prompts' rows and
     shorter agreements share nothing."""
-    from tueval.evaluation.prefix import _padded, share_plan
+    from tueval.evaluation.share import padded, share_plan
 
     rows = [[5, 6, 7, 2], [5, 6, 8, 9, 2], [5, 6, 7, 2], [5, 9, 2], [5, 6, 7, 3, 2], [5, 6, 7, 2], [2], [5, 6, 2]]
     owner = np.array([0, 0, 0, 0, 0, 1, 0, 0])
     lens = np.array([len(r) for r in rows])
-    plan = share_plan(_padded(rows, lens, 0, np.int64), lens, owner)
+    plan = share_plan(padded(rows, lens, 0, np.int64), lens, owner)
     # prompt 0, sorted: [2] | [5,6,2] < [5,6,7,2] = [5,6,7,2] < [5,6,7,3,2] < [5,6,8,9,2] | [5,9,2]
     assert plan.parent.tolist() == [7, 7, 7, -1, 7, -1, -1, -1]
     assert plan.share.tolist() == [2, 2, 2, 0, 2, 0, 0, 0]
     rows2 = [[5, 6, 7, 8, 2], [5, 6, 7, 8, 9, 2], [5, 6, 7, 8, 2]]
     lens2 = np.array([len(r) for r in rows2])
-    plan2 = share_plan(_padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64))
+    plan2 = share_plan(padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64))
     # a duplicate keeps its last token to run; the longer row shares the root's four tokens
     assert plan2.parent.tolist() == [-1, 0, 0] and plan2.share.tolist() == [0, 4, 4]
     assert plan2.reused.tolist() == [0, 3, 3] and plan2.wave.tolist() == [0, 1, 1]
     # a preferred row (one whose accuracies are read) is its group's root
-    plan3 = share_plan(_padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64),
+    plan3 = share_plan(padded(rows2, lens2, 0, np.int64), lens2, np.zeros(3, dtype=np.int64),
                        prefer=np.array([False, True, False]))
     assert plan3.parent.tolist() == [1, -1, 1] and plan3.share.tolist() == [4, 0, 4]
 
@@ -307,7 +307,7 @@ def test_shared_continuations_equal_unshared_scoring(tiny_model, tiny_tokenizer,
     exactly, MIA log-probs to 1e-5, whatever the block size, tokens per forward and rows asking for accuracies
     or MIA statistics."""
     from tueval.evaluation.likelihood import PERTURBED, SetJob, score_sets
-    from tueval.evaluation.prefix import _padded, share_plan
+    from tueval.evaluation.share import padded, share_plan
 
     exs = _sharing_examples(toy_examples)
     fields = ("answer", "paraphrased_answer", PERTURBED)
@@ -339,7 +339,7 @@ def test_shared_continuations_equal_unshared_scoring(tiny_model, tiny_tokenizer,
         enc += [t for t, _ in encode_answers(tiny_tokenizer, texts, spans)]
         own.append(o)
     lens = np.array([len(t) for t in enc])
-    plan = share_plan(_padded(enc, lens, 0, np.int64), lens, np.concatenate(own))
+    plan = share_plan(padded(enc, lens, 0, np.int64), lens, np.concatenate(own))
     assert (plan.parent >= 0).mean() > 0.5 and lens.min() <= 2 and plan.share.max() >= 3
 
 

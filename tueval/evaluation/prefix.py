@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..forward import eval_mode, model_device
+from .share import SharePlan, ancestors_too, padded, share_plan
 
 LOGITS_BYTES = 8 * 2**20
 """Memory of the logits of one continuation forward (sets the tokens per forward from the vocabulary size)."""
@@ -118,74 +119,6 @@ def prompt_pass(model, prompts: Sequence[Sequence[int]], pad: int):
 
 
 @dataclass
-class SharePlan:
-    """How the continuations of one prompt share their first tokens: row r reuses the first ``share[r]``
-    per-token scores of row ``parent[r]`` (-1: none, a root) and the keys/values of its first ``share[r] - 1``
-    tokens, so it runs only its tokens from ``share[r]`` on. A parent is always a root, so the work runs in two
-    waves: the roots, then every other row."""
-
-    parent: np.ndarray
-    share: np.ndarray
-
-    @property
-    def reused(self) -> np.ndarray:
-        """Keys/values taken from the parent per row (0 for a root)."""
-        return np.maximum(self.share - 1, 0)
-
-    @property
-    def wave(self) -> np.ndarray:
-        return (self.parent >= 0).astype(np.int64)
-
-
-def share_plan(tok: np.ndarray, lens: np.ndarray, owner: np.ndarray, prefer: np.ndarray | None = None,
-               min_share: int = 2) -> SharePlan:
-    """The sharing plan of padded continuation ids ``tok`` [R, L] (row r valid in its first ``lens[r]`` cells) owned
-    by prompts ``owner``: the rows of one prompt that begin with the same ``min_share`` tokens share with one of
-    them, the first ``prefer``-red row of the group if any, else the lexicographically first, as far as they agree
-    with it (one position runs again: the last shared token predicts the row's own next token). Rows whose
-    accuracies or MIA statistics are read are preferred, so that no other row has to compute them to pass on."""
-    R = len(lens)
-    parent, share = np.full(R, -1, dtype=np.int64), np.zeros(R, dtype=np.int64)
-    if R < 2 or tok.shape[1] < min_share:
-        return SharePlan(parent, share)
-    key = np.where(np.arange(tok.shape[1])[None, :] < lens[:, None], tok, -1)  # -1: shorter rows sort first
-    order = np.lexsort(tuple(key[:, j] for j in range(key.shape[1] - 1, -1, -1)) + (owner,))
-    head = np.column_stack([owner, key[:, :min_share]])[order]
-    new = np.ones(R, dtype=bool)
-    new[1:] = (head[1:] != head[:-1]).any(1)
-    group = np.cumsum(new) - 1
-    at = np.flatnonzero(new)[group]  # sorted position of each group's first row
-    if prefer is not None:
-        pos = np.where(np.asarray(prefer, dtype=bool)[order], np.arange(R), R)
-        first_pref = np.full(group[-1] + 1, R)
-        np.minimum.at(first_pref, group, pos)
-        at = np.where(first_pref[group] < R, first_pref[group], at)
-    root = order[at]
-    lcp = np.cumprod(key[root] == key[order], axis=1).sum(1)
-    s = np.minimum(np.minimum(lcp, lens[root]), lens[order] - 1)  # a row keeps at least its last token to run
-    ok = (root != order) & (s >= min_share)
-    parent[order[ok]], share[order[ok]] = root[ok], s[ok]
-    return SharePlan(parent, share)
-
-
-def _ancestors_too(flag: np.ndarray, plan: SharePlan) -> np.ndarray:
-    """``flag`` raised also on the parent of every flagged row (a child copies its parent's per-token values)."""
-    out = flag.copy()
-    out[plan.parent[flag & (plan.parent >= 0)]] = True
-    return out
-
-
-def _padded(arrs: Sequence[Sequence], lens: np.ndarray, fill, dtype) -> np.ndarray:
-    """[R, max len] matrix of per-row sequences (row r holds ``arrs[r]`` in its first ``lens[r]`` cells)."""
-    T = int(lens.max()) if len(lens) else 0
-    valid = np.arange(T)[None, :] < lens[:, None]
-    out = np.full((len(lens), T), fill, dtype=dtype)
-    if len(lens):
-        out[valid] = np.concatenate([np.asarray(a, dtype=dtype)[:n] for a, n in zip(arrs, lens)])
-    return out
-
-
-@dataclass
 class _Work:
     """The per-token values of every row, filled chunk by chunk: NLL, greedy-token hit and Min-K%++ z ([R, L])."""
 
@@ -215,7 +148,7 @@ def score_continuations(model, req: Continuations, pad: int, batch_size: int = 2
     dist = np.zeros(R, dtype=bool) if req.dist is None else np.asarray(req.dist, dtype=bool)
     acc = np.full(R, accuracy, dtype=bool) if req.acc is None else np.asarray(req.acc, dtype=bool) & accuracy
     device = model_device(model)
-    tok = _padded(req.tokens, lens, pad, np.int64)
+    tok = padded(req.tokens, lens, pad, np.int64)
     none = np.zeros(R, dtype=np.int64)
     plan = share_plan(tok, lens, owner, acc | dist) if (SHARE if share is None else share) \
         else SharePlan(none - 1, none)
@@ -226,7 +159,7 @@ def score_continuations(model, req: Continuations, pad: int, batch_size: int = 2
         vocab = int(model.get_output_embeddings().weight.shape[0]) if hasattr(model, "get_output_embeddings") \
             and model.get_output_embeddings() is not None else 32768
         max_tokens = max_tokens or max(256, LOGITS_BYTES // (4 * vocab))
-        need_hit, need_z = _ancestors_too(acc, plan), _ancestors_too(dist, plan)
+        need_hit, need_z = ancestors_too(acc, plan), ancestors_too(dist, plan)
         p_order = np.argsort([len(p) for p in req.prompts], kind="stable")
         with eval_mode(model):
             for b0 in range(0, len(p_order), batch_size):
@@ -385,7 +318,7 @@ def _results(w: _Work, gt: Sequence[np.ndarray] | None, device) -> ContinuationS
     lens = w.lens_np
     valid = torch.arange(T, device=device)[None, :] < w.lens[:, None]
     m = valid.double()
-    g = torch.from_numpy(_padded(gt, lens, False, bool)).to(device).double() * m if gt is not None else None
+    g = torch.from_numpy(padded(gt, lens, False, bool)).to(device).double() * m if gt is not None else None
     n_fact = g.sum(1) if g is not None else torch.zeros(R, dtype=torch.float64, device=device)
     hit = w.hit.double() * m
     acc = hit.sum(1) / m.sum(1).clamp_min(1)
