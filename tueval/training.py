@@ -65,6 +65,7 @@ class Trainer:
     _keys: torch.Tensor | None = None
     group: Any = None  # the run's processes (tueval.distributed): one unless a launcher started several
     train_model: Any = None  # ``model`` as trained: wrapped for data parallel over ``group``, else ``model``
+    ref_store: Any = None  # the reference's per-token values of the forget examples (tueval.ref_tokens)
 
     def __post_init__(self):
         if self.group is None:
@@ -73,6 +74,12 @@ class Trainer:
             self.group = current()
         if self.train_model is None:
             self.train_model = self.model
+        from . import ref_tokens
+
+        what = getattr(self.objective, "ref_tokens", None)
+        if self.ref_store is None and what and self.ref_model is not None and ref_tokens.CACHE:
+            self.ref_store = ref_tokens.RefStore(what, tuple(self.forget.input_ids.shape),
+                                                 self.forget.input_ids.device)
 
     @classmethod
     def build(cls, spec: RunSpec, wd: Workdir, scorer, wspec, objective, forget_split: str) -> "Trainer":
@@ -229,12 +236,13 @@ class Trainer:
             scores = scorer.score(model, fb, ctx)
         wr = apply_weighting(self.wspec, scores, fb.answer_mask, generator=self.gens["weights"],
                              keys=self.fixed_keys(idx, fb.input_ids.shape[1]))
+        ref = self.ref_store(self.ref_model, idx, fb) if self.ref_store is not None else None
         loss = objective(self.train_model, group.shard(fb), group.shard(rb), group.shard(wr.weights),
-                         self.ref_model, forget_out=out)
+                         self.ref_model, forget_out=out, ref_out=None if ref is None else ref.shard(group))
         total, matched = loss.total, {}
         if wr.match is not None:
             method = objective(model, fb, None, wr.method_weights, self.ref_model, forget_out=out,
-                               compute_retain=False)
+                               compute_retain=False, ref_out=ref)
         if wr.match == "grad_norm":
             c = grad_norm_matched_scale(model, method.forget, loss.forget)
             total = objective.gamma * c * loss.forget + objective.alpha * loss.retain
@@ -262,9 +270,12 @@ class Trainer:
     # ---- checkpoints --------------------------------------------------------------------------------------
     def state_dict(self, step: int, log: list[dict]) -> dict:
         """Everything a resumed run needs to continue bit for bit."""
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "rng": {k: g.get_state() for k, g in self.gens.items()}, "scorer": self.scorer.state_dict(),
-                "step": step, "log": log, "torch_rng": torch.get_rng_state()}
+        out = {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+               "rng": {k: g.get_state() for k, g in self.gens.items()}, "scorer": self.scorer.state_dict(),
+               "step": step, "log": log, "torch_rng": torch.get_rng_state()}
+        if self.ref_store is not None:
+            out["ref_tokens"] = self.ref_store.state_dict()
+        return out
 
     def load_state_dict(self, state: dict) -> tuple[int, list[dict]]:
         """Restore ``state_dict()``; returns (steps done, log rows)."""
@@ -273,6 +284,8 @@ class Trainer:
         for k, g in self.gens.items():
             g.set_state(state["rng"][k])
         self.scorer.load_state_dict(state["scorer"])
+        if self.ref_store is not None and "ref_tokens" in state:
+            self.ref_store.load_state_dict(state["ref_tokens"])
         torch.set_rng_state(state["torch_rng"])
         step, log = int(state["step"]), list(state["log"])
         if not 0 <= step <= self.total_steps or len(log) != step:

@@ -129,11 +129,15 @@ class Objective(Configurable):
     recorded only with ``retain_loss='kl'``, where it has an effect).
 
     ``data_parallel``: every batch reduction of the objective is global (``weighted_mean``, ``batch_mean``,
-    ``global_sum``), so the batch may be split over processes (``tueval.distributed``)."""
+    ``global_sum``), so the batch may be split over processes (``tueval.distributed``). ``ref_tokens``: the one
+    per-token value of the reference's forward on the forget batch that the forget term reads (``logp`` or
+    ``gt_logit``, ``tueval.ref_tokens``), which the engine then computes once per run; None: the whole forward,
+    every step."""
 
     name: ClassVar[str] = ""
     data_parallel: ClassVar[bool] = False
     needs_ref: ClassVar[bool] = False
+    ref_tokens: ClassVar[str | None] = None
     needs_hidden: ClassVar[bool] = False
 
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
@@ -204,7 +208,8 @@ class Objective(Configurable):
                  *, forget_out: ForwardOut | None = None, ref_out: ForwardOut | None = None,
                  compute_retain: bool = True) -> LossOutput:
         """Compute the loss. ``forget_out``: a policy forward on the forget batch already done by the caller
-        (reused, no second forward); ``ref_out``: a cached no-grad reference forward on the forget batch;
+        (reused, no second forward); ``ref_out``: a cached no-grad reference forward on the forget batch (or the
+        ``RefTokens`` of the batch, for an objective that declares ``ref_tokens``);
         ``compute_retain=False``: skip the retain term (retain = 0, total = gamma * forget; no retain batch)."""
         w = check_weights(weights, forget_batch)
         if forget_out is None:

@@ -75,6 +75,7 @@ class IdkPO(Objective):
     name = "idkpo"
     data_parallel = True
     needs_ref = True
+    ref_tokens = "logp"
 
     def __init__(self, beta: float = 0.1, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll",
                  normaliser: str = "weight_sum", kl_positions: str = "all"):

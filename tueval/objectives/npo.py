@@ -21,6 +21,7 @@ class NPO(Objective):
     name = "npo"
     data_parallel = True
     needs_ref = True
+    ref_tokens = "logp"
 
     def __init__(self, beta: float = 0.1, form: str = "masked_sum", gamma: float = 1.0, alpha: float = 1.0,
                  retain_loss: str = "nll", normaliser: str = "weight_sum", kl_positions: str = "all"):

@@ -23,6 +23,7 @@ class TPO(Objective):
 
     name = "tpo"
     needs_ref = True
+    ref_tokens = "gt_logit"
 
     def __init__(self, beta: float = 0.2, tpo_batchmean: bool = True, pl_weight: float = 1.0, gamma: float = 1.0,
                  alpha: float = 1.0, retain_loss: str = "none", normaliser: str = "weight_sum",
@@ -41,7 +42,8 @@ class TPO(Objective):
         wsum = weights.sum(-1)
         has_u = wsum > 0
         z = gt_logits(out.logits, batch.input_ids)
-        z_ref = gt_logits(ref_out.logits.detach(), batch.input_ids)
+        z_ref = ref_out.gt_logit if getattr(ref_out, "gt_logit", None) is not None \
+            else gt_logits(ref_out.logits.detach(), batch.input_ids)
         zeta = masked_sum(z, weights) / wsum.clamp_min(1e-12)
         zeta_ref = masked_sum(z_ref, weights) / wsum.clamp_min(1e-12)
         diff = (zeta_ref - zeta)[has_u]
