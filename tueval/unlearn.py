@@ -28,6 +28,7 @@ from .errors import SpecError
 from .evaluate import evaluate_unlearned, lmeval_setup, lmeval_table, reference  # noqa: F401 - lmeval_table re-exported
 from .hashing import spec_hash
 from .loop import LoopState, at_steps, every_n_steps, every_step, run_loop
+from . import shared_training
 from .provenance import provenance
 from .spec import RunSpec
 from .store import RunFolder, RunStoreError, load_scorer_state  # noqa: F401 - load_scorer_state re-exported
@@ -41,7 +42,8 @@ ENGINE_VERSION = 3  # 3: generation up to max_new_tokens (200); 2: retain evalua
 
 @dataclass
 class RunResult:
-    """A finished run: its id (hash), folder, spec and summary metrics."""
+    """A finished run: its id (hash), folder, spec and summary metrics; ``cached``: nothing was computed (its
+    folder was finished, or was filled from a run that cannot differ from it, ``tueval.shared_training``)."""
 
     run_id: str
     path: Path
@@ -108,16 +110,22 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
     if group.agree(folder.is_finished() and not force):
         return _result(folder, spec)
     lmeval_include = lmeval_setup(spec.lmeval_tasks, wd) if spec.lmeval_tasks else None
-    with group.main_only(folder.lock(progress=progress)):
+    record = {**resolved, **({"preset": spec.preset} if spec.preset else {}), "run_id": folder.run_id,
+              "label": spec.label(), "provenance": provenance()}
+    key = None if group.parallel else shared_training.training_key(resolved, scorer)
+    with group.main_only(folder.lock(progress=progress)), shared_training.training_lock(wd.root, key, progress):
         if group.agree(folder.is_finished() and not force):
             return _result(folder, spec)
+        src = None if force else shared_training.source(wd.root, key)
+        if src is not None:  # a run that cannot differ from this one is finished: its results are this run's
+            summary = shared_training.fill_from(folder, src, record, spec.label())
+            return RunResult(folder.run_id, folder.path, spec, summary, cached=True)
         # before training: a broken retain evaluation fails in seconds, not after the run
         ref = reference(wd) if group.is_main else None
         torch.manual_seed(spec.seed)
         trainer = Trainer.build(spec, wd, scorer, wspec, objective, resolved["spec"]["forget_split"])
         if group.is_main:
-            folder.start({**resolved, **({"preset": spec.preset} if spec.preset else {}), "run_id": folder.run_id,
-                          "label": spec.label(), "provenance": provenance()})
+            folder.start(record)
         group.barrier()
         state = LoopState(0, trainer.total_steps, trainer.steps_per_epoch, stop_step=spec.stop_step)
         traj = Trajectory.from_state(_resume(folder, trainer, state))
@@ -155,6 +163,7 @@ def unlearn(spec: RunSpec, wd: Workdir | str | Path = "work", progress: bool = T
         if group.parallel:
             summary["processes"] = group.world
         folder.finish(summary, state.step)
+        shared_training.register(wd.root, key, folder.run_id)
         group.barrier()
     return RunResult(folder.run_id, folder.path, spec, summary)
 

@@ -41,7 +41,9 @@ class Scorer(Configurable):
     Class attributes: ``name``, ``static`` (computed once on the reference model and cached by the engine),
     ``cost`` (extra forward passes per example per call), ``stateful`` (has ``update``), ``needs_hidden``
     (wants ``context.outputs.hidden``), ``needs_ref_model`` / ``needs_retain_model`` (reads
-    ``context.ref_model`` / ``context.retain_model``; a static scorer also gets the reference as ``model``)."""
+    ``context.ref_model`` / ``context.retain_model``; a static scorer also gets the reference as ``model``),
+    ``draws_randomness`` (draws from ``context.generator`` or the global RNG: its run's weights generator is then
+    not the control's alone, so no other run can stand in for its ``random_k`` control, ``tueval.shared_training``)."""
 
     name: ClassVar[str] = ""
     static: bool = False
@@ -50,6 +52,7 @@ class Scorer(Configurable):
     needs_hidden: ClassVar[bool] = False
     needs_ref_model: bool = False  # reads context.ref_model
     needs_retain_model: bool = False  # reads context.retain_model
+    draws_randomness: bool = False
 
     def describe(self) -> dict[str, Any]:
         """Name, settings, static flag and cost, for the run spec."""

@@ -32,6 +32,7 @@ class RandomScorer(Scorer):
 
     name = "random"
     cost = 0.0
+    draws_randomness = True
 
     def __init__(self, redraw: bool = False):
         self.redraw = redraw
@@ -119,6 +120,7 @@ class AntiScorer(Scorer):
     needs_hidden = _from_base("needs_hidden", bool)
     needs_ref_model = _from_base("needs_ref_model", bool)
     needs_retain_model = _from_base("needs_retain_model", bool)
+    draws_randomness = _from_base("draws_randomness", bool)
 
     def update(self, model, batch, context=None, outputs=None) -> bool:
         """Delegates to the base scorer."""
