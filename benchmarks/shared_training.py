@@ -2,10 +2,9 @@
 (``tueval.shared_training``) instead of training, and the cost of a filled run against a trained one.
 
 1. Counts (nothing trained): the grid of the controls analysis at the demo's profile and seeds (the replication
-   pair runs the same grid), its runs grouped by ``training_key``; a key held by n runs trains once. The same
-   holds for the bracketing and refinement runs the matched comparison adds for such runs (their specs differ
-   only in the learning rate, ``eval_steps`` or ``stop_step``), which depend on the trajectories and are not
-   counted here.
+   pair runs the same grid), its runs grouped by ``training_key``; a key held by n runs trains once. A
+   bracketing or refinement run the matched comparison adds shares a key only where its learning rate,
+   ``eval_steps`` and ``stop_step`` equal another's; those depend on the trajectories and are not counted here.
 2. With ``--time``: one such pair trained and filled (``unlearn``, forced, in a copy of the workdir), and the
    filled run's tables checked against the pair's run trained anew.
 
