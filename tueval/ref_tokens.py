@@ -1,9 +1,9 @@
 """The frozen reference model's per-token values on the forget examples, computed once per run.
 
 NPO, IdkPO and TPO read one per-token value of the reference's forward on each forget batch (its log-probs, or
-its raw logit of the ground-truth token). The reference never changes during a run, so a forward per step
-recomputed the same numbers every epoch: the store runs the reference on the rows of a batch it has not seen
-(in the first epoch, every batch, exactly as before) and afterwards slices the stored rows
+its raw logit of the ground-truth token). The reference never changes during a run, so a forward per step would
+compute the same numbers every epoch: the store runs the reference on the rows of a batch it has not seen (in
+the first epoch, every batch, as a forward per step would) and afterwards slices the stored rows
 (``Objective.ref_tokens`` names the value; an objective without it keeps its own forward per step)."""
 from __future__ import annotations
 
