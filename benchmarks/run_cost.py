@@ -7,9 +7,10 @@ A worker (one torch thread) times: process start and imports, model and data loa
 steps of GA and NPO (39 each), each evaluation component on the GA-unlearned model (teacher-forced likelihoods per
 set, MIA, generation, ROUGE, summary) and writing the run folder. FLOPs: matmul FLOPs counted by
 ``torch.utils.flop_counter`` in a separate, untimed pass (``executed``), and the FLOPs of the work itself
-(``useful``: every prompt once, every answer token once, the output layer only where a token is predicted; for
-training the executed FLOPs). Achieved GFLOP/s = useful FLOPs / time; MFU = that / the fp32 matmul peak measured
-in the same worker (best of repeated 1024^3 and 512^3 products). Medians over the repeats."""
+(``useful``: every prompt once, every distinct answer prefix of a prompt once, the output layer only where a
+token is predicted; for training the executed FLOPs, counted on steps of the first epoch and of a later one).
+Achieved GFLOP/s = useful FLOPs / time; MFU = that / the fp32 matmul peak measured in the same worker (best of
+repeated 1024^3 and 512^3 products). Medians over the repeats."""
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ def _params(model) -> tuple[int, int]:
 
 
 def useful_tf_flops(model, tok, examples, fields) -> float:
-    """FLOPs of teacher-forcing ``fields`` of ``examples``: each prompt once, each answer token once (2 * params
-    per token; the output layer at the last prompt position and at answer positions but the last)."""
+    """FLOPs of teacher-forcing ``fields`` of ``examples``: each prompt once, and each distinct answer prefix of a
+    prompt once (answer variants that begin alike need their common first tokens only once; 2 * params per token;
+    the output layer at the last prompt position and at those answer positions)."""
     from tueval.data.collate import answer_variants
     from tueval.data.format import continuation_text, prompt_text
 
@@ -48,8 +50,11 @@ def useful_tf_flops(model, tok, examples, fields) -> float:
     for e in examples:
         keys = [f for f in fields if f != "perturbed"]
         keys += [f"perturbed_answer:{k}" for k in range(len(e.perturbed_answers))] if "perturbed" in fields else []
+        prefixes = set()
         for f in keys:
-            a += len(tok(continuation_text(answer_variants(e, f)[0]), add_special_tokens=False)["input_ids"]) + 1
+            ids = tok(continuation_text(answer_variants(e, f)[0]), add_special_tokens=False)["input_ids"] + [-1]
+            prefixes.update(tuple(ids[:i]) for i in range(1, len(ids) + 1))  # -1: the EOS every variant ends with
+        a += len(prefixes)
     return 2.0 * (body * (p + a) + head * (len(examples) + a))
 
 
@@ -99,8 +104,15 @@ def worker(args) -> None:
         res[f"train {obj} ({n} steps)"] = time.perf_counter() - t
         torch.manual_seed(0)
         fresh = Trainer.build(spec, wd, *resolve(spec, wd).pop("_objects"), "forget10")
-        k = min(n, 5)
-        fl = _base.count_flops(lambda: [fresh(s) for s in range(k)]) * n / k
+        # steps of the first epoch and of a later one are counted apart: later epochs may skip work (the reference
+        # forward of NPO, whose values are stored in the first epoch)
+        k, spe = min(n, 5), fresh.steps_per_epoch
+        fl = _base.count_flops(lambda: [fresh(s) for s in range(k)]) / k * min(n, spe)
+        if n > spe:
+            for s in range(k, spe):
+                fresh(s)
+            k2 = min(k, n - spe)
+            fl += _base.count_flops(lambda: [fresh(s) for s in range(spe, spe + k2)]) / k2 * (n - spe)
         res[f"flops train {obj} ({n} steps)"] = fl
         res[f"useful train {obj} ({n} steps)"] = fl
         if obj == "ga":
