@@ -12,13 +12,13 @@ same numbers (the oracle's and TokenUnlearn's ``random_k`` controls, say). The s
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import Iterator
 
+from .errors import DataError
 from .hashing import spec_hash
-from .io import write_json
+from .io import atomic_path, read_json, write_json
 from .store import CHECKPOINT, DONE, SPEC, SUMMARY, RunFolder
 
 SCORE_FREE_CONTROLS = ("random_k", "random_k_fixed")
@@ -41,8 +41,12 @@ def training_key(resolved: dict, scorer) -> str | None:
     return spec_hash({**rest, "spec": spec, "shared_training": 1}, 16)
 
 
+def _trained(root: Path) -> Path:
+    return Path(root) / "runs" / ".trained"
+
+
 def _index(root: Path, key: str) -> Path:
-    return Path(root) / "runs" / ".trained" / f"{key}.json"
+    return _trained(root) / f"{key}.json"
 
 
 @contextlib.contextmanager
@@ -52,7 +56,7 @@ def training_lock(root: Path, key: str | None, progress: bool = True) -> Iterato
     if key is None:
         yield
         return
-    with RunFolder(Path(root) / "runs" / ".trained" / key).lock(progress=progress):
+    with RunFolder(_trained(root) / key).lock(progress=progress):
         yield
 
 
@@ -60,11 +64,9 @@ def source(root: Path, key: str | None) -> RunFolder | None:
     """The finished run that computed ``key``, if any."""
     if key is None or not _index(root, key).is_file():
         return None
-    import json
-
     try:
-        rid = json.loads(_index(root, key).read_text(encoding="utf-8"))["run_id"]
-    except (OSError, ValueError, KeyError, TypeError):
+        rid = read_json(_index(root, key))["run_id"]
+    except (OSError, DataError, KeyError, TypeError):
         return None  # an unreadable index entry only costs a computation
     src = RunFolder.of(root, rid)
     return src if src.is_finished() else None
@@ -76,13 +78,6 @@ def register(root: Path, key: str | None, run_id: str) -> None:
         write_json(_index(root, key), {"run_id": run_id})
 
 
-def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def fill_from(folder: RunFolder, src: RunFolder, record: dict, label: str) -> dict:
     """Fill the unfinished ``folder`` with the results of ``src`` (every file but its spec, summary, done marker
     and checkpoint), its own ``record`` as ``spec.json``; finish it and return its summary."""
@@ -90,7 +85,8 @@ def fill_from(folder: RunFolder, src: RunFolder, record: dict, label: str) -> di
     for p in sorted(src.path.rglob("*")):
         rel = p.relative_to(src.path)
         if p.is_file() and rel.name not in (SPEC, SUMMARY, DONE, CHECKPOINT) and not rel.name.startswith("."):
-            _copy(p, folder.path / rel)
+            with atomic_path(folder.path / rel) as tmp:
+                shutil.copyfile(p, tmp)
     summary = {**src.summary(), "label": label, "same_training_as": src.run_id}
     folder.finish(summary, int(src.read_json(DONE)["steps"]))
     return summary

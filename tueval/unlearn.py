@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import shared_training
 from .distributed import current as current_group
 from .errors import SpecError
 from .evaluate import evaluate_unlearned, lmeval_setup, lmeval_table, reference  # noqa: F401 - lmeval_table re-exported
 from .hashing import spec_hash
 from .loop import LoopState, at_steps, every_n_steps, every_step, run_loop
-from . import shared_training
 from .provenance import provenance
 from .spec import RunSpec
 from .store import RunFolder, RunStoreError, load_scorer_state  # noqa: F401 - load_scorer_state re-exported
