@@ -66,6 +66,15 @@ class ProcessGroup:
         torch.distributed.broadcast(t, src=0)
         return bool(t.item())
 
+    def close(self) -> None:
+        """Leave the group after a run every rank finished: gloo's worker threads stopped while Python is still
+        whole (left to interpreter exit, they can abort the process after its work is done)."""
+        if self.parallel:
+            self.barrier()
+            self.accelerator.end_training()
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+
     @contextlib.contextmanager
     def main_only(self, cm) -> Iterator[None]:
         """``cm`` entered on rank 0 only (the run's lock: one holder per run, not per rank)."""

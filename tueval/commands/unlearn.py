@@ -192,6 +192,7 @@ def cmd_unlearn(args) -> int:
     spec = spec_from_args(args)
     group = launch(args.launcher)
     res = unlearn(spec, Workdir(args.workdir), progress=not (args.quiet or args.json), force=args.force)
+    group.close()  # on success only: a rank that failed leaves the others to the launcher's timeout
     if not group.is_main:
         return 0
     out = {"run_id": res.run_id, "path": str(res.path), "cached": res.cached, "label": spec.label(),
