@@ -160,6 +160,22 @@ def test_dz_interval_covers_at_its_level():
     assert dz_interval([1.0]) == (pytest.approx(float("nan"), nan_ok=True),) * 2
 
 
+@pytest.mark.parametrize("dz, n", [(-13.0, 7), (-96.2, 2), (57.6, 7), (2.5, 3), (-0.4, 12)])
+def test_dz_interval_is_the_noncentral_t_root_also_far_in_the_tails(dz, n):
+    """Both limits solve P(T <= t; n-1, nc) = 0.975 / 0.025 (where scipy's cdf is NaN further out, a root was
+    once missed and the normal approximation printed instead), and 1e-7 of noise in the data moves them by noise."""
+    import scipy.stats
+
+    x = np.linspace(-1, 1, n)
+    d = dz + (x - x.mean()) / x.std(ddof=1)
+    lo, hi = dz_interval(d)
+    t = dz * np.sqrt(n)
+    for limit, p in ((lo, 0.975), (hi, 0.025)):
+        assert scipy.stats.nct.cdf(t, n - 1, limit * np.sqrt(n)) == pytest.approx(p, abs=1e-7)
+    lo2, hi2 = dz_interval(d * (1 + 1e-7 * np.sin(np.arange(n) + 1)))
+    assert lo2 == pytest.approx(lo, rel=1e-4) and hi2 == pytest.approx(hi, rel=1e-4)
+
+
 def test_worst_rank_counts_a_failed_seed_against_its_arm():
     m = np.array([1.0, 1.2, np.nan, 1.1])
     c = np.array([0.5, 0.6, 0.4, np.inf])

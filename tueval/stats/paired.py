@@ -261,8 +261,7 @@ def bootstrap_t_interval(values, level: float = 0.95, n_resamples: int = 9999, s
 
 
 def dz_interval(diffs, level: float = 0.95) -> tuple[float, float]:
-    """CI of Cohen's d_z from the noncentral t distribution of t = d_z sqrt(n) (exact under normal differences;
-    the normal approximation d_z +- z sqrt(1/n + d_z^2 / (2(n-1))) where scipy's noncentral t cannot be inverted);
+    """CI of Cohen's d_z from the noncentral t distribution of t = d_z sqrt(n) (exact under normal differences);
     NaN for fewer than 2 values, (d_z, d_z) when d_z is infinite or the data are constant."""
     d = np.asarray(diffs, dtype=float)
     n = d.size
@@ -271,27 +270,42 @@ def dz_interval(diffs, level: float = 0.95) -> tuple[float, float]:
     dz = float(effect_size_dz(d))
     if not np.isfinite(dz) or np.ptp(d) == 0:
         return dz, dz
-    t, df, a = dz * np.sqrt(n), n - 1, (1 - level) / 2
+    return nct_interval(dz * np.sqrt(n), n - 1, n, level)
+
+
+def nct_interval(t: float, df: float, n_eff: float, level: float = 0.95) -> tuple[float, float]:
+    """CI of a standardised effect ``t / sqrt(n_eff)`` by inverting the noncentral t with ``df`` degrees of freedom
+    in its noncentrality (the normal approximation t +- z sqrt(1 + t^2 / (2 df)) if no root is bracketed)."""
+    if not np.isfinite(t):
+        return t / np.sqrt(n_eff), t / np.sqrt(n_eff)
+    a = (1 - level) / 2
     z = float(scipy.stats.norm.ppf(1 - a))
     width = np.sqrt(1 + t ** 2 / (2 * df))  # sd of t around its noncentrality, to first order
 
-    def limit(p: float, sign: float) -> float:  # the noncentrality at which P(T <= t) = p
-        f = lambda nc: float(scipy.stats.nct.cdf(t, df, nc)) - p  # noqa: E731
-        guess = t + sign * z * width
-        lo_, hi_ = guess - 3 * width, guess + 3 * width
-        for _ in range(6):  # widen until the root is bracketed
-            flo, fhi = f(lo_), f(hi_)
-            if not (np.isfinite(flo) and np.isfinite(fhi)):
-                break
-            if flo > 0 > fhi:
-                try:
-                    return float(scipy.optimize.brentq(f, lo_, hi_, xtol=1e-10))
-                except ValueError:
-                    break
-            lo_, hi_ = lo_ - 3 * width, hi_ + 3 * width
-        return guess
+    def cdf(nc: float) -> float:
+        # P(T <= t) falls from 1 to 0 as nc grows; far in either tail scipy returns NaN (or noise near 0 and 1),
+        # read as the tail's limit so that the root is bracketed and found wherever it lies
+        v = float(scipy.stats.nct.cdf(t, df, nc))
+        return min(max(v, 0.0), 1.0) if np.isfinite(v) else float(nc < t)
 
-    return limit(1 - a, -1.0) / np.sqrt(n), limit(a, 1.0) / np.sqrt(n)
+    def limit(p: float, sign: float) -> float:  # the noncentrality at which P(T <= t) = p
+        guess = t + sign * z * width
+        lo, hi, step = guess - width, guess + width, width
+        for _ in range(64):  # widen each side until the root is bracketed
+            if cdf(lo) > p:
+                break
+            lo, step = lo - step, step * 2
+        step = width
+        for _ in range(64):
+            if cdf(hi) < p:
+                break
+            hi, step = hi + step, step * 2
+        try:
+            return float(scipy.optimize.brentq(lambda nc: cdf(nc) - p, lo, hi, xtol=1e-10))
+        except ValueError:
+            return guess
+
+    return limit(1 - a, -1.0) / np.sqrt(n_eff), limit(a, 1.0) / np.sqrt(n_eff)
 
 
 def robust_level(n: int, alpha: float = 0.05) -> float:

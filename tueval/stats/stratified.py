@@ -14,12 +14,11 @@ other model pairs rests on it holding in every stratum, which the caller counts.
 from __future__ import annotations
 
 import numpy as np
-import scipy.optimize
 import scipy.stats
 
 from tueval.errors import DataError
-from tueval.stats.paired import (EXACT_MAX_N, Alternative, PairedResult, _check_alternative, robust_level,
-                                 sign_flip_pvalue)
+from tueval.stats.paired import (EXACT_MAX_N, Alternative, PairedResult, _check_alternative, nct_interval,
+                                 robust_level, sign_flip_pvalue)
 
 
 
@@ -113,29 +112,6 @@ def stratified_bootstrap_t_interval(diffs, strata, level: float = 0.95, n_resamp
     return float(est - q_hi * se), float(est - q_lo * se)
 
 
-def _nct_interval(t: float, df: float, n_eff: float, level: float) -> tuple[float, float]:
-    """CI of a standardised effect ``t / sqrt(n_eff)`` by inverting the noncentral t (normal approximation where
-    scipy cannot)."""
-    if not np.isfinite(t):
-        return t / np.sqrt(n_eff), t / np.sqrt(n_eff)
-    a = (1 - level) / 2
-    z = float(scipy.stats.norm.ppf(1 - a))
-    width = np.sqrt(1 + t ** 2 / (2 * df))
-
-    def limit(p: float, sign: float) -> float:
-        f = lambda nc: float(scipy.stats.nct.cdf(t, df, nc)) - p  # noqa: E731
-        guess = t + sign * z * width
-        lo, hi = guess - 4 * width, guess + 4 * width
-        try:
-            if f(lo) > 0 > f(hi):
-                return float(scipy.optimize.brentq(f, lo, hi, xtol=1e-10))
-        except ValueError:
-            pass
-        return guess
-
-    return limit(1 - a, -1.0) / np.sqrt(n_eff), limit(a, 1.0) / np.sqrt(n_eff)
-
-
 def stratified_from_diffs(diffs, strata, alpha: float = 0.05, alternative: Alternative = "greater",
                           n_resamples: int = 9999, seed: int = 0, n_failed: int = 0) -> PairedResult:
     """PairedResult of seed-level differences pooled over ``strata`` (see module doc): estimate = mean of stratum
@@ -157,7 +133,7 @@ def stratified_from_diffs(diffs, strata, alpha: float = 0.05, alternative: Alter
     sd = float(np.sqrt(np.sum((d - m[idx]) ** 2) / (d.size - k)))  # pooled within-stratum SD
     if sd > 0 and se > 0:
         es = est / sd
-        elo, ehi = _nct_interval(est / se, df, (sd / se) ** 2, level)
+        elo, ehi = nct_interval(est / se, df, (sd / se) ** 2, level)
     else:
         es = 0.0 if est == 0 else float(np.sign(est) * np.inf)
         elo = ehi = es
