@@ -288,18 +288,17 @@ def nct_interval(t: float, df: float, n_eff: float, level: float = 0.95) -> tupl
         v = float(scipy.stats.nct.cdf(t, df, nc))
         return min(max(v, 0.0), 1.0) if np.isfinite(v) else float(nc < t)
 
-    def limit(p: float, sign: float) -> float:  # the noncentrality at which P(T <= t) = p
-        guess = t + sign * z * width
-        lo, hi, step = guess - width, guess + width, width
-        for _ in range(64):  # widen each side until the root is bracketed
-            if cdf(lo) > p:
-                break
-            lo, step = lo - step, step * 2
+    def widen(nc: float, sign: float, p: float) -> float:  # step out from nc, doubling, until past p's root
         step = width
         for _ in range(64):
-            if cdf(hi) < p:
+            if (cdf(nc) - p) * sign < 0:
                 break
-            hi, step = hi + step, step * 2
+            nc, step = nc + sign * step, step * 2
+        return nc
+
+    def limit(p: float, sign: float) -> float:  # the noncentrality at which P(T <= t) = p
+        guess = t + sign * z * width
+        lo, hi = widen(guess - width, -1.0, p), widen(guess + width, 1.0, p)
         try:
             return float(scipy.optimize.brentq(lambda nc: cdf(nc) - p, lo, hi, xtol=1e-10))
         except ValueError:
