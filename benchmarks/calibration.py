@@ -10,9 +10,11 @@ Writes <out>/calibration.csv (one row per grid cell) and <out>/calibration.md (t
 """
 from __future__ import annotations
 
+import os
 import time
 
 T_START = time.perf_counter()  # the reported wall time covers imports, the grid and the tables
+LOAD_AT_START = os.getloadavg()[0]  # other jobs on the cores lengthen the wall time
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
@@ -200,8 +202,9 @@ def markdown(df: pd.DataFrame, info: pd.DataFrame, pools: dict[str, np.ndarray],
         "# Calibration of the verdict rule on realistic nulls",
         "",
         f"Command: `{command}`  ",
-        f"Wall time: {wall:.1f} s ({cpu:.0f} s CPU in all processes) on this machine (2 CPU cores, shared with "
-        f"other jobs, `nice -n 19`); {a.sims} simulations per null cell (effect 0), {a.power_sims} per power cell"
+        f"Wall time: {wall:.1f} s ({cpu:.0f} s CPU in all processes) on this machine ({os.cpu_count()} CPU cores, "
+        f"1-minute load average {LOAD_AT_START:.2f} at the start); {a.sims} simulations per null cell (effect 0), "
+        f"{a.power_sims} per power cell"
         + (f", {a.confirm_sims} fresh ones for every null cell above alpha." if a.confirm_sims > 0 else "."),
         "",
         "## Rule under test",
