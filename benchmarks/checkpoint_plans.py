@@ -25,12 +25,10 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _base  # noqa: E402
-from trajectory_eval import _matched  # noqa: E402
+from trajectory_eval import SPECS, _matched, snapshot_points  # noqa: E402
 
 from tueval.evaluate import eval_sets, evaluate_in_memory, reference  # noqa: E402
 from tueval.evaluation.checkpoint import PLAN, CheckpointPlan, evaluate_checkpoint  # noqa: E402
-from tueval.spec import RunSpec  # noqa: E402
-from tueval.unlearn import snapshot_model, unlearn  # noqa: E402
 from tueval.workdir import Workdir  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "checkpoint_plans.md"
@@ -59,21 +57,16 @@ def main() -> None:
     wd = Workdir(a.workdir)
     steps = tuple(int(s) for s in a.steps.split(","))
     ref, sets = reference(wd), eval_sets(wd)
-    model, tok = wd.load_model("target")
-    evaluate_checkpoint(model, tok, sets, ref.forget)  # warm-up
-    zero = _point(model.eval(), tok, wd, ref, sets)
-    specs = {"ga lr 1.5e-4": RunSpec(objective="ga", lr=1.5e-4), "ga lr 5e-5": RunSpec(objective="ga", lr=5e-5),
-             "npo lr 1e-3": RunSpec(objective="npo", lr=1e-3), "npo lr 3.3e-4": RunSpec(objective="npo", lr=3.3e-4)}
-    runs = {}
-    for name, spec in specs.items():
-        res = unlearn(RunSpec(**{**spec.to_dict(), "snapshot_steps": steps, "generate": False}), wd, progress=False)
-        runs[name] = [zero] + [_point(snapshot_model(wd, res, s), tok, wd, ref, sets) for s in steps]
+    warm, tok = wd.load_model("target")
+    evaluate_checkpoint(warm, tok, sets, ref.forget)  # warm-up
+    runs = snapshot_points(wd, steps, lambda m, tok: _point(m, tok, wd, ref, sets))
+    zero = next(iter(runs.values()))[0]
     pts = [p for r in runs.values() for p in r[1:]] + [zero]
     full_s = np.array([p["full_s"] for p in pts])
     lines = ["# Cheaper checkpoint evaluations against the full evaluation\n",
              f"Command: `python benchmarks/checkpoint_plans.py --workdir {a.workdir} --steps {a.steps}` (workdir "
              f"forget split {wd.forget_split}: {len(sets['forget'])} forget and {len(sets['retain'])} retain "
-             f"examples; one torch thread; runs {', '.join(specs)}, seed 0; {len(pts)} distinct checkpoints incl. "
+             f"examples; one torch thread; runs {', '.join(SPECS)}, seed 0; {len(pts)} distinct checkpoints incl. "
              f"the target model; load average {_base.load_average()}).\n",
              "| plan | cost / full (total) | rho forget quality | rho forget prob | rho utility | matched sign "
              "agreement fq | rho fq estimates | matched sign agreement fp | rho fp estimates |",

@@ -40,6 +40,22 @@ def _point(model, tok, wd, ref, sets) -> dict:
     return {"full": full, "cp": cp, "full_s": t1 - t0, "cp_s": t2 - t1}
 
 
+SPECS = {"ga lr 1.5e-4": RunSpec(objective="ga", lr=1.5e-4), "ga lr 5e-5": RunSpec(objective="ga", lr=5e-5),
+         "npo lr 1e-3": RunSpec(objective="npo", lr=1e-3), "npo lr 3.3e-4": RunSpec(objective="npo", lr=3.3e-4)}
+
+
+def snapshot_points(wd: Workdir, steps: tuple[int, ...], point) -> dict[str, list[dict]]:
+    """Per run of ``SPECS`` (seed 0, snapshots at ``steps``, trained once per workdir): ``point(model, tokenizer)``
+    of the target model, then of each snapshot."""
+    model, tok = wd.load_model("target")
+    zero = point(model.eval(), tok)
+    out = {}
+    for name, spec in SPECS.items():
+        res = unlearn(RunSpec(**{**spec.to_dict(), "snapshot_steps": steps, "generate": False}), wd, progress=False)
+        out[name] = [zero] + [point(snapshot_model(wd, res, s), tok) for s in steps]
+    return out
+
+
 def _matched(curve: list[dict], level: float, src: str, forget_key: str, util_key: str) -> float:
     """Utility of a trajectory interpolated at forget level ``level`` (clamped to its ends)."""
     x = np.array([c[src][forget_key] for c in curve])
@@ -57,19 +73,13 @@ def main() -> None:
     wd = Workdir(args.workdir)
     steps = tuple(int(s) for s in args.steps.split(","))
     ref, sets = reference(wd), eval_sets(wd)
-    model, tok = wd.load_model("target")
-    zero = _point(model.eval(), tok, wd, ref, sets)
-    runs = {}
-    specs = {"ga lr 1.5e-4": RunSpec(objective="ga", lr=1.5e-4), "ga lr 5e-5": RunSpec(objective="ga", lr=5e-5),
-             "npo lr 1e-3": RunSpec(objective="npo", lr=1e-3), "npo lr 3.3e-4": RunSpec(objective="npo", lr=3.3e-4)}
-    for name, spec in specs.items():
-        res = unlearn(RunSpec(**{**spec.to_dict(), "snapshot_steps": steps, "generate": False}), wd, progress=False)
-        runs[name] = [zero] + [_point(snapshot_model(wd, res, s), tok, wd, ref, sets) for s in steps]
+    runs = snapshot_points(wd, steps, lambda m, tok: _point(m, tok, wd, ref, sets))
+    zero = next(iter(runs.values()))[0]
     pts = [p for r in runs.values() for p in r[1:]] + [zero]
     lines = ["# Checkpoint evaluation vs full evaluation\n",
              f"Command: `python benchmarks/trajectory_eval.py --workdir {args.workdir} --steps "
              f"{args.steps}` (workdir forget split {wd.forget_split}: {len(sets['forget'])} forget examples; "
-             f"plan {PLAN.to_dict()}; one torch thread; runs {', '.join(specs)}, seed 0; "
+             f"plan {PLAN.to_dict()}; one torch thread; runs {', '.join(SPECS)}, seed 0; "
              f"{len(pts)} distinct checkpoints incl. the target model).\n",
              "## Rank agreement over all checkpoints\n", "| checkpoint metric | full-evaluation metric | Spearman rho |",
              "|---|---|---:|"]
