@@ -14,22 +14,19 @@ against the full evaluation's forget quality, forget probability and model utili
 rho of the matched-forgetting estimates of every ordered pair of runs against the full evaluation's."""
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _base  # noqa: E402
-from trajectory_eval import SPECS, _matched, snapshot_points  # noqa: E402
+from trajectory_eval import SPECS, _matched, setup, snapshot_points  # noqa: E402
 
-from tueval.evaluate import eval_sets, evaluate_in_memory, reference  # noqa: E402
+from tueval.evaluate import evaluate_in_memory  # noqa: E402
 from tueval.evaluation.checkpoint import PLAN, CheckpointPlan, evaluate_checkpoint  # noqa: E402
-from tueval.workdir import Workdir  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "checkpoint_plans.md"
 PLANS = {"in use (all forget, 50 retain)": PLAN, "25 retain": CheckpointPlan(retain_n=25),
@@ -49,14 +46,7 @@ def _point(model, tok, wd, ref, sets) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--steps", default="13,26,39")
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    wd = Workdir(a.workdir)
-    steps = tuple(int(s) for s in a.steps.split(","))
-    ref, sets = reference(wd), eval_sets(wd)
+    a, wd, steps, ref, sets = setup(__doc__.splitlines()[0])
     warm, tok = wd.load_model("target")
     evaluate_checkpoint(warm, tok, sets, ref.forget)  # warm-up
     runs = snapshot_points(wd, steps, lambda m, tok: _point(m, tok, wd, ref, sets))

@@ -64,15 +64,19 @@ def _matched(curve: list[dict], level: float, src: str, forget_key: str, util_ke
     return float(np.interp(level, x[order], y[order]))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def setup(description: str):
+    """Parse ``--workdir`` and ``--steps``, one torch thread: (args, workdir, steps, reference, evaluation sets)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--steps", default="13,26,39")
     args = ap.parse_args()
     torch.set_num_threads(1)
     wd = Workdir(args.workdir)
-    steps = tuple(int(s) for s in args.steps.split(","))
-    ref, sets = reference(wd), eval_sets(wd)
+    return args, wd, tuple(int(s) for s in args.steps.split(",")), reference(wd), eval_sets(wd)
+
+
+def main() -> None:
+    args, wd, steps, ref, sets = setup(__doc__.splitlines()[0])
     runs = snapshot_points(wd, steps, lambda m, tok: _point(m, tok, wd, ref, sets))
     zero = next(iter(runs.values()))[0]
     pts = [p for r in runs.values() for p in r[1:]] + [zero]
