@@ -16,6 +16,16 @@ BASE_REV = "f579162"
 """The last commit before the evaluation speed-up (the "old" code of the before/after benchmarks)."""
 
 
+def committed_csv(rev: str, rel: str):
+    """The CSV at path ``rel`` (from the repository root) as committed at ``rev``, or None where it is not there."""
+    import io
+
+    import pandas as pd
+
+    shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{rel}"], capture_output=True, text=True)
+    return None if shown.returncode else pd.read_csv(io.StringIO(shown.stdout))
+
+
 def base_code(rev: str = BASE_REV) -> Path:
     """A temporary folder holding ``tueval/`` and ``tueval_analyses/`` of revision ``rev`` (git archive; the
     repository is not touched): the installed entry points name ``tueval_analyses``, which must be the revision's

@@ -4,14 +4,15 @@ machine): per verdict table, the decisions that differ, matched on the compariso
 Usage: python benchmarks/compare_verdicts.py [REV] [-v]   (REV: default HEAD; -v lists every changed row)"""
 from __future__ import annotations
 
-import io
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
+
+ROOT = _base.ROOT
 DECISIONS = ("decision", "holds_on_every_pair")
 KEYS = ("pair", "objective", "method", "ground_truth", "scorer", "metric", "control", "operator", "k", "family")
 
@@ -29,11 +30,10 @@ def main() -> None:
     rev = next((a for a in sys.argv[1:] if not a.startswith("-")), "HEAD")
     for path in sorted((ROOT / "reports").glob("*/*verdicts*.csv")):
         rel = path.relative_to(ROOT).as_posix()
-        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{rel}"], capture_output=True, text=True)
-        if shown.returncode:
+        old, new = _base.committed_csv(rev, rel), pd.read_csv(path)
+        if old is None:
             print(f"{rel}: not in {rev}")
             continue
-        old, new = pd.read_csv(io.StringIO(shown.stdout)), pd.read_csv(path)
         for d, rows in changed(old, new).items():
             print(f"{rel} [{d}]: {len(rows)} of {len(new)} changed")
             if len(rows) and "-v" in sys.argv:

@@ -10,14 +10,14 @@ benchmarks/same_demo.md, same_reports.md). Reads each commit's ``replication/ver
 ``replication/pooled_verdicts.csv`` and ``foundation/models.csv`` with ``git show``; nothing is computed again."""
 from __future__ import annotations
 
-import io
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _base  # noqa: E402
+
 OUT = Path(__file__).with_name("verdict_stability.md")
 REVS = ("06913e9", "3f1a236", "af59bc7")
 KEY = ["objective", "method", "metric", "control"]
@@ -26,26 +26,25 @@ LETTER = {"better": "B", "worse": "W", "not better": ".", "equivalent": "E"}
 
 def _read(rev: str, rel: str) -> pd.DataFrame:
     """A committed CSV of ``reports/`` at ``rev``."""
-    out = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:reports/{rel}"], capture_output=True, text=True,
-                         check=True).stdout
-    return pd.read_csv(io.StringIO(out))
+    t = _base.committed_csv(rev, f"reports/{rel}")
+    if t is None:
+        raise SystemExit(f"reports/{rel} is not in {rev}")
+    return t
 
 
 def per_pair(revs: tuple[str, ...]) -> pd.DataFrame:
     """One row per comparison: its decision and estimate on every (rev, pair), and the counts over them."""
-    cols = []
+    dec, est = {}, {}
     for rev in revs:
-        t = _read(rev, "replication/verdicts_by_pair.csv")
-        for pair, g in t.groupby("pair"):
+        for pair, g in _read(rev, "replication/verdicts_by_pair.csv").groupby("pair"):
             g = g.set_index(KEY)
-            cols.append((g["decision"].map(LETTER) + " " + g["estimate"].map(lambda x: f"{x:+.3f}"))
-                        .rename(f"{rev} pair {pair}"))
-    wide = pd.concat(cols, axis=1)
-    letters = wide.apply(lambda c: c.str[0])
-    signs = wide.apply(lambda c: c.str[2] == "+")
-    wide["better"] = (letters == "B").sum(axis=1).astype(str) + f"/{len(cols)}"
-    wide["worse"] = (letters == "W").sum(axis=1).astype(str) + f"/{len(cols)}"
-    wide["estimate > 0"] = signs.sum(axis=1).astype(str) + f"/{len(cols)}"
+            dec[f"{rev} pair {pair}"], est[f"{rev} pair {pair}"] = g["decision"], g["estimate"]
+    dec, est = pd.DataFrame(dec), pd.DataFrame(est)
+    wide = dec.apply(lambda c: c.map(LETTER)) + " " + est.apply(lambda c: c.map(lambda x: f"{x:+.3f}"))
+    k = f"/{len(dec.columns)}"
+    wide["better"] = (dec == "better").sum(axis=1).astype(str) + k
+    wide["worse"] = (dec == "worse").sum(axis=1).astype(str) + k
+    wide["estimate > 0"] = (est > 0).sum(axis=1).astype(str) + k
     return wide.reset_index()
 
 
